@@ -1,0 +1,41 @@
+# Two commands do everything: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+export DEBUG ?= 1
+SIM_PORT ?= 8765
+DEMO_DEVICES ?= 10000
+DEMO_SEED ?= 7
+
+.PHONY: demo test lint migrate run worker bench-optimizer bench-sync bench-session clean
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+migrate: $(VENV)/.installed
+	$(PY) manage.py migrate --no-input -v0
+
+demo: migrate
+	$(PY) manage.py seed_demo --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
+	$(PY) manage.py demo_summary
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+
+run: migrate
+	$(PY) manage.py runserver 127.0.0.1:8000
+
+worker: migrate
+	$(PY) manage.py qcluster
+
+bench-optimizer: $(VENV)/.installed
+	$(PY) bench/optimizer.py
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""carrieropt: SIM rate-plan optimizer — project package and base app."""

@@ -1,0 +1,26 @@
+"""System checks: settings mistakes are reported by `manage.py check`, not at request time."""
+from django.conf import settings
+from django.core.checks import Error, register
+from django.core.checks import Warning as CheckWarning
+from django.core.exceptions import ImproperlyConfigured
+
+
+@register()
+def settings_check(app_configs, **kwargs):
+    problems = []
+    try:
+        secret_key = settings.SECRET_KEY
+    except ImproperlyConfigured:  # Django refuses to hand out an empty key
+        secret_key = ""
+    if not settings.DEBUG and not secret_key:
+        problems.append(Error("SECRET_KEY is empty while DEBUG is off.", hint="Set SECRET_KEY in the environment.", id="carrieropt.E001"))
+    q = settings.Q_CLUSTER
+    if q["timeout"] >= q["retry"]:
+        problems.append(Error(f"Q_CLUSTER timeout ({q['timeout']}) must be below retry ({q['retry']}).", id="carrieropt.E002"))
+    if not q.get("max_attempts"):
+        problems.append(Error("Q_CLUSTER max_attempts must be finite (>= 1).", id="carrieropt.E003"))
+    if settings.AMOP_WEBHOOK_URL and not settings.AMOP_WEBHOOK_SECRET:
+        problems.append(Error("AMOP_WEBHOOK_URL is set but AMOP_WEBHOOK_SECRET is empty: webhooks would be unsigned.", id="carrieropt.E004"))
+    if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and q["workers"] > 1 and not settings.DEBUG and not settings.Q_CLUSTER.get("redis"):
+        problems.append(CheckWarning("SQLite with several workers serialises writes; use PostgreSQL (DATABASE_URL) for production.", id="carrieropt.W001"))
+    return problems

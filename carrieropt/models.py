@@ -1,0 +1,16 @@
+"""Tenants: the companies whose SIM fleets carrieropt optimizes."""
+from django.conf import settings
+from django.db import models
+
+
+class Tenant(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    slug = models.SlugField(max_length=100, unique=True)
+    users = models.ManyToManyField(settings.AUTH_USER_MODEL, related_name="tenants", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,179 @@
+"""The one settings file: every value that differs between machines comes from the environment."""
+from pathlib import Path
+
+from carrieropt.env import database_from_url, envbool, envint, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(envstr("CARRIEROPT_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+DEBUG = envbool("DEBUG", False)
+# Without DEBUG a real key must come from the environment; the check in
+# carrieropt.checks reports it as an error instead of crashing at import.
+SECRET_KEY = envstr("SECRET_KEY") or ("insecure-dev-key-only-for-debug" if DEBUG else "")
+ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
+CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "django_q",
+    "carrieropt",
+    "rateplans",
+    "devices",
+    "optimizer",
+    "sessions.apps.OptSessionsConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "carrieropt.urls"
+WSGI_APPLICATION = "carrieropt.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASE_URL = envstr("DATABASE_URL", f"sqlite:///{VAR_DIR / 'carrieropt.sqlite3'}")
+DATABASES = {"default": database_from_url(DATABASE_URL)}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # Workers and the web process share one file: WAL lets readers run during a
+    # write, IMMEDIATE avoids the upgrade deadlock of deferred transactions.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 30,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
+REPORTS_DIR = MEDIA_ROOT / "reports"
+
+# Security: strict by default outside DEBUG so `check --deploy` is clean in production.
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SESSION_COOKIE_SECURE = envbool("SESSION_COOKIE_SECURE", not DEBUG)
+CSRF_COOKIE_SECURE = envbool("CSRF_COOKIE_SECURE", not DEBUG)
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_PROXY", False) else None
+
+EMAIL_BACKEND = envstr("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = envstr("EMAIL_HOST", "localhost")
+EMAIL_PORT = envint("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
+DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "carrieropt <noreply@localhost>")
+OPS_EMAILS = [e for e in envstr("OPS_EMAILS", "").split(",") if e]
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 100,
+    "COERCE_DECIMAL_TO_STRING": True,
+    "EXCEPTION_HANDLER": "carrieropt.errors.api_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "carrieropt API",
+    "DESCRIPTION": "SIM rate-plan optimization for AMOP 2.0 and operators.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# Background jobs. ORM broker by default (works on SQLite, one machine); Redis
+# when REDIS_URL is set. timeout < retry so a slow task is killed before the
+# broker redelivers it; a redelivered task is harmless anyway (claims are CAS).
+Q_TIMEOUT = envint("Q_TIMEOUT", 600, minimum=10)
+Q_CLUSTER = {
+    "name": "carrieropt",
+    "workers": envint("Q_WORKERS", 2, minimum=1),
+    "recycle": 200,
+    "timeout": Q_TIMEOUT,
+    "retry": Q_TIMEOUT + 120,
+    "max_attempts": envint("Q_MAX_ATTEMPTS", 3, minimum=1),
+    "ack_failures": True,
+    "catch_up": False,
+    "save_limit": 1000,
+    "queue_limit": 50,
+    "poll": 0.2,
+    "compress": False,
+    "sync": envbool("Q_SYNC", False),
+    "label": "Background tasks",
+}
+REDIS_URL = envstr("REDIS_URL")
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+
+# Optimization
+OPTIMIZATION_WINDOW_DAYS = envint("OPTIMIZATION_WINDOW_DAYS", 8, minimum=1)
+LEGACY_MAX_PLANS = envint("LEGACY_MAX_PLANS", 15, minimum=1)
+CERTIFIED_MAX_PLANS = envint("CERTIFIED_MAX_PLANS", 200, minimum=1)
+LEGACY_MAX_SEQUENCES = envint("LEGACY_MAX_SEQUENCES", 1000, minimum=1)
+SESSION_DEADLINE_MINUTES = envint("SESSION_DEADLINE_MINUTES", 180, minimum=1)
+WORK_LEASE_SECONDS = envint("WORK_LEASE_SECONDS", Q_TIMEOUT + 60, minimum=10)
+
+# AMOP 2.0 webhooks
+AMOP_WEBHOOK_URL = envstr("AMOP_WEBHOOK_URL")
+AMOP_WEBHOOK_SECRET = envstr("AMOP_WEBHOOK_SECRET")
+AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
+
+# Carrier simulator used by the demo
+SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "django_q": {"level": envstr("Q_LOG_LEVEL", "WARNING")}},
+}

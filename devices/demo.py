@@ -1,0 +1,127 @@
+"""The demo tenant: one Jasper account on the carrier simulator with a realistic fleet."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from carrieropt.models import Tenant
+from devices import demo_fleet as fleet_spec
+from devices.models import Device, DeviceUsage
+from devices.usage import BYTES_PER_MB, projected_mb
+from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
+from rateplans.services import billing_period_current
+
+DEMO_TENANT = "Acme IoT (demo)"
+DEMO_PROVIDER = "Acme Jasper (simulated)"
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    tenant: Tenant
+    provider: ServiceProvider
+    rate_plans: int
+    communication_plans: int
+    devices: int
+    usages: int
+
+
+def demo_catalogue_upsert(*, provider: ServiceProvider) -> dict[str, RatePlan]:
+    plans = {}
+    for spec in fleet_spec.CATALOGUE:
+        plans[spec.code], _ = RatePlan.objects.update_or_create(
+            provider=provider, code=spec.code,
+            defaults={
+                "name": spec.code.replace("-", " "),
+                "monthly_cost": Decimal(str(spec.monthly_cost)),
+                "included_mb": Decimal(str(spec.included_mb)),
+                "overage_rate": Decimal(str(spec.overage_rate)),
+                "overage_block_mb": Decimal(str(spec.overage_block_mb)),
+                "pooled": spec.pooled,
+                "active": True,
+            },
+        )
+    for spec in fleet_spec.COMMUNICATION_PLANS:
+        comm, _ = CommunicationPlan.objects.get_or_create(provider=provider, name=spec.name)
+        comm.rate_plans.set([plans[code] for code in spec.rate_plans])
+    return plans
+
+
+@transaction.atomic
+def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> SeedResult:
+    """Create or refresh the demo tenant; running it twice with the same arguments changes nothing."""
+    now = now or timezone.now()
+    tenant, _ = Tenant.objects.get_or_create(slug="acme-iot", defaults={"name": DEMO_TENANT})
+    provider, _ = ServiceProvider.objects.update_or_create(
+        tenant=tenant, name=DEMO_PROVIDER,
+        defaults={
+            "integration": Integration.JASPER,
+            "portal_type": PortalType.M2M,
+            "api_base_url": settings.SIMULATOR_URL,
+            "username": fleet_spec.DEMO_USERNAME,
+            "api_key": fleet_spec.DEMO_API_KEY,
+            "billing_timezone": fleet_spec.DEMO_TIMEZONE,
+            "billing_cycle_end_day": fleet_spec.DEMO_CYCLE_END_DAY,
+            "report_recipients": "fleet-ops@acme.example",
+        },
+    )
+    plans = demo_catalogue_upsert(provider=provider)
+    comms = {c.name: c for c in CommunicationPlan.objects.filter(provider=provider)}
+    fleet = fleet_spec.generate_fleet(devices, seed)
+
+    plan_rows = [plans[code] for code in fleet_spec.PLAN_CODES]
+    comm_rows = [comms[c.name] for c in fleet_spec.COMMUNICATION_PLANS]
+    second = dt.timedelta(seconds=1)
+    rows = [
+        Device(
+            provider=provider, iccid=str(fleet.iccid[i]), status=fleet_spec.STATUSES[fleet.status[i]],
+            rate_plan=plan_rows[fleet.rate_plan[i]], rate_plan_code=plan_rows[fleet.rate_plan[i]].code,
+            communication_plan=comm_rows[fleet.comm_plan[i]], communication_plan_name=comm_rows[fleet.comm_plan[i]].name,
+            date_activated=now - int(fleet.date_activated[i]) * second,
+            date_added=now - int(fleet.date_activated[i]) * second,
+            date_updated=now - int(fleet.date_updated[i]) * second,
+            synced_at=now,
+        )
+        for i in range(len(fleet))
+    ]
+    Device.objects.bulk_create(
+        rows, batch_size=2000, update_conflicts=True, unique_fields=["provider", "iccid"],
+        update_fields=["status", "rate_plan", "rate_plan_code", "communication_plan", "communication_plan_name",
+                       "date_activated", "date_added", "date_updated", "synced_at", "missing_since"],
+    )
+    ids = dict(Device.objects.filter(provider=provider).values_list("iccid", "id"))
+    # A smaller fleet than last time: the SIMs beyond it are no longer part of the demo.
+    wanted = set(fleet.iccid.tolist())
+    stale = [pk for iccid, pk in ids.items() if iccid not in wanted]
+    for chunk in range(0, len(stale), 5000):
+        Device.objects.filter(pk__in=stale[chunk:chunk + 5000]).delete()
+
+    period = billing_period_current(provider=provider, at=now)
+    start, end = period.starts_at(), period.ends_at()
+    fraction = min(1.0, max(1e-6, (now - start) / (end - start)))
+    ctd_bytes = np.floor(fleet.cycle_usage_mb * fraction * BYTES_PER_MB).astype(np.int64)
+    usages = []
+    for i in range(len(fleet)):
+        usage_mb = round(int(ctd_bytes[i]) / BYTES_PER_MB, 3)
+        status = fleet_spec.STATUSES[fleet.status[i]]
+        usages.append(DeviceUsage(
+            device_id=ids[str(fleet.iccid[i])], billing_period=period, ctd_bytes=int(ctd_bytes[i]),
+            usage_mb=Decimal(f"{usage_mb:.3f}"), usage_date=now,
+            projected_mb=Decimal(f"{projected_mb(usage_mb, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
+        ))
+    DeviceUsage.objects.bulk_create(
+        usages, batch_size=2000, update_conflicts=True, unique_fields=["device", "billing_period"],
+        update_fields=["ctd_bytes", "usage_mb", "projected_mb", "usage_date"],
+    )
+    return SeedResult(
+        tenant=tenant, provider=provider,
+        rate_plans=RatePlan.objects.filter(provider=provider).count(),
+        communication_plans=CommunicationPlan.objects.filter(provider=provider).count(),
+        devices=Device.objects.filter(provider=provider).count(),
+        usages=DeviceUsage.objects.filter(billing_period=period).count(),
+    )

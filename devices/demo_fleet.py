@@ -1,0 +1,122 @@
+"""A deterministic, realistic M2M fleet for the demo, the carrier simulator and tests (no Django)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEMO_USERNAME = "demo-api-user"
+DEMO_API_KEY = "demo-simulator-key"  # The simulator's own credential; not a secret of any real carrier.
+DEMO_CYCLE_END_DAY = 31  # 31 means the last day of the month.
+DEMO_TIMEZONE = "America/Chicago"
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    code: str
+    monthly_cost: float
+    included_mb: float
+    overage_rate: float
+    overage_block_mb: float
+    pooled: bool
+
+
+# Monthly cost rises sublinearly with the allowance and the overage price per MB
+# falls with plan size: the shape of real M2M catalogues, where the wrong plan
+# costs either idle allowance or expensive overage.
+CATALOGUE: tuple[PlanSpec, ...] = (
+    PlanSpec("M2M-1MB-POOL", 0.90, 1, 0.75, 1, True),
+    PlanSpec("M2M-5MB", 1.50, 5, 0.50, 1, False),
+    PlanSpec("M2M-10MB-POOL", 2.00, 10, 0.40, 1, True),
+    PlanSpec("M2M-25MB", 3.00, 25, 0.25, 1, False),
+    PlanSpec("M2M-50MB-POOL", 4.50, 50, 0.15, 1, True),
+    PlanSpec("M2M-100MB", 6.00, 100, 0.10, 1, False),
+    PlanSpec("M2M-250MB-POOL", 9.00, 250, 0.06, 1, True),
+    PlanSpec("M2M-500MB", 13.00, 500, 0.04, 1, False),
+    PlanSpec("M2M-1GB-POOL", 18.00, 1024, 0.025, 1, True),
+    PlanSpec("M2M-2GB", 25.00, 2048, 0.02, 1, False),
+    PlanSpec("M2M-5GB-POOL", 40.00, 5120, 0.015, 1, True),
+    PlanSpec("M2M-10GB", 60.00, 10240, 0.012, 1, False),
+)
+PLAN_CODES = tuple(p.code for p in CATALOGUE)
+
+
+@dataclass(frozen=True)
+class CommPlanSpec:
+    name: str
+    rate_plans: tuple[str, ...]
+    share: float  # of the fleet
+    median_mb: float  # lognormal usage per full cycle
+    sigma: float
+
+
+COMMUNICATION_PLANS: tuple[CommPlanSpec, ...] = (
+    CommPlanSpec("CP-Telemetry-Low", PLAN_CODES[0:6], 0.50, 2.0, 1.2),
+    CommPlanSpec("CP-Fleet-Standard", PLAN_CODES[0:9], 0.35, 40.0, 1.3),
+    CommPlanSpec("CP-Video-High", PLAN_CODES[5:12], 0.15, 800.0, 1.0),
+)
+
+STATUSES = ("ACTIVATED", "DEACTIVATED", "INVENTORY")
+STATUS_SHARE = (0.92, 0.05, 0.03)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Column arrays, one row per SIM, in ICCID order."""
+
+    iccid: np.ndarray  # str
+    status: np.ndarray  # index into STATUSES
+    comm_plan: np.ndarray  # index into COMMUNICATION_PLANS
+    rate_plan: np.ndarray  # index into CATALOGUE
+    cycle_usage_mb: np.ndarray  # usage over a full cycle
+    date_activated: np.ndarray  # seconds before the reference time
+    date_updated: np.ndarray  # seconds before the reference time
+
+    def __len__(self):
+        return len(self.iccid)
+
+
+def iccid_for(seed: int, index: np.ndarray) -> np.ndarray:
+    """19-digit ICCIDs: industry 89, country 01, issuer 26, a seed-derived block, a serial."""
+    serial = np.char.zfill(index.astype(str), 11)
+    return np.char.add(f"890126{seed % 100:02d}", serial)
+
+
+def generate_fleet(n: int, seed: int) -> Fleet:
+    rng = np.random.default_rng(seed)
+    shares = np.array([c.share for c in COMMUNICATION_PLANS])
+    comm = rng.choice(len(COMMUNICATION_PLANS), size=n, p=shares / shares.sum())
+    medians = np.array([c.median_mb for c in COMMUNICATION_PLANS])[comm]
+    sigmas = np.array([c.sigma for c in COMMUNICATION_PLANS])[comm]
+    usage = medians * np.exp(sigmas * rng.standard_normal(n))
+    # A share of SIMs is nearly idle: installed but rarely reporting.
+    idle = rng.random(n) < 0.08
+    usage[idle] = rng.random(idle.sum()) * 0.05
+    status = rng.choice(len(STATUSES), size=n, p=STATUS_SHARE)
+    usage[status != 0] *= 0.02
+    usage = np.round(usage, 3)
+
+    # Current plans are what a cautious buyer picked: usually comfortably
+    # oversized, sometimes too small, always allowed by the communication plan.
+    included = np.array([p.included_mb for p in CATALOGUE])
+    rate_plan = np.empty(n, dtype=np.int64)
+    headroom = usage * rng.choice([0.5, 1.5, 3.0, 6.0], size=n, p=[0.15, 0.25, 0.35, 0.25])
+    for ci, spec in enumerate(COMMUNICATION_PLANS):
+        mask = comm == ci
+        allowed = np.array([PLAN_CODES.index(code) for code in spec.rate_plans])
+        allowed_inc = included[allowed]
+        pos = np.searchsorted(allowed_inc, headroom[mask], side="left")
+        rate_plan[mask] = allowed[np.minimum(pos, len(allowed) - 1)]
+
+    day = 86_400
+    date_activated = rng.integers(40 * day, 730 * day, size=n)
+    date_updated = rng.integers(0, 40 * day, size=n)
+    return Fleet(
+        iccid=iccid_for(seed, np.arange(n)),
+        status=status,
+        comm_plan=comm,
+        rate_plan=rate_plan,
+        cycle_usage_mb=usage,
+        date_activated=date_activated,
+        date_updated=date_updated,
+    )

@@ -1,0 +1,136 @@
+"""The SIMs: devices as the carrier reports them, their usage, the staging table and sync runs."""
+from __future__ import annotations
+
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+iccid_validator = RegexValidator(r"^\d{19,20}$", "An ICCID is 19 or 20 digits.")
+
+
+class DeviceStatus(models.TextChoices):
+    ACTIVATED = "ACTIVATED", "Activated"
+    ACTIVATION_READY = "ACTIVATION_READY", "Activation ready"
+    DEACTIVATED = "DEACTIVATED", "Deactivated"
+    INVENTORY = "INVENTORY", "Inventory"
+    RETIRED = "RETIRED", "Retired"
+    TEST_READY = "TEST_READY", "Test ready"
+    PURGED = "PURGED", "Purged"
+    REPLACED = "REPLACED", "Replaced"
+
+
+class Device(models.Model):
+    """One SIM of a carrier account, as of the last merge from staging."""
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="devices")
+    iccid = models.CharField("ICCID", max_length=20, validators=[iccid_validator])
+    status = models.CharField(max_length=20, choices=DeviceStatus.choices, default=DeviceStatus.ACTIVATED)
+    rate_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
+    communication_plan = models.ForeignKey("rateplans.CommunicationPlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
+    # The carrier's own names, kept even when no catalogue row matches them.
+    rate_plan_code = models.CharField(max_length=120, blank=True)
+    communication_plan_name = models.CharField(max_length=200, blank=True)
+    msisdn = models.CharField("MSISDN", max_length=20, blank=True)
+    sim_notes = models.TextField(blank=True)
+    date_activated = models.DateTimeField(null=True, blank=True)
+    date_added = models.DateTimeField(null=True, blank=True)
+    date_updated = models.DateTimeField(null=True, blank=True, help_text="dateUpdated from the carrier")
+    missing_since = models.DateTimeField(null=True, blank=True, help_text="Set when a full sync no longer reports the SIM.")
+    synced_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["provider", "iccid"]
+        constraints = [models.UniqueConstraint(fields=["provider", "iccid"], name="device_unique_iccid_per_provider")]
+        indexes = [models.Index(fields=["provider", "communication_plan"], name="device_provider_commplan")]
+
+    def __str__(self):
+        return self.iccid
+
+
+class DeviceUsage(models.Model):
+    """Cycle-to-date usage of one SIM in one billing period and its projection to the full cycle."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="usages")
+    billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.CASCADE, related_name="usages")
+    ctd_bytes = models.BigIntegerField(default=0)
+    usage_mb = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    projected_mb = models.DecimalField(max_digits=16, decimal_places=3, default=0)
+    usage_date = models.DateTimeField(null=True, blank=True, help_text="When the carrier measured the cycle-to-date usage.")
+    synced_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "billing_period"], name="usage_unique_device_period"),
+            models.CheckConstraint(condition=Q(ctd_bytes__gte=0), name="usage_bytes_nonnegative"),
+            models.CheckConstraint(condition=Q(usage_mb__gte=0), name="usage_mb_nonnegative"),
+            models.CheckConstraint(condition=Q(projected_mb__gte=0), name="usage_projected_nonnegative"),
+        ]
+
+    def __str__(self):
+        return f"{self.device_id} in {self.billing_period_id}: {self.projected_mb} MB"
+
+
+class SyncKind(models.TextChoices):
+    FULL = "full", "Full"
+    INCREMENTAL = "incremental", "Incremental"
+    USAGE = "usage", "Usage"
+
+
+class SyncStatus(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+
+class SyncRun(models.Model):
+    """One device or usage sync of one carrier account, with what it saw and rejected."""
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="sync_runs")
+    kind = models.CharField(max_length=20, choices=SyncKind.choices)
+    status = models.CharField(max_length=20, choices=SyncStatus.choices, default=SyncStatus.RUNNING)
+    modified_since = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    pages = models.PositiveIntegerField(default=0)
+    devices_seen = models.PositiveIntegerField(default=0)
+    inserted = models.PositiveIntegerField(default=0)
+    updated = models.PositiveIntegerField(default=0)
+    missing = models.PositiveIntegerField(default=0)
+    rejected = models.PositiveIntegerField(default=0)
+    retries = models.PositiveIntegerField(default=0)
+    duration_seconds = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    rejects = models.JSONField(default=list, blank=True, help_text="[{iccid, page, reason}] for rows not merged")
+
+    class Meta:
+        ordering = ["-started_at"]
+        indexes = [
+            models.Index(fields=["provider", "kind", "-started_at"], name="syncrun_latest",
+                         condition=Q(status="succeeded")),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} sync #{self.pk} ({self.status})"
+
+
+class DeviceStaging(models.Model):
+    """Rows of the sync in progress; merged into Device in one transaction at the end."""
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="+")
+    sync_run = models.ForeignKey(SyncRun, on_delete=models.CASCADE, related_name="staged")
+    iccid = models.CharField("ICCID", max_length=20)
+    status = models.CharField(max_length=20)
+    rate_plan_code = models.CharField(max_length=120)
+    communication_plan_name = models.CharField(max_length=200)
+    msisdn = models.CharField(max_length=20, blank=True)
+    date_activated = models.DateTimeField(null=True, blank=True)
+    date_added = models.DateTimeField(null=True, blank=True)
+    date_updated = models.DateTimeField(null=True, blank=True)
+    page = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        verbose_name_plural = "device staging"
+        constraints = [models.UniqueConstraint(fields=["provider", "iccid"], name="staging_unique_iccid_per_provider")]
+
+    def __str__(self):
+        return self.iccid

@@ -1,0 +1,37 @@
+from django.contrib import admin
+
+from optimizer.models import CommGroup, DeviceAssignment, OptimizationQueue, OptimizationResult
+
+
+@admin.register(CommGroup)
+class CommGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "instance", "status", "device_count", "current_cost", "optimized_cost", "lower_bound", "winning_method"]
+    list_filter = ["status", "winning_method"]
+    search_fields = ["name"]
+    raw_id_fields = ["instance"]
+    filter_horizontal = ["communication_plans", "rate_plans"]
+
+
+@admin.register(OptimizationQueue)
+class OptimizationQueueAdmin(admin.ModelAdmin):
+    list_display = ["id", "instance", "comm_group", "method", "status", "attempts", "lease_expires_at", "finished_at"]
+    list_filter = ["status", "method"]
+    raw_id_fields = ["instance", "comm_group"]
+
+
+@admin.register(OptimizationResult)
+class OptimizationResultAdmin(admin.ModelAdmin):
+    list_display = ["id", "comm_group", "method", "cost", "lower_bound", "strategy", "created_at"]
+    list_filter = ["method"]
+    raw_id_fields = ["queue", "comm_group"]
+    exclude = ["assignment"]
+
+
+@admin.register(DeviceAssignment)
+class DeviceAssignmentAdmin(admin.ModelAdmin):
+    list_display = ["iccid", "instance", "comm_group", "usage_mb", "current_plan", "recommended_plan", "current_cost", "recommended_cost", "changed"]
+    list_filter = ["changed", "comm_group__status"]
+    search_fields = ["=iccid", "iccid__startswith"]
+    raw_id_fields = ["instance", "comm_group", "device", "current_plan", "recommended_plan"]
+    list_select_related = ["current_plan", "recommended_plan", "comm_group"]
+    show_full_result_count = False

@@ -1,0 +1,118 @@
+"""The answer: communication groups, work items, their results, and per-SIM assignments."""
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 16, "decimal_places": 4}
+
+
+class GroupStatus(models.TextChoices):
+    READY = "ready", "Ready"
+    OPTIMIZED = "optimized", "Optimized"
+    KEPT_BASELINE = "kept_baseline", "Kept baseline (0 or 1 SIM)"
+    SKIPPED_PLAN_LIMIT = "skipped_plan_limit", "Skipped: too many rate plans"
+    SKIPPED_NO_PLANS = "skipped_no_plans", "Skipped: no rate plans"
+    INVALID = "invalid", "Invalid catalogue"
+
+
+class CommGroup(models.Model):
+    """Communication plans allowing the same set of rate plans: one pool scope."""
+
+    # By name, not import: sessions sits above optimizer and is never imported here.
+    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="comm_groups")
+    name = models.CharField(max_length=100)
+    plan_key = models.CharField(max_length=2000, help_text="Sorted ids of the allowed rate plans (compared as a set).")
+    communication_plans = models.ManyToManyField("rateplans.CommunicationPlan", related_name="+")
+    rate_plans = models.ManyToManyField("rateplans.RatePlan", related_name="+")
+    status = models.CharField(max_length=30, choices=GroupStatus.choices, default=GroupStatus.READY)
+    device_count = models.PositiveIntegerField(default=0)
+    current_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    baseline_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    optimized_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
+    winning_method = models.CharField(max_length=20, blank=True)
+    winning_strategy = models.CharField(max_length=500, blank=True)
+    note = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["instance", "name"]
+        constraints = [models.UniqueConstraint(fields=["instance", "plan_key"], name="commgroup_unique_plans_per_instance")]
+
+    def __str__(self):
+        return self.name
+
+
+class QueueStatus(models.TextChoices):
+    NOT_STARTED = "NotStarted", "Not started"
+    RUNNING = "RunningPermutations", "Running"
+    SUCCESS = "CompleteWithSuccess", "Complete with success"
+    ERRORS = "CompleteWithErrors", "Complete with errors"
+
+
+QUEUE_ENDED = (QueueStatus.SUCCESS, QueueStatus.ERRORS)
+
+
+class OptimizationQueue(models.Model):
+    """A work item: one method over one group (legacy: a batch of rate pool sequences)."""
+
+    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="queues")
+    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="queues")
+    method = models.CharField(max_length=20)
+    sequences = models.JSONField(default=list, blank=True, help_text="Legacy: rate pool sequences (plan ids) of this batch.")
+    status = models.CharField(max_length=30, choices=QueueStatus.choices, default=QueueStatus.NOT_STARTED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["lease_expires_at"], condition=Q(status="RunningPermutations"), name="queue_running_lease"),
+        ]
+
+    def __str__(self):
+        return f"Work item {self.pk} ({self.method}, {self.status})"
+
+
+class OptimizationResult(models.Model):
+    """The best assignment one work item found for its group; non-winners are deleted at finalize."""
+
+    queue = models.OneToOneField(OptimizationQueue, on_delete=models.CASCADE, related_name="result")
+    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="results")
+    method = models.CharField(max_length=20)
+    cost = models.DecimalField(**MONEY)
+    lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
+    strategy = models.CharField(max_length=500, blank=True)
+    # Plan index per SIM of the group (int32 little-endian), in the group's device order.
+    assignment = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"Result of work item {self.queue_id}: {self.cost}"
+
+
+class DeviceAssignment(models.Model):
+    """A SIM's current and recommended rate plan, priced by the cost model."""
+
+    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="assignments")
+    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments")
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
+    iccid = models.CharField("ICCID", max_length=20)
+    usage_mb = models.DecimalField(max_digits=16, decimal_places=3)
+    current_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    recommended_plan = models.ForeignKey("rateplans.RatePlan", on_delete=models.PROTECT, related_name="+")
+    current_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    recommended_cost = models.DecimalField(**MONEY)
+    changed = models.BooleanField()
+
+    class Meta:
+        ordering = ["instance", "iccid"]
+        constraints = [models.UniqueConstraint(fields=["instance", "device"], name="assignment_unique_device_per_instance")]
+        indexes = [models.Index(fields=["instance", "changed"], name="assignment_changed")]
+
+    def __str__(self):
+        return f"{self.iccid}: {self.current_plan_id} -> {self.recommended_plan_id}"

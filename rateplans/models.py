@@ -1,0 +1,181 @@
+"""The carrier's catalogue: carrier accounts, billing periods, rate plans, communication plans."""
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from decimal import Decimal
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+from django.db.models import Q
+
+MONEY = {"max_digits": 12, "decimal_places": 4}
+MEGABYTES = {"max_digits": 16, "decimal_places": 3}
+
+
+def validate_timezone(value: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValidationError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
+
+
+class Integration(models.TextChoices):
+    JASPER = "Jasper", "Jasper"
+    POD19 = "POD19", "POD19"
+    TMOBILE_JASPER = "TMobileJasper", "T-Mobile Jasper"
+    ROGERS = "Rogers", "Rogers"
+    TELEGENCE = "Telegence", "Telegence"
+    THINGSPACE = "ThingSpace", "ThingSpace"
+
+
+JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
+
+
+class PortalType(models.TextChoices):
+    M2M = "M2M", "M2M"
+    MOBILITY = "Mobility", "Mobility"
+
+
+class ServiceProvider(models.Model):
+    """One carrier account of a tenant (legacy: service provider)."""
+
+    tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
+    name = models.CharField(max_length=200)
+    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
+    portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
+    api_base_url = models.URLField(max_length=300, help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
+    username = models.CharField(max_length=200)
+    # Write-only: never rendered by admin or API, never logged.
+    api_key = models.CharField(max_length=300)
+    billing_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    billing_cycle_end_day = models.PositiveSmallIntegerField(
+        default=31, validators=[MinValueValidator(1), MaxValueValidator(31)],
+        help_text="Day of month the billing cycle ends (31 = last day of the month).",
+    )
+    optimization_start_hour = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
+    auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
+    active = models.BooleanField(default=True)
+    report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
+    rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
+    max_concurrency = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_pages = models.PositiveIntegerField(default=100_000, validators=[MinValueValidator(1)])
+    last_device_sync_at = models.DateTimeField(null=True, blank=True)
+    last_usage_sync_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="provider_unique_name_per_tenant"),
+            models.CheckConstraint(condition=Q(billing_cycle_end_day__gte=1, billing_cycle_end_day__lte=31), name="provider_cycle_end_day_1_31"),
+            models.CheckConstraint(condition=Q(optimization_start_hour__lte=23), name="provider_start_hour_0_23"),
+            models.CheckConstraint(condition=Q(rate_limit_per_second__gt=0), name="provider_rate_limit_positive"),
+        ]
+
+    def __str__(self):
+        return f"{self.name} ({self.integration})"
+
+    @property
+    def is_jasper_family(self) -> bool:
+        return self.integration in JASPER_FAMILY
+
+    @property
+    def tz(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.billing_timezone)
+
+    @property
+    def recipients(self) -> list[str]:
+        return [e.strip() for e in self.report_recipients.split(",") if e.strip()]
+
+
+class BillingPeriod(models.Model):
+    """A billing cycle of one account, dates inclusive, in the account's billing time zone."""
+
+    provider = models.ForeignKey(ServiceProvider, on_delete=models.CASCADE, related_name="billing_periods")
+    start_date = models.DateField()
+    end_date = models.DateField()
+
+    class Meta:
+        ordering = ["provider", "-end_date"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "end_date"], name="billing_period_unique_end"),
+            models.CheckConstraint(condition=Q(end_date__gte=models.F("start_date")), name="billing_period_end_after_start"),
+        ]
+
+    def __str__(self):
+        return f"{self.start_date} – {self.end_date}"
+
+    @property
+    def days_in_cycle(self) -> int:
+        return (self.end_date - self.start_date).days + 1
+
+    def starts_at(self) -> dt.datetime:
+        return dt.datetime.combine(self.start_date, dt.time.min, tzinfo=self.provider.tz)
+
+    def ends_at(self) -> dt.datetime:
+        """The instant the period is over (midnight after the end date, local time)."""
+        return dt.datetime.combine(self.end_date + dt.timedelta(days=1), dt.time.min, tzinfo=self.provider.tz)
+
+    def days_remaining(self, now: dt.datetime) -> int:
+        local = now.astimezone(self.provider.tz).date()
+        return max(0, min(self.days_in_cycle, (self.end_date - local).days + 1))
+
+
+class PlanType(models.TextChoices):
+    DATA = "data", "Data"
+    VOICE_DATA = "voice_data", "Voice and data"
+    SMS = "sms", "SMS"
+
+
+class RatePlan(models.Model):
+    provider = models.ForeignKey(ServiceProvider, on_delete=models.CASCADE, related_name="rate_plans")
+    code = models.CharField(max_length=120, help_text="The rate plan name as the carrier reports it (ratePlan).")
+    name = models.CharField(max_length=200, blank=True)
+    monthly_cost = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal(0))])
+    included_mb = models.DecimalField(**MEGABYTES, validators=[MinValueValidator(Decimal(0))])
+    overage_rate = models.DecimalField(**MONEY, validators=[MinValueValidator(Decimal(0))], help_text="Price of one overage block.")
+    overage_block_mb = models.DecimalField(**MEGABYTES, default=Decimal("1"), validators=[MinValueValidator(Decimal(0))], help_text="Data per overage charge, MB.")
+    fee_per_sim = models.DecimalField(**MONEY, default=Decimal(0), validators=[MinValueValidator(Decimal(0))])
+    pooled = models.BooleanField(default=False)
+    plan_type = models.CharField(max_length=20, choices=PlanType.choices, default=PlanType.DATA)
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["provider", "included_mb", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["provider", "code"], name="rate_plan_unique_code"),
+            models.CheckConstraint(condition=Q(monthly_cost__gte=0), name="rate_plan_monthly_cost_nonnegative"),
+            models.CheckConstraint(condition=Q(included_mb__gte=0), name="rate_plan_included_mb_nonnegative"),
+            models.CheckConstraint(condition=Q(overage_rate__gte=0), name="rate_plan_overage_rate_nonnegative"),
+            models.CheckConstraint(condition=Q(overage_block_mb__gte=0), name="rate_plan_overage_block_nonnegative"),
+            models.CheckConstraint(condition=Q(fee_per_sim__gte=0), name="rate_plan_fee_nonnegative"),
+        ]
+
+    def __str__(self):
+        return self.code
+
+    @property
+    def catalogue_problems(self) -> list[str]:
+        """Why the optimizer cannot price this plan (legacy rule: block and rate must be > 0)."""
+        problems = []
+        if self.overage_block_mb <= 0:
+            problems.append("overage_block_mb must be > 0")
+        if self.overage_rate <= 0:
+            problems.append("overage_rate must be > 0")
+        return problems
+
+
+class CommunicationPlan(models.Model):
+    provider = models.ForeignKey(ServiceProvider, on_delete=models.CASCADE, related_name="communication_plans")
+    name = models.CharField(max_length=200)
+    rate_plans = models.ManyToManyField(RatePlan, related_name="communication_plans", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["provider", "name"]
+        constraints = [models.UniqueConstraint(fields=["provider", "name"], name="communication_plan_unique_name")]
+
+    def __str__(self):
+        return self.name

@@ -1,0 +1,8 @@
+from django.apps import AppConfig
+
+
+class OptSessionsConfig(AppConfig):
+    name = "sessions"
+    # "sessions" is django.contrib.sessions' label; ours must never clash with it.
+    label = "optsessions"
+    verbose_name = "Optimization sessions"

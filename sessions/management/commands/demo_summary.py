@@ -1,0 +1,43 @@
+"""Print what the demo created and where to look; gives the demo operator a login."""
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from carrieropt.models import Tenant
+from devices.demo import DEMO_PROVIDER
+from devices.models import Device, DeviceUsage
+from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
+from sessions.models import OptimizationSession
+
+
+class Command(BaseCommand):
+    help = "Summarise the demo data and print how to open the admin."
+
+    def handle(self, *args, **options):
+        provider = ServiceProvider.objects.select_related("tenant").filter(name=DEMO_PROVIDER).first()
+        if provider is None:
+            self.stderr.write("No demo data: run `manage.py seed_demo` first.")
+            return
+        # A fresh random password each run: nothing secret is stored in the repository.
+        password = secrets.token_urlsafe(12)
+        user, _ = get_user_model().objects.get_or_create(username="demo", defaults={"email": "demo@localhost"})
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        provider.tenant.users.add(user)
+
+        w = self.stdout.write
+        w("")
+        w(self.style.MIGRATE_HEADING("carrieropt demo"))
+        w(f"  tenants            {Tenant.objects.count()}")
+        w(f"  carrier accounts   {ServiceProvider.objects.count()}  (demo: #{provider.pk} {provider.name}, {provider.integration}, {provider.api_base_url})")
+        w(f"  rate plans         {RatePlan.objects.filter(provider=provider).count()}")
+        w(f"  communication plans {CommunicationPlan.objects.filter(provider=provider).count()}")
+        w(f"  SIMs               {Device.objects.filter(provider=provider).count():,}")
+        w(f"  usage rows         {DeviceUsage.objects.filter(device__provider=provider).count():,}")
+        w(f"  sessions           {OptimizationSession.objects.filter(provider=provider).count()}")
+        w("")
+        w("Open the admin:")
+        w("  make run                      # serves http://127.0.0.1:8000")
+        w("  http://127.0.0.1:8000/admin/  user: demo  password: " + password)

@@ -1,0 +1,157 @@
+"""Runs: optimization sessions, their instances, and the progress outbox for AMOP 2.0."""
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+
+class SessionStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.RUNNING)
+
+
+class Stage(models.TextChoices):
+    START = "start", "Start"
+    SYNC = "sync", "Device and usage sync"
+    GROUPING = "grouping", "Grouping and validation"
+    QUEUEING = "queueing", "Rate pools and work items"
+    OPTIMIZING = "optimizing", "Optimizing"
+    FINALIZING = "finalizing", "Finalizing"
+    COMPLETE = "complete", "Complete"
+
+
+class Trigger(models.TextChoices):
+    MANUAL = "manual", "Manual (command line)"
+    SCHEDULED = "scheduled", "Scheduled"
+    API = "api", "REST API"
+    ADMIN = "admin", "Admin"
+
+
+class Method(models.TextChoices):
+    CERTIFIED = "certified", "Certified (optimal with lower bound)"
+    LEGACY = "legacy", "Legacy strategies"
+
+
+class InstanceStatus(models.TextChoices):
+    """The legacy system's statuses, kept because AMOP and operators know them."""
+
+    NOT_STARTED = "NotStarted", "Not started"
+    COMM_GROUP_SETUP = "CommGroupSetup", "Communication group setup"
+    RUNNING_PERMUTATIONS = "RunningPermutations", "Running permutations"
+    CLEANING_UP = "CleaningUp", "Cleaning up"
+    COMPLETE_WITH_SUCCESS = "CompleteWithSuccess", "Complete with success"
+    COMPLETE_WITH_ERRORS = "CompleteWithErrors", "Complete with errors"
+
+
+class OptimizationSession(models.Model):
+    guid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="sessions")
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="sessions")
+    billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="sessions")
+    status = models.CharField(max_length=20, choices=SessionStatus.choices, default=SessionStatus.PENDING)
+    stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.START)
+    progress = models.PositiveSmallIntegerField(default=0)
+    trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
+    method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED)
+    sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    stage_timings = models.JSONField(default=dict, blank=True, help_text="{stage: {started, finished, seconds}}")
+    device_count = models.PositiveIntegerField(default=0)
+    current_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    baseline_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    optimized_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    lower_bound = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    report_path = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # The rule "one running optimization per account" lives in the database,
+            # so concurrent starts cannot both win.
+            models.UniqueConstraint(fields=["provider"], condition=Q(status__in=["pending", "running"]),
+                                    name="one_active_session_per_provider"),
+            models.CheckConstraint(condition=Q(progress__lte=100), name="session_progress_0_100"),
+        ]
+
+    def __str__(self):
+        return f"Session {self.pk} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    @property
+    def savings(self):
+        if self.current_cost is None or self.optimized_cost is None:
+            return None
+        return self.current_cost - self.optimized_cost
+
+    @property
+    def gap(self):
+        """Optimized cost above the proven lower bound, as a fraction of the bound."""
+        if self.optimized_cost is None or not self.lower_bound:
+            return None
+        return (self.optimized_cost - self.lower_bound) / self.lower_bound
+
+
+class OptimizationInstance(models.Model):
+    """The unit of work inside a session (legacy: instance), carrying the legacy status."""
+
+    session = models.ForeignKey(OptimizationSession, on_delete=models.CASCADE, related_name="instances")
+    status = models.CharField(max_length=30, choices=InstanceStatus.choices, default=InstanceStatus.NOT_STARTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self):
+        return f"Instance {self.pk} of session {self.session_id}"
+
+
+class EventKind(models.TextChoices):
+    PROGRESS = "Progress", "Progress"
+    ERROR = "ErrorMessage", "Error message"
+    SYNC = "SyncNotification", "Daily sync notification"
+
+
+class ProgressEvent(models.Model):
+    """Outbox row: written in the transaction of the change it reports, delivered to AMOP later."""
+
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    session = models.ForeignKey(OptimizationSession, null=True, blank=True, on_delete=models.CASCADE, related_name="events")
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="events")
+    sequence = models.PositiveIntegerField(help_text="Order of events within a session (or a provider, for sync notices).")
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    device_count = models.PositiveIntegerField(default=0)
+    payload = models.JSONField(help_text="The AMOP body as it is sent.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "sequence"], name="event_unique_sequence_per_session"),
+        ]
+        indexes = [
+            # Serves exactly the sender's query: what is still to deliver.
+            models.Index(fields=["id"], condition=Q(delivered_at__isnull=True), name="event_undelivered"),
+        ]
+
+    def __str__(self):
+        return f"{self.kind} {self.progress if self.progress is not None else ''} ({self.event_id})"
