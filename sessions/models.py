@@ -5,6 +5,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class SessionStatus(models.TextChoices):
@@ -62,7 +63,7 @@ class OptimizationSession(models.Model):
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED)
     sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)

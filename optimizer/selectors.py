@@ -1,0 +1,101 @@
+"""Reads for the optimizer: a group's SIMs and catalogue as engine arrays."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from django.db.models import FloatField
+from django.db.models.functions import Cast
+
+from devices.models import Device, DeviceStatus, DeviceUsage
+from optimizer.engine import Billing, Catalogue, Problem
+from optimizer.models import CommGroup
+from rateplans.models import BillingPeriod, RatePlan
+
+# Only SIMs the carrier bills a rate plan for take part; the rest would inflate both sides.
+BILLABLE_STATUSES = (DeviceStatus.ACTIVATED,)
+
+
+@dataclass(frozen=True)
+class GroupData:
+    """A group's SIMs (ordered by device id) and the plans they may use or currently have."""
+
+    problem: Problem
+    device_ids: np.ndarray  # int64, ascending
+    plans: list[RatePlan]  # index -> plan; allowed ones first, then current-only plans
+    comm_plan_ids: list[int]
+
+    @property
+    def plan_ids(self) -> np.ndarray:
+        return np.array([p.pk for p in self.plans], dtype=np.int64)
+
+
+def group_devices(*, group: CommGroup):
+    return Device.objects.filter(
+        provider_id=group.instance.session.provider_id,
+        communication_plan__in=group.communication_plans.all(),
+        status__in=BILLABLE_STATUSES, missing_since__isnull=True,
+    )
+
+
+def catalogue_from_plans(plans: list[RatePlan]) -> Catalogue:
+    return Catalogue(
+        plan_ids=tuple(p.code for p in plans),
+        monthly_cost=np.array([float(p.monthly_cost) for p in plans]),
+        included_mb=np.array([float(p.included_mb) for p in plans]),
+        overage_rate=np.array([float(p.overage_rate) for p in plans]),
+        overage_block_mb=np.array([float(p.overage_block_mb) for p in plans]),
+        fee_per_sim=np.array([float(p.fee_per_sim) for p in plans]),
+        pooled=np.array([p.pooled for p in plans], dtype=bool),
+    )
+
+
+def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "both") -> GroupData:
+    allowed_plans = list(group.rate_plans.order_by("pk"))
+    comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
+    rows = np.array(
+        list(group_devices(group=group).order_by("pk").values_list("pk", "rate_plan_id", "communication_plan_id")),
+        dtype=object,
+    ).reshape(-1, 3)
+    device_ids = rows[:, 0].astype(np.int64)
+    current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
+    comm_ids = rows[:, 2].astype(np.int64)
+
+    # Current plans outside the group's allowed set are still priced (so "current
+    # cost" is real) but never recommended.
+    allowed_pk = {p.pk for p in allowed_plans}
+    extra_pk = sorted({int(c) for c in np.unique(current_ids) if c >= 0 and int(c) not in allowed_pk})
+    plans = allowed_plans + list(RatePlan.objects.filter(pk__in=extra_pk).order_by("pk"))
+    index_of = {p.pk: i for i, p in enumerate(plans)}
+    current = np.array([index_of.get(int(c), -1) for c in current_ids], dtype=np.int32) if len(current_ids) else np.zeros(0, np.int32)
+
+    usage = np.zeros(len(device_ids))
+    if len(device_ids):
+        pairs = np.array(
+            list(DeviceUsage.objects.filter(billing_period=period, device__in=group_devices(group=group))
+                 .annotate(mb=Cast("projected_mb", FloatField())).values_list("device_id", "mb")),
+            dtype=np.float64,
+        ).reshape(-1, 2)
+        if len(pairs):
+            order = np.argsort(pairs[:, 0], kind="stable")
+            ids, mbs = pairs[order, 0].astype(np.int64), pairs[order, 1]
+            pos = np.searchsorted(ids, device_ids)
+            pos_clipped = np.minimum(pos, len(ids) - 1)
+            found = ids[pos_clipped] == device_ids
+            usage[found] = mbs[pos_clipped[found]]
+
+    comm_index = {pk: i for i, pk in enumerate(comm_plan_ids)}
+    allowed = np.zeros((1, len(plans)), dtype=bool)
+    allowed[0, : len(allowed_plans)] = True
+    problem = Problem(
+        catalogue=catalogue_from_plans(plans),
+        usage_mb=usage,
+        group=np.zeros(len(device_ids), dtype=np.int32),
+        allowed=allowed,
+        billing=Billing(),
+        charge_type=charge_type,
+        group_names=(group.name,),
+        current_plan=current,
+        comm_plan=np.array([comm_index[int(c)] for c in comm_ids], dtype=np.int32),
+    )
+    return GroupData(problem=problem, device_ids=device_ids, plans=plans, comm_plan_ids=comm_plan_ids)

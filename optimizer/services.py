@@ -1,0 +1,293 @@
+"""Writes for the optimizer: groups, catalogue validation, work items, results and the winners."""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+
+import numpy as np
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from carrieropt.errors import ApplicationError
+from carrieropt.money import to_money
+from devices.models import Device
+from optimizer import engine
+from optimizer.models import (
+    QUEUE_ENDED,
+    CommGroup,
+    DeviceAssignment,
+    GroupStatus,
+    OptimizationQueue,
+    OptimizationResult,
+    QueueStatus,
+)
+from optimizer.selectors import BILLABLE_STATUSES, GroupData, catalogue_from_plans, group_data, group_devices
+from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
+
+log = logging.getLogger(__name__)
+
+INVALID_CATALOGUE = "One or more Rate Plans have invalid Data per Overage Charge or Overage Rate"
+NO_GROUPS = "No Comm Groups and/or Rate Plans for this Instance"
+
+
+class CatalogueInvalid(ApplicationError):
+    code = "invalid_catalogue"
+
+
+class NothingToOptimize(ApplicationError):
+    code = "nothing_to_optimize"
+
+
+@dataclass(frozen=True)
+class GroupingOutcome:
+    groups: list[CommGroup]
+    skipped_plan_limit: list[CommGroup]
+    skipped_no_plans: list[CommunicationPlan]
+
+
+def comm_groups_build(*, instance, provider: ServiceProvider, method: str) -> GroupingOutcome:
+    """Group communication plans by the SET of rate plans they allow and validate the catalogue.
+
+    Idempotent: a second run for the same instance finds the groups it made.
+    """
+    by_key: dict[str, list[CommunicationPlan]] = {}
+    plans_of: dict[str, list] = {}
+    empty = []
+    for comm in CommunicationPlan.objects.filter(provider=provider).prefetch_related("rate_plans").order_by("name"):
+        plans = sorted((p for p in comm.rate_plans.all() if p.active), key=lambda p: p.pk)
+        if not plans:
+            empty.append(comm)
+            continue
+        key = ",".join(str(p.pk) for p in plans)
+        by_key.setdefault(key, []).append(comm)
+        plans_of[key] = plans
+    if not by_key:
+        raise NothingToOptimize(NO_GROUPS)
+
+    bad = sorted({p.code for plans in plans_of.values() for p in plans if p.catalogue_problems})
+    if bad:
+        raise CatalogueInvalid(f"{INVALID_CATALOGUE}: {', '.join(bad)}", field="rate_plans", extra={"rate_plans": bad})
+
+    limit = settings.LEGACY_MAX_PLANS if method == "legacy" else settings.CERTIFIED_MAX_PLANS
+    groups, over_limit = [], []
+    # Deterministic names: groups ordered by their plan set.
+    for n, key in enumerate(sorted(by_key), start=1):
+        group, created = CommGroup.objects.get_or_create(instance=instance, plan_key=key, defaults={"name": f"G{n}"})
+        if created:
+            group.communication_plans.set(by_key[key])
+            group.rate_plans.set(plans_of[key])
+        group.device_count = group_devices(group=group).count()
+        if len(plans_of[key]) > limit:
+            group.status = GroupStatus.SKIPPED_PLAN_LIMIT
+            group.note = f"{len(plans_of[key])} rate plans; the limit for the {method} method is {limit}."
+            over_limit.append(group)
+        elif group.device_count <= 1:
+            group.status = GroupStatus.KEPT_BASELINE
+        group.save(update_fields=["device_count", "status", "note"])
+        groups.append(group)
+    return GroupingOutcome(groups=groups, skipped_plan_limit=over_limit, skipped_no_plans=empty)
+
+
+def work_items_create(*, instance, method: str) -> int:
+    """One certified work item per group; legacy: one per batch of rate pool sequences."""
+    if instance.queues.exists():
+        return instance.queues.count()
+    items = []
+    for group in instance.comm_groups.filter(status=GroupStatus.READY).order_by("pk"):
+        if method == "legacy":
+            plans = list(group.rate_plans.order_by("pk"))
+            catalogue = catalogue_from_plans(plans)
+            sequences = engine.rate_pool_sequences(list(range(len(plans))), catalogue, limit=settings.LEGACY_MAX_SEQUENCES)
+            codes = [[plans[i].code for i in seq] for seq in sequences]
+            step = settings.LEGACY_SEQUENCES_PER_ITEM
+            items += [OptimizationQueue(instance=instance, comm_group=group, method=method, sequences=codes[i:i + step])
+                      for i in range(0, len(codes), step)]
+        else:
+            items.append(OptimizationQueue(instance=instance, comm_group=group, method=method))
+    OptimizationQueue.objects.bulk_create(items)
+    return len(items)
+
+
+def work_item_claim(*, queue_id: int, worker: str) -> bool:
+    """Compare-and-set: only one delivery of a work item gets to run it."""
+    now = timezone.now()
+    return OptimizationQueue.objects.filter(pk=queue_id, status=QueueStatus.NOT_STARTED).update(
+        status=QueueStatus.RUNNING, claimed_by=worker, attempts=F("attempts") + 1, started_at=now,
+        lease_expires_at=now + timezone.timedelta(seconds=settings.WORK_LEASE_SECONDS),
+    ) == 1
+
+
+def _assignment_blob(data: GroupData, assignment: np.ndarray) -> bytes:
+    return data.plan_ids[assignment].astype("<i8").tobytes()
+
+
+def work_item_run(*, queue_id: int, worker: str) -> bool:
+    """Run a claimed work item and store its result. Returns False if it was not ours to run."""
+    if not work_item_claim(queue_id=queue_id, worker=worker):
+        return False
+    item = OptimizationQueue.objects.select_related("comm_group", "instance__session").get(pk=queue_id)
+    session = item.instance.session
+    try:
+        data = group_data(group=item.comm_group, period=session.billing_period)
+        if item.method == "legacy":
+            index_of = {p.code: i for i, p in enumerate(data.plans)}
+            sequences = [[index_of[c] for c in seq] for seq in item.sequences]
+            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(data.problem, 0, sequences)
+            bound = None
+        else:
+            solution = engine.solve_certified(data.problem)
+            group_assignment, cost, bound, strategy = solution.assignment, solution.total_cost, solution.lower_bound, "certified"
+    except Exception as exc:  # noqa: BLE001 — any failure ends this item visibly, not the worker
+        log.exception("work item %s failed", queue_id)
+        OptimizationQueue.objects.filter(pk=queue_id, status=QueueStatus.RUNNING, claimed_by=worker).update(
+            status=QueueStatus.ERRORS, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}")
+        return True
+    with transaction.atomic():
+        # If the lease was taken from us (we were presumed dead), our result is discarded.
+        mine = OptimizationQueue.objects.select_for_update().filter(pk=queue_id, status=QueueStatus.RUNNING, claimed_by=worker)
+        if not mine.exists():
+            return False
+        OptimizationResult.objects.create(
+            queue=item, comm_group=item.comm_group, method=item.method, cost=to_money(cost),
+            lower_bound=None if bound is None else to_money(bound), strategy=str(strategy)[:500],
+            assignment=_assignment_blob(data, np.asarray(group_assignment)),
+        )
+        mine.update(status=QueueStatus.SUCCESS, finished_at=timezone.now())
+    return True
+
+
+def work_progress(*, instance) -> tuple[int, int]:
+    """(ended, total) work items of an instance."""
+    total = instance.queues.count()
+    ended = instance.queues.filter(status__in=QUEUE_ENDED).count()
+    return ended, total
+
+
+def work_items_expired(*, now=None):
+    now = now or timezone.now()
+    return OptimizationQueue.objects.filter(status=QueueStatus.RUNNING, lease_expires_at__lt=now)
+
+
+def work_item_release(*, queue_id: int, max_attempts: int) -> str | None:
+    """Watchdog: give an expired lease back (or end the item after too many attempts)."""
+    now = timezone.now()
+    expired = OptimizationQueue.objects.filter(pk=queue_id, status=QueueStatus.RUNNING, lease_expires_at__lt=now)
+    if expired.filter(attempts__gte=max_attempts).update(
+            status=QueueStatus.ERRORS, finished_at=now, error=f"Lease expired {max_attempts} times; giving up."):
+        return "failed"
+    if expired.update(status=QueueStatus.NOT_STARTED, claimed_by="", lease_expires_at=None):
+        return "requeued"
+    return None
+
+
+@dataclass(frozen=True)
+class Totals:
+    devices: int
+    current_cost: Decimal | None
+    baseline_cost: Decimal
+    optimized_cost: Decimal
+    lower_bound: Decimal | None
+    changed: int
+
+
+def _to_indices(data: GroupData, blob: bytes) -> np.ndarray:
+    plan_ids = np.frombuffer(blob, dtype="<i8")
+    order = np.argsort(data.plan_ids)
+    return order[np.searchsorted(data.plan_ids[order], plan_ids)].astype(np.int32)
+
+
+def results_finalize(*, instance, period: BillingPeriod) -> Totals:
+    """Keep each group's cheapest result (baseline and current plans compete too), write the
+    per-SIM assignments and group figures, delete the losing results. Idempotent."""
+    # Items that never ended by now are ended as errors so nothing hangs in RUNNING.
+    instance.queues.exclude(status__in=QUEUE_ENDED).update(
+        status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the session was finalized.")
+    DeviceAssignment.objects.filter(instance=instance).delete()
+    sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
+            "bound_known": True, "changed": 0}
+    for group in instance.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
+        data = group_data(group=group, period=period)
+        problem = data.problem
+        n = len(data.device_ids)
+        if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
+            continue  # legacy rule: no assignment is computed for a group over the plan limit
+        if n == 0:
+            group.status = GroupStatus.KEPT_BASELINE if group.status == GroupStatus.READY else group.status
+            group.save(update_fields=["status"])
+            continue
+        current_known = bool((problem.current_plan >= 0).all())
+        current_allowed = current_known and bool(problem.allowed[0, problem.current_plan].all())
+        baseline = np.asarray(engine.baseline_assignment(problem), dtype=np.int32)
+        # (cost, assignment, method, strategy, result pk). Every candidate is priced by the
+        # same cost model here, whatever the work item reported. Current plans come first
+        # so that on a tie SIMs stay where they are.
+        candidates = []
+        if current_allowed:
+            current = problem.current_plan.astype(np.int32)
+            candidates.append((engine.price(problem, current).total, current, "current", "keep current plans", None))
+        candidates.append((engine.price(problem, baseline).total, baseline, "baseline", "legacy baseline (closest included MB)", None))
+        for result in group.results.order_by("pk"):
+            indices = _to_indices(data, bytes(result.assignment))
+            candidates.append((engine.price(problem, indices).total, indices, result.method, result.strategy, result.pk))
+        cost, assignment, method, strategy, winner_pk = min(candidates, key=lambda c: c[0])
+        bounds = [float(r.lower_bound) for r in group.results.all() if r.lower_bound is not None]
+
+        price = engine.price(problem, assignment)
+        recommended_costs = engine.sim_costs(problem, assignment)
+        current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
+        baseline_total = engine.price(problem, baseline).total
+        current_total = engine.price(problem, problem.current_plan).total if current_known else None
+        usage = problem.usage_mb
+        rows = []
+        device_iccids = dict(Device.objects.filter(pk__in=data.device_ids.tolist()).values_list("pk", "iccid"))
+        for i in range(n):
+            cur = int(problem.current_plan[i])
+            rows.append(DeviceAssignment(
+                instance=instance, comm_group=group, device_id=int(data.device_ids[i]),
+                iccid=device_iccids[int(data.device_ids[i])], usage_mb=Decimal(f"{usage[i]:.3f}"),
+                current_plan_id=data.plans[cur].pk if cur >= 0 else None,
+                recommended_plan_id=data.plans[int(assignment[i])].pk,
+                current_cost=to_money(current_costs[i]) if current_costs is not None else None,
+                recommended_cost=to_money(recommended_costs[i]),
+                changed=cur != int(assignment[i]),
+            ))
+        DeviceAssignment.objects.bulk_create(rows, batch_size=5000)
+        group.results.exclude(pk=winner_pk).delete()
+        group.current_cost = to_money(current_total) if current_total is not None else None
+        group.baseline_cost = to_money(baseline_total)
+        group.optimized_cost = to_money(price.total)
+        group.lower_bound = to_money(max(bounds)) if bounds else None
+        group.winning_method = method
+        group.winning_strategy = str(strategy)[:500]
+        if group.status == GroupStatus.READY:
+            group.status = GroupStatus.OPTIMIZED
+        group.save()
+
+        sums["devices"] += n
+        sums["changed"] += int((problem.current_plan != assignment).sum())
+        if current_total is None:
+            sums["current_known"] = False
+        else:
+            sums["current"] += current_total
+        sums["baseline"] += baseline_total
+        sums["optimized"] += price.total
+        if bounds:
+            sums["bound"] += max(bounds)
+        else:
+            sums["bound_known"] = False
+    return Totals(
+        devices=sums["devices"],
+        current_cost=to_money(sums["current"]) if sums["current_known"] else None,
+        baseline_cost=to_money(sums["baseline"]),
+        optimized_cost=to_money(sums["optimized"]),
+        lower_bound=to_money(sums["bound"]) if sums["bound_known"] else None,
+        changed=sums["changed"],
+    )
+
+
+def billable_device_count(*, provider: ServiceProvider) -> int:
+    return Device.objects.filter(provider=provider, status__in=BILLABLE_STATUSES, missing_since__isnull=True).count()
+

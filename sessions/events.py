@@ -1,0 +1,84 @@
+"""The progress outbox: AMOP 2.0 events written in the transaction of the change they report."""
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Max
+
+from carrieropt.tasks import enqueue_on_commit
+from rateplans.models import ServiceProvider
+from sessions.models import EventKind, OptimizationSession, ProgressEvent
+
+PATHS = {
+    EventKind.PROGRESS: "/get_optimization_progress_bar_data",
+    EventKind.ERROR: "/get_optimization_error_details_data",
+    EventKind.SYNC: "/lambda_sync_jobs_",
+}
+SYNC_KEYS = {"Jasper": "jasper_devices", "POD19": "jasper_devices", "TMobileJasper": "jasper_devices", "Rogers": "jasper_devices"}
+
+
+def _session_payload(session: OptimizationSession, kind: str, progress: int | None, error_message: str) -> dict:
+    period = session.billing_period
+    additional = {"data": {
+        "BillPeriodId": period.pk,
+        "SiteId": session.tenant_id,
+        "ServiceProviderId": session.provider_id,
+        "OptimizationType": "Carrier",
+        "OptimizationFrom": "group",
+        "BillingPeriodStartDate": period.start_date.isoformat(),
+        "BillingPeriodEndDate": period.end_date.isoformat(),
+        "DeviceCount": session.device_count,
+        "TenantId": session.tenant_id,
+    }}
+    return {"data": {
+        "path": PATHS[kind],
+        "job_name": kind,
+        "SessionId": session.pk,
+        "OptimizationSessionGuid": str(session.guid),
+        "ErrorMessage": error_message,
+        "Progress": progress,
+        "CustomerId": session.tenant_id,
+        "AdditionalJson": json.dumps(additional),
+        "DeviceCount": session.device_count,
+    }}
+
+
+def _deliver_soon() -> None:
+    if settings.AMOP_WEBHOOK_URL:
+        enqueue_on_commit("sessions.tasks.deliver_events")
+
+
+def event_record(*, session: OptimizationSession, kind: str = EventKind.PROGRESS, progress: int | None = None,
+                 error_message: str = "") -> ProgressEvent:
+    """Append an event to a session's stream; must run inside the transaction of the change."""
+    if not transaction.get_connection().in_atomic_block:
+        raise RuntimeError("event_record must run inside the transaction of the state change it reports")
+    # The session row lock orders concurrent writers, so sequences never collide.
+    OptimizationSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").get()
+    last = ProgressEvent.objects.filter(session=session).aggregate(m=Max("sequence"))["m"] or 0
+    event = ProgressEvent.objects.create(
+        session=session, provider_id=session.provider_id, sequence=last + 1, kind=kind, progress=progress,
+        error_message=error_message, device_count=session.device_count,
+        payload=_session_payload(session, kind, progress, error_message),
+    )
+    event.payload["data"].update({"EventId": str(event.event_id), "Sequence": event.sequence})
+    ProgressEvent.objects.filter(pk=event.pk).update(payload=event.payload)
+    _deliver_soon()
+    return event
+
+
+def sync_notification_record(*, provider: ServiceProvider) -> ProgressEvent:
+    """The daily-sync notice AMOP expects after every completed device sync."""
+    ServiceProvider.objects.select_for_update().filter(pk=provider.pk).values_list("pk").get()
+    last = ProgressEvent.objects.filter(session=None, provider=provider).aggregate(m=Max("sequence"))["m"] or 0
+    event = ProgressEvent.objects.create(
+        session=None, provider=provider, sequence=last + 1, kind=EventKind.SYNC,
+        payload={"data": {"path": PATHS[EventKind.SYNC], "key_name": SYNC_KEYS.get(provider.integration, "devices"),
+                          "tenant_id": provider.tenant_id, "tenant_name": provider.tenant.name}},
+    )
+    event.payload["data"].update({"EventId": str(event.event_id), "Sequence": event.sequence})
+    ProgressEvent.objects.filter(pk=event.pk).update(payload=event.payload)
+    _deliver_soon()
+    return event

@@ -1,0 +1,72 @@
+"""Start an optimization session for a carrier account; optionally wait for it with a progress bar."""
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from carrieropt.errors import ApplicationError
+from rateplans.models import ServiceProvider
+from sessions.models import Method, OptimizationSession, Trigger
+from sessions.services import session_start
+
+
+class Command(BaseCommand):
+    help = "Start a session now (manual starts skip the window, never the one-active rule)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--provider", type=int, required=True, help="carrier account id")
+        parser.add_argument("--method", choices=[m.value for m in Method], default=Method.CERTIFIED)
+        parser.add_argument("--no-sync", action="store_true", help="optimize the stored SIMs and usage without syncing")
+        parser.add_argument("--wait", action="store_true", help="wait for the session to end, showing progress")
+        parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait at most (with --wait)")
+
+    def handle(self, *args, provider, method, no_sync, wait, timeout, **options):
+        account = ServiceProvider.objects.filter(pk=provider).first()
+        if account is None:
+            raise CommandError(f"--provider {provider}: no carrier account with that id")
+        try:
+            session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, sync_devices=not no_sync)
+        except ApplicationError as exc:
+            raise CommandError(exc.message) from None
+        self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}.")
+        if not wait:
+            return
+        session = self._wait(session.pk, timeout)
+        if session.status != "succeeded":
+            raise CommandError(f"Session {session.pk} ended {session.status}: {session.error}")
+        self.stdout.write(self.style.SUCCESS(_summary(session)))
+
+    def _wait(self, session_id, timeout):
+        deadline = time.monotonic() + timeout
+        with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), desc="optimizing") as bar:
+            last = -1
+            while True:
+                session = OptimizationSession.objects.get(pk=session_id)
+                if session.progress != last:
+                    bar.update(session.progress - bar.n)
+                    bar.set_postfix_str(session.stage)
+                    if not sys.stderr.isatty():
+                        self.stdout.write(f"  {session.progress:3d}%  {session.stage}")
+                    last = session.progress
+                if not session.is_active:
+                    return session
+                if time.monotonic() > deadline:
+                    raise CommandError(f"Session {session_id} still {session.stage} after {timeout}s; is a worker running "
+                                       "(`manage.py qcluster`)?")
+                time.sleep(0.5)
+
+
+def _summary(session) -> str:
+    lines = [f"Session {session.pk} complete: {session.device_count:,} SIMs."]
+    if session.current_cost is not None:
+        lines.append(f"  current cost      {session.current_cost:,.2f}")
+    lines.append(f"  optimized cost    {session.optimized_cost:,.2f}")
+    if session.savings is not None:
+        pct = 100 * session.savings / session.current_cost if session.current_cost else 0
+        lines.append(f"  savings           {session.savings:,.2f} ({pct:.1f} %)")
+    if session.lower_bound is not None:
+        lines.append(f"  lower bound       {session.lower_bound:,.2f} (gap {100 * session.gap:.3f} %)")
+    if session.report_path:
+        lines.append(f"  report            {session.report_path}")
+    return "\n".join(lines)

@@ -1,0 +1,221 @@
+"""The stages of a session, each idempotent: a stage that runs twice, or a task delivered
+twice, finds the session already moved on and does nothing."""
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from carrieropt.errors import ApplicationError
+from carrieropt.tasks import enqueue_on_commit
+from optimizer import services as optimizer_services
+from optimizer.models import GroupStatus
+from sessions.events import event_record
+from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage
+from sessions.services import _recipients, session_fail
+
+log = logging.getLogger(__name__)
+
+PROGRESS = {Stage.SYNC: 20, Stage.GROUPING: 20, Stage.QUEUEING: 30, Stage.OPTIMIZING: 40, Stage.FINALIZING: 90,
+            Stage.COMPLETE: 100}
+PLAN_LIMIT_SUBJECT = "Carrier Plan optimization Error: Rate Plans limit exceeded"
+SIM_COUNT_SUBJECT = "SIM Counts not Expected"
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _advance(session_id: int, *, from_stage: str, to_stage: str, progress: int | None, update: dict | None = None,
+             next_task: bool = True) -> OptimizationSession | None:
+    """Move a session from one stage to the next in one transaction with its event and next task."""
+    with transaction.atomic():
+        session = OptimizationSession.objects.select_for_update().filter(
+            pk=session_id, stage=from_stage, status__in=ACTIVE_STATUSES).first()
+        if session is None:
+            return None
+        now = timezone.now()
+        timings = dict(session.stage_timings)
+        timings.setdefault(from_stage, {}).update({"finished": now.isoformat()})
+        if "started" in timings[from_stage]:
+            started = timezone.datetime.fromisoformat(timings[from_stage]["started"])
+            timings[from_stage]["seconds"] = round((now - started).total_seconds(), 3)
+        timings[to_stage] = {"started": now.isoformat()}
+        session.stage = to_stage
+        session.stage_timings = timings
+        session.status = SessionStatus.SUCCEEDED if to_stage == Stage.COMPLETE else SessionStatus.RUNNING
+        if to_stage == Stage.COMPLETE:
+            session.finished_at = now
+            timings[to_stage]["finished"] = now.isoformat()
+        for field, value in (update or {}).items():
+            setattr(session, field, value)
+        emit = progress is not None and progress != session.progress
+        if progress is not None:
+            session.progress = progress
+        session.save()
+        if emit:
+            event_record(session=session, progress=progress)
+        if next_task and to_stage != Stage.COMPLETE:
+            enqueue_on_commit("sessions.tasks.run_stage", session.pk, to_stage)
+    return session
+
+
+def stage_start(session_id: int) -> None:
+    with transaction.atomic():
+        claimed = OptimizationSession.objects.filter(pk=session_id, status=SessionStatus.PENDING, stage=Stage.START).update(
+            status=SessionStatus.RUNNING, started_at=timezone.now())
+        if claimed:
+            session = OptimizationSession.objects.get(pk=session_id)
+            session.instances.update(status=InstanceStatus.COMM_GROUP_SETUP, started_at=timezone.now())
+            session.stage_timings = {Stage.START: {"started": session.started_at.isoformat()}}
+            session.save(update_fields=["stage_timings"])
+    _advance(session_id, from_stage=Stage.START, to_stage=Stage.SYNC, progress=PROGRESS[Stage.SYNC])
+
+
+def stage_sync(session_id: int) -> None:
+    session = OptimizationSession.objects.select_related("provider").get(pk=session_id)
+    if session.stage != Stage.SYNC or not session.is_active:
+        return
+    if session.sync_devices:
+        from devices import services as device_services
+
+        device_run = device_services.device_sync(provider=session.provider)
+        if device_run.status != "succeeded":
+            session_fail(session_id=session_id, message=f"Device sync failed: {device_run.error}")
+            return
+        usage_run = device_services.usage_sync(provider=session.provider, period=session.billing_period)
+        if usage_run.status != "succeeded":
+            session_fail(session_id=session_id, message=f"Usage sync failed: {usage_run.error}")
+            return
+    _advance(session_id, from_stage=Stage.SYNC, to_stage=Stage.GROUPING, progress=None)
+
+
+def stage_grouping(session_id: int) -> None:
+    session = OptimizationSession.objects.select_related("provider", "tenant").get(pk=session_id)
+    if session.stage != Stage.GROUPING or not session.is_active:
+        return
+    instance = session.instances.order_by("pk").first()
+    try:
+        with transaction.atomic():
+            outcome = optimizer_services.comm_groups_build(instance=instance, provider=session.provider, method=session.method)
+    except ApplicationError as exc:
+        session_fail(session_id=session_id, message=exc.message)
+        return
+    if outcome.skipped_plan_limit:
+        names = ", ".join(f"{g.name} ({g.note})" for g in outcome.skipped_plan_limit)
+        send_mail(PLAN_LIMIT_SUBJECT,
+                  f"Groups skipped: {names}. Please limit the plans selected to {settings.LEGACY_MAX_PLANS} or lower "
+                  f"(or use the certified method, limit {settings.CERTIFIED_MAX_PLANS}).",
+                  None, _recipients(session.provider), fail_silently=True)
+    device_count = sum(g.device_count for g in outcome.groups)
+    _advance(session_id, from_stage=Stage.GROUPING, to_stage=Stage.QUEUEING, progress=PROGRESS[Stage.QUEUEING],
+             update={"device_count": device_count})
+
+
+def stage_queueing(session_id: int) -> None:
+    session = OptimizationSession.objects.get(pk=session_id)
+    if session.stage != Stage.QUEUEING or not session.is_active:
+        return
+    instance = session.instances.order_by("pk").first()
+    with transaction.atomic():
+        locked = OptimizationSession.objects.select_for_update().filter(pk=session_id, stage=Stage.QUEUEING).first()
+        if locked is None:
+            return
+        optimizer_services.work_items_create(instance=instance, method=session.method)
+        instance.status = InstanceStatus.RUNNING_PERMUTATIONS
+        instance.save(update_fields=["status"])
+        moved = _advance(session_id, from_stage=Stage.QUEUEING, to_stage=Stage.OPTIMIZING,
+                         progress=PROGRESS[Stage.OPTIMIZING], next_task=False)
+        if moved is None:
+            return
+        event_record(session=moved, progress=50)
+        OptimizationSession.objects.filter(pk=session_id).update(progress=50)
+        pending = list(instance.queues.filter(status="NotStarted").values_list("pk", flat=True))
+        for queue_id in pending:
+            enqueue_on_commit("sessions.tasks.run_work_item", queue_id)
+        if not pending:
+            # Nothing to optimize in parallel (e.g. every group kept its baseline).
+            enqueue_on_commit("sessions.tasks.run_stage", session_id, Stage.FINALIZING)
+
+
+def work_item_done(session_id: int) -> None:
+    """After a work item ends: raise the percentage, and let the last one start finalize."""
+    with transaction.atomic():
+        session = OptimizationSession.objects.select_for_update().filter(
+            pk=session_id, stage=Stage.OPTIMIZING, status__in=ACTIVE_STATUSES).first()
+        if session is None:
+            return
+        instance = session.instances.order_by("pk").first()
+        ended, total = optimizer_services.work_progress(instance=instance)
+        progress = 50 + (40 * ended // max(total, 1)) // 5 * 5
+        if ended >= total:
+            _advance(session_id, from_stage=Stage.OPTIMIZING, to_stage=Stage.FINALIZING, progress=PROGRESS[Stage.FINALIZING])
+        elif 50 < progress < 90 and progress > session.progress:
+            session.progress = progress
+            session.save(update_fields=["progress"])
+            event_record(session=session, progress=progress)
+
+
+def stage_finalizing(session_id: int) -> None:
+    session = OptimizationSession.objects.select_related("provider", "billing_period", "tenant").get(pk=session_id)
+    if session.stage == Stage.OPTIMIZING and session.is_active:
+        # Reached from the watchdog or when there was no work: move on explicitly.
+        _advance(session_id, from_stage=Stage.OPTIMIZING, to_stage=Stage.FINALIZING, progress=PROGRESS[Stage.FINALIZING],
+                 next_task=False)
+        session.refresh_from_db()
+    if session.stage != Stage.FINALIZING or not session.is_active:
+        return
+    instance = session.instances.order_by("pk").first()
+    with transaction.atomic():
+        instance.status = InstanceStatus.CLEANING_UP
+        instance.save(update_fields=["status"])
+        totals = optimizer_services.results_finalize(instance=instance, period=session.billing_period)
+        instance.status = InstanceStatus.COMPLETE_WITH_SUCCESS
+        instance.finished_at = timezone.now()
+        instance.save(update_fields=["status", "finished_at"])
+        OptimizationSession.objects.filter(pk=session_id).update(
+            device_count=totals.devices, current_cost=totals.current_cost, baseline_cost=totals.baseline_cost,
+            optimized_cost=totals.optimized_cost, lower_bound=totals.lower_bound)
+    expected = optimizer_services.billable_device_count(provider=session.provider)
+    skipped = instance.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
+    if totals.devices != expected:
+        send_mail(SIM_COUNT_SUBJECT,
+                  f"Optimization session {session.guid}: {totals.devices} SIMs were assigned a rate plan, "
+                  f"but the account has {expected} billable SIMs" + (" (a group was skipped over the plan limit)." if skipped else "."),
+                  None, _recipients(session.provider), fail_silently=True)
+    session.refresh_from_db()
+    report_path = _report(session, instance)
+    _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE, progress=PROGRESS[Stage.COMPLETE],
+             update={"report_path": str(report_path or "")})
+
+
+def _report(session, instance):
+    """Write and e-mail the Excel report; a report failure never loses the results."""
+    try:
+        from optimizer.reports import report_email, report_write
+    except ImportError:
+        return None
+    started = time.monotonic()
+    try:
+        path = report_write(instance=instance)
+        report_email(instance=instance, path=path)
+    except Exception:  # noqa: BLE001
+        log.exception("report for session %s failed", session.pk)
+        return None
+    log.info("report for session %s written in %.1fs: %s", session.pk, time.monotonic() - started, path)
+    return path
+
+
+STAGES = {
+    Stage.START: stage_start,
+    Stage.SYNC: stage_sync,
+    Stage.GROUPING: stage_grouping,
+    Stage.QUEUEING: stage_queueing,
+    Stage.FINALIZING: stage_finalizing,
+}

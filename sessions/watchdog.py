@@ -1,0 +1,54 @@
+"""Makes sure no session stays "running" forever: re-queues lost work, fails what is past its deadline."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from optimizer import services as optimizer_services
+from sessions import pipeline
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, Stage
+from sessions.services import session_fail
+
+log = logging.getLogger(__name__)
+
+
+def watchdog_run(*, now: dt.datetime | None = None) -> dict:
+    now = now or timezone.now()
+    report = {"requeued": 0, "failed_items": 0, "failed_sessions": 0, "nudged": 0}
+
+    for queue_id, session_id in optimizer_services.work_items_expired(now=now).values_list("pk", "instance__session_id"):
+        outcome = optimizer_services.work_item_release(queue_id=queue_id, max_attempts=settings.Q_CLUSTER["max_attempts"])
+        if outcome == "requeued":
+            async_task("sessions.tasks.run_work_item", queue_id)
+            report["requeued"] += 1
+        elif outcome == "failed":
+            pipeline.work_item_done(session_id)
+            report["failed_items"] += 1
+
+    for session_id in OptimizationSession.objects.filter(status__in=ACTIVE_STATUSES, deadline__lt=now).values_list("pk", flat=True):
+        if session_fail(session_id=session_id, message="The session did not finish before its deadline; "
+                                                       "it was stopped so another can start."):
+            report["failed_sessions"] += 1
+
+    # A stage whose task was lost (a broker restart, a worker killed between
+    # commit and enqueue) is started again; stages are idempotent.
+    stall = dt.timedelta(seconds=settings.STAGE_STALL_SECONDS)
+    for session in OptimizationSession.objects.filter(status__in=ACTIVE_STATUSES, deadline__gte=now):
+        if session.stage == Stage.OPTIMIZING:
+            ended, total = optimizer_services.work_progress(instance=session.instances.order_by("pk").first())
+            if ended >= total:
+                async_task("sessions.tasks.run_stage", session.pk, Stage.FINALIZING)
+                report["nudged"] += 1
+            continue
+        started = (session.stage_timings.get(session.stage) or {}).get("started")
+        since = dt.datetime.fromisoformat(started) if started else session.created_at
+        if now - since > stall:
+            async_task("sessions.tasks.run_stage", session.pk, session.stage)
+            report["nudged"] += 1
+    if any(report.values()):
+        log.warning("watchdog: %s", report)
+    return report
