@@ -11,6 +11,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from carrieropt.bulk import rows_insert
 from carrieropt.errors import ApplicationError
 from carrieropt.money import to_money
 from devices.models import Device
@@ -209,11 +210,11 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
     sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
             "bound_known": True, "changed": 0}
     for group in instance.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
+        if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
+            continue  # legacy rule: no assignment is computed for a group over the plan limit
         data = group_data(group=group, period=period)
         problem = data.problem
         n = len(data.device_ids)
-        if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
-            continue  # legacy rule: no assignment is computed for a group over the plan limit
         if n == 0:
             group.status = GroupStatus.KEPT_BASELINE if group.status == GroupStatus.READY else group.status
             group.save(update_fields=["status"])
@@ -224,41 +225,26 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
         # (cost, assignment, method, strategy, result pk). Every candidate is priced by the
         # same cost model here, whatever the work item reported. Current plans come first
         # so that on a tie SIMs stay where they are.
+        baseline_total = engine.price(problem, baseline).total
+        current_total = engine.price(problem, problem.current_plan).total if current_known else None
         candidates = []
         if current_allowed:
-            current = problem.current_plan.astype(np.int32)
-            candidates.append((engine.price(problem, current).total, current, "current", "keep current plans", None))
-        candidates.append((engine.price(problem, baseline).total, baseline, "baseline", "legacy baseline (closest included MB)", None))
+            candidates.append((current_total, problem.current_plan.astype(np.int32), "current", "keep current plans", None))
+        candidates.append((baseline_total, baseline, "baseline", "legacy baseline (closest included MB)", None))
         for result in group.results.order_by("pk"):
             indices = _to_indices(data, bytes(result.assignment))
             candidates.append((engine.price(problem, indices).total, indices, result.method, result.strategy, result.pk))
         cost, assignment, method, strategy, winner_pk = min(candidates, key=lambda c: c[0])
         bounds = [float(r.lower_bound) for r in group.results.all() if r.lower_bound is not None]
 
-        price = engine.price(problem, assignment)
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
-        baseline_total = engine.price(problem, baseline).total
-        current_total = engine.price(problem, problem.current_plan).total if current_known else None
-        usage = problem.usage_mb
-        rows = []
-        device_iccids = dict(Device.objects.filter(pk__in=data.device_ids.tolist()).values_list("pk", "iccid"))
-        for i in range(n):
-            cur = int(problem.current_plan[i])
-            rows.append(DeviceAssignment(
-                instance=instance, comm_group=group, device_id=int(data.device_ids[i]),
-                iccid=device_iccids[int(data.device_ids[i])], usage_mb=Decimal(f"{usage[i]:.3f}"),
-                current_plan_id=data.plans[cur].pk if cur >= 0 else None,
-                recommended_plan_id=data.plans[int(assignment[i])].pk,
-                current_cost=to_money(current_costs[i]) if current_costs is not None else None,
-                recommended_cost=to_money(recommended_costs[i]),
-                changed=cur != int(assignment[i]),
-            ))
-        DeviceAssignment.objects.bulk_create(rows, batch_size=5000)
+        _assignments_insert(instance=instance, group=group, data=data, assignment=assignment,
+                            recommended_costs=recommended_costs, current_costs=current_costs)
         group.results.exclude(pk=winner_pk).delete()
         group.current_cost = to_money(current_total) if current_total is not None else None
         group.baseline_cost = to_money(baseline_total)
-        group.optimized_cost = to_money(price.total)
+        group.optimized_cost = to_money(cost)
         group.lower_bound = to_money(max(bounds)) if bounds else None
         group.winning_method = method
         group.winning_strategy = str(strategy)[:500]
@@ -273,7 +259,7 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
         else:
             sums["current"] += current_total
         sums["baseline"] += baseline_total
-        sums["optimized"] += price.total
+        sums["optimized"] += cost
         if bounds:
             sums["bound"] += max(bounds)
         else:
@@ -286,6 +272,29 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
         lower_bound=to_money(sums["bound"]) if sums["bound_known"] else None,
         changed=sums["changed"],
     )
+
+
+def _assignments_insert(*, instance, group, data: GroupData, assignment, recommended_costs, current_costs) -> None:
+    """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize."""
+    plan_pk = data.plan_ids
+    current = data.problem.current_plan
+    current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1)
+    iccids = dict(Device.objects.filter(pk__in=data.device_ids.tolist()).values_list("pk", "iccid"))
+    usage = data.problem.usage_mb
+    recommended_pk = plan_pk[assignment]
+
+    def rows():
+        for i, device_id in enumerate(data.device_ids.tolist()):
+            cur = int(current_pk[i])
+            yield (instance.pk, group.pk, device_id, iccids[device_id], f"{usage[i]:.3f}",
+                   cur if cur >= 0 else None, int(recommended_pk[i]),
+                   None if current_costs is None else f"{current_costs[i]:.4f}", f"{recommended_costs[i]:.4f}",
+                   cur != int(recommended_pk[i]))
+
+    rows_insert(table=DeviceAssignment._meta.db_table,
+                columns=["instance_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
+                         "recommended_plan_id", "current_cost", "recommended_cost", "changed"],
+                rows=rows())
 
 
 def billable_device_count(*, provider: ServiceProvider) -> int:

@@ -41,3 +41,13 @@ def provider_b(tenant_b):
 @pytest.fixture
 def period_a(provider_a):
     return factories.BillingPeriodFactory(provider=provider_a)
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        skip = pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://…)")
+        for item in items:
+            if "postgres" in item.keywords:
+                item.add_marker(skip)
