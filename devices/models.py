@@ -98,7 +98,14 @@ class SyncRun(models.Model):
     missing = models.PositiveIntegerField(default=0)
     rejected = models.PositiveIntegerField(default=0)
     retries = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0, help_text="HTTP calls to the carrier, retries included.")
+    duplicates = models.PositiveIntegerField(default=0, help_text="Repeated ICCIDs dropped (newest kept).")
+    skipped = models.PositiveIntegerField(default=0, help_text="Usage sync: SIMs not asked about (status).")
     duration_seconds = models.FloatField(null=True, blank=True)
+    merge_seconds = models.FloatField(null=True, blank=True)
+    watermark = models.DateTimeField(
+        null=True, blank=True, help_text="modifiedSince for the next incremental sync, set when this one succeeded.")
+    new_communication_plans = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     rejects = models.JSONField(default=list, blank=True, help_text="[{iccid, page, reason}] for rows not merged")
 
@@ -127,6 +134,8 @@ class DeviceStaging(models.Model):
     date_added = models.DateTimeField(null=True, blank=True)
     date_updated = models.DateTimeField(null=True, blank=True)
     page = models.PositiveIntegerField(default=0)
+    # Blank for rows to merge; otherwise why the row is not merged (the SIM still counts as seen).
+    reject_reason = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
         verbose_name_plural = "device staging"
