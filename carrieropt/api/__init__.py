@@ -1,0 +1,1 @@
+"""Shared pieces of the REST API: tenant scoping, base views, error documentation."""

@@ -1,0 +1,100 @@
+"""API input and output shapes of the catalogue: carrier accounts, rate plans, communication plans."""
+from __future__ import annotations
+
+from rest_framework import serializers
+
+from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
+
+PROVIDER_FIELDS = [
+    "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "billing_cycle_end_day",
+    "optimization_start_hour", "auto_apply", "active", "report_recipients", "rate_limit_per_second",
+    "max_concurrency", "max_pages",
+]
+RATE_PLAN_FIELDS = [
+    "code", "name", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim", "pooled",
+    "plan_type", "active",
+]
+
+
+class ProviderOut(serializers.ModelSerializer):
+    has_api_key = serializers.SerializerMethodField()
+
+    class Meta:
+        model = ServiceProvider
+        # api_key is deliberately absent: it is write-only.
+        fields = ["id", "tenant", *PROVIDER_FIELDS, "has_api_key", "last_device_sync_at", "last_usage_sync_at",
+                  "created_at"]
+        read_only_fields = fields
+
+    def get_has_api_key(self, obj) -> bool:
+        return bool(obj.api_key)
+
+
+class ProviderCreateIn(serializers.ModelSerializer):
+    api_key = serializers.CharField(write_only=True, max_length=300, trim_whitespace=True)
+
+    class Meta:
+        model = ServiceProvider
+        fields = ["tenant", *PROVIDER_FIELDS, "api_key"]
+        # Uniqueness and the other constraints are checked by the service (full_clean),
+        # which reports them per field like every other rule.
+        validators = []
+
+
+class ProviderUpdateIn(serializers.ModelSerializer):
+    api_key = serializers.CharField(write_only=True, max_length=300, required=False, allow_blank=True,
+                                    help_text="Blank or absent keeps the stored key.")
+
+    class Meta:
+        model = ServiceProvider
+        fields = [*PROVIDER_FIELDS, "api_key"]
+        extra_kwargs = {name: {"required": False} for name in PROVIDER_FIELDS}
+        validators = []
+
+
+class RatePlanOut(serializers.ModelSerializer):
+    catalogue_problems = serializers.ListField(child=serializers.CharField(), read_only=True,
+                                               help_text="Why the optimizer would reject this plan (empty when usable).")
+
+    class Meta:
+        model = RatePlan
+        fields = ["id", "provider", *RATE_PLAN_FIELDS, "catalogue_problems"]
+        read_only_fields = fields
+
+
+class RatePlanCreateIn(serializers.ModelSerializer):
+    class Meta:
+        model = RatePlan
+        fields = ["provider", *RATE_PLAN_FIELDS]
+        validators = []
+
+
+class RatePlanUpdateIn(serializers.ModelSerializer):
+    class Meta:
+        model = RatePlan
+        fields = RATE_PLAN_FIELDS
+        extra_kwargs = {name: {"required": False} for name in RATE_PLAN_FIELDS}
+        validators = []
+
+
+class CommunicationPlanOut(serializers.ModelSerializer):
+    class Meta:
+        model = CommunicationPlan
+        fields = ["id", "provider", "name", "rate_plans", "created_at"]
+        read_only_fields = fields
+
+
+class CommunicationPlanCreateIn(serializers.ModelSerializer):
+    class Meta:
+        model = CommunicationPlan
+        fields = ["provider", "name", "rate_plans"]
+        extra_kwargs = {"rate_plans": {"required": False}}
+        validators = []
+
+
+class CommunicationPlanUpdateIn(serializers.ModelSerializer):
+    class Meta:
+        model = CommunicationPlan
+        fields = ["name", "rate_plans"]
+        extra_kwargs = {"name": {"required": False}, "rate_plans": {"required": False}}
+        validators = []
