@@ -1,0 +1,390 @@
+"""The Excel report of a session's answer (summary, groups, assignments) and the e-mail that carries it."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import pathlib
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.db.models import Count, Sum
+from django.utils import timezone
+from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
+from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+from openpyxl.chart import BarChart, Reference
+from openpyxl.styles import Font
+
+from carrieropt.money import CENT
+from optimizer.models import CommGroup, DeviceAssignment
+from rateplans.models import PortalType, RatePlan
+
+log = logging.getLogger(__name__)
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+EXCEL_MAX_ROWS = 1_048_576
+# Rows of data per assignment sheet (one row is the header); beyond it the next sheet starts.
+ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1
+# A text cell starting with one of these could be read as a formula by Excel or by
+# whatever the sheet is exported to (CSV injection).
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+EXCEL_MAX_TEXT = 32_767
+MONEY_FORMAT = "#,##0.00"
+PERCENT_FORMAT = "0.00%"
+NO_PLAN = "(no current plan)"
+
+ASSIGNMENT_HEADER = ["ICCID", "Group", "Current plan", "Recommended plan", "Usage MB", "Current cost",
+                     "Recommended cost", "Savings", "Changed", "Notes"]
+GROUP_HEADER = ["Group", "Status", "Communication plans", "Rate plans allowed", "SIMs", "Current cost",
+                "Baseline cost", "Optimized cost", "Savings", "Savings %", "Lower bound", "Gap", "Method",
+                "Strategy", "Note"]
+PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost after"]
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """One bar pair of the before/after chart: a rate plan's SIMs and cost now and recommended."""
+
+    code: str
+    sims_before: int
+    cost_before: Decimal | None
+    sims_after: int
+    cost_after: Decimal
+
+
+def plan_costs(*, instance) -> list[PlanCost]:
+    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
+    rows = DeviceAssignment.objects.filter(instance=instance).order_by()
+    before = {r["current_plan_id"]: (r["n"], r["cost"]) for r in
+              rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
+    after = {r["recommended_plan_id"]: (r["n"], r["cost"]) for r in
+             rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
+    plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
+    result = []
+    for plan in plans:
+        n_before, cost_before = before.get(plan.pk, (0, Decimal(0)))
+        n_after, cost_after = after.get(plan.pk, (0, Decimal(0)))
+        result.append(PlanCost(plan.code, n_before, cost_before, n_after, cost_after or Decimal(0)))
+    if None in before:
+        result.append(PlanCost(NO_PLAN, before[None][0], None, 0, Decimal(0)))
+    return result
+
+
+def report_path(*, instance) -> pathlib.Path:
+    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{instance.session.guid}.xlsx"
+
+
+def report_file(stored_path: str) -> pathlib.Path | None:
+    """The report a session row points at, if it exists inside REPORTS_DIR: never serve a file from elsewhere."""
+    if not stored_path:
+        return None
+    path = pathlib.Path(stored_path)
+    if not path.resolve().is_relative_to(pathlib.Path(settings.REPORTS_DIR).resolve()) or not path.is_file():
+        return None
+    return path
+
+
+def _local(value: dt.datetime | None, tz) -> str:
+    return value.astimezone(tz).isoformat(timespec="seconds") if value else "never"
+
+
+def _ratio(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
+    if part is None or not whole:
+        return None
+    return part / whole
+
+
+class _Sheet:
+    """A write-only sheet that knows its row count and writes user text safely."""
+
+    def __init__(self, workbook: Workbook, title: str, widths: dict[str, float] | None = None):
+        self.ws = workbook.create_sheet(title)
+        for column, width in (widths or {}).items():
+            self.ws.column_dimensions[column].width = width
+        self.rows = 0
+        self.bold = Font(bold=True)
+
+    def text(self, value):
+        """User-supplied text: never a formula, never an illegal XML character, never over Excel's limit."""
+        if value is None or not isinstance(value, str):
+            return value
+        value = ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_MAX_TEXT]
+        if not value.startswith(FORMULA_TRIGGERS):
+            return value
+        cell = WriteOnlyCell(self.ws, value)
+        # openpyxl makes "=..." a formula; force a plain string and mark it as typed text.
+        cell.data_type = "s"
+        cell.quotePrefix = True
+        return cell
+
+    def money(self, value: Decimal | None):
+        if value is None:
+            return None
+        cell = WriteOnlyCell(self.ws, value)
+        cell.number_format = MONEY_FORMAT
+        return cell
+
+    def percent(self, value: Decimal | None):
+        if value is None:
+            return None
+        cell = WriteOnlyCell(self.ws, value)
+        cell.number_format = PERCENT_FORMAT
+        return cell
+
+    def strong(self, value):
+        cell = WriteOnlyCell(self.ws, value)
+        cell.font = self.bold
+        return cell
+
+    def header(self, names: list[str]) -> None:
+        self.append([self.strong(n) for n in names])
+
+    def append(self, row: list) -> None:
+        self.ws.append(row)
+        self.rows += 1
+
+
+def _write_summary(workbook: Workbook, session, instance) -> None:
+    provider, period, tz = session.provider, session.billing_period, session.provider.tz
+    sheet = _Sheet(workbook, "Summary", {"A": 34, "B": 42, "C": 14, "D": 14, "E": 14})
+    savings = session.savings
+    sheet.append([sheet.strong("Optimization results")])
+    facts = [
+        ("Tenant", sheet.text(session.tenant.name)),
+        ("Carrier account", sheet.text(provider.name)),
+        ("Integration", provider.get_integration_display()),
+        ("Portal type", provider.portal_type),
+        ("Billing period", f"{period.start_date.isoformat()} to {period.end_date.isoformat()}"),
+        ("Session", str(session.guid)),
+        ("Method", session.get_method_display()),
+        ("Trigger", session.get_trigger_display()),
+        ("SIMs", session.device_count),
+        ("Current cost", sheet.money(session.current_cost)),
+        ("Baseline cost (closest included MB)", sheet.money(session.baseline_cost)),
+        ("Optimized cost", sheet.money(session.optimized_cost)),
+        ("Savings", sheet.money(savings)),
+        ("Savings %", sheet.percent(_ratio(savings, session.current_cost))),
+        ("Lower bound", sheet.money(session.lower_bound)),
+        ("Gap (optimized above bound)", sheet.percent(session.gap)),
+        ("Started", _local(session.started_at, tz)),
+        ("Finished", _local(session.finished_at or timezone.now(), tz)),
+        ("Last device sync", _local(provider.last_device_sync_at, tz)),
+        ("Last usage sync", _local(provider.last_usage_sync_at, tz)),
+    ]
+    for stage, timing in (session.stage_timings or {}).items():
+        seconds = timing.get("seconds") if isinstance(timing, dict) else None
+        facts.append((f"Stage {stage} (seconds)", seconds if seconds is not None else "running"))
+    for label, value in facts:
+        sheet.append([label, value])
+
+    costs = plan_costs(instance=instance)
+    sheet.append([])
+    sheet.append([sheet.strong("Cost per rate plan")])
+    sheet.header(PLAN_HEADER)
+    first = sheet.rows + 1
+    for c in costs:
+        sheet.append([sheet.text(c.code), c.sims_before, sheet.money(c.cost_before), c.sims_after,
+                      sheet.money(c.cost_after)])
+    last = sheet.rows
+    known_before = [c.cost_before for c in costs if c.cost_before is not None]
+    sheet.append([sheet.strong("Total"), sum(c.sims_before for c in costs),
+                  sheet.money(sum(known_before, Decimal(0)) if len(known_before) == len(costs) else None),
+                  sum(c.sims_after for c in costs), sheet.money(sum((c.cost_after for c in costs), Decimal(0)))])
+    if costs:
+        chart = BarChart()
+        chart.type = "col"
+        chart.title = "Cost per rate plan: before and after"
+        chart.y_axis.title = "Cost"
+        chart.x_axis.title = "Rate plan"
+        chart.height, chart.width = 9, 18
+        for column in (3, 5):  # "Cost before", "Cost after"
+            chart.add_data(Reference(sheet.ws, min_col=column, min_row=first - 1, max_row=last), titles_from_data=True)
+        chart.set_categories(Reference(sheet.ws, min_col=1, min_row=first, max_row=last))
+        sheet.ws.add_chart(chart, "G2")
+
+
+def _write_groups(workbook: Workbook, instance) -> None:
+    sheet = _Sheet(workbook, "Groups", {"A": 10, "B": 18, "C": 40, "D": 40, "N": 30, "O": 40})
+    sheet.header(GROUP_HEADER)
+    sheet.ws.freeze_panes = "A2"
+    groups = list(instance.comm_groups.prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
+    totals = {"sims": 0}
+    for g in groups:
+        savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
+        gap = _ratio(None if g.optimized_cost is None or g.lower_bound is None else g.optimized_cost - g.lower_bound,
+                     g.lower_bound)
+        sheet.append([
+            sheet.text(g.name), g.get_status_display(),
+            sheet.text(", ".join(c.name for c in g.communication_plans.all())),
+            sheet.text(", ".join(p.code for p in g.rate_plans.all())),
+            g.device_count, sheet.money(g.current_cost), sheet.money(g.baseline_cost), sheet.money(g.optimized_cost),
+            sheet.money(savings), sheet.percent(_ratio(savings, g.current_cost)), sheet.money(g.lower_bound),
+            sheet.percent(gap), sheet.text(g.winning_method), sheet.text(g.winning_strategy), sheet.text(g.note),
+        ])
+        totals["sims"] += g.device_count
+
+    def total(field):
+        # Only groups that were priced (skipped groups have no figures) add up.
+        values = [getattr(g, field) for g in groups if g.optimized_cost is not None]
+        return None if any(v is None for v in values) else sum(values, Decimal(0))
+
+    sheet.append([sheet.strong("Total"), "", "", "", totals["sims"], sheet.money(total("current_cost")),
+                  sheet.money(total("baseline_cost")), sheet.money(total("optimized_cost"))])
+
+
+def _assignment_rows(instance, *, by_group: bool) -> Iterator[tuple]:
+    order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
+    return (DeviceAssignment.objects.filter(instance=instance).order_by(*order)
+            .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
+                         "current_cost", "recommended_cost", "changed", "device__sim_notes")
+            .iterator(chunk_size=5000))
+
+
+class _AssignmentSheets:
+    """Assignment rows spread over as many sheets as Excel's row limit needs."""
+
+    def __init__(self, workbook: Workbook, title: str, header: list[str]):
+        self.workbook, self.title, self.header = workbook, title, header
+        self.count = 0
+        self.sheet: _Sheet | None = None
+
+    def next_row(self) -> _Sheet:
+        """The sheet the next row lands on (cells must be made against it)."""
+        if self.sheet is None or self.sheet.rows - 1 >= ROWS_PER_SHEET:
+            self.count += 1
+            title = self.title if self.count == 1 else f"{self.title} {self.count}"
+            self.sheet = _Sheet(self.workbook, title, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40})
+            self.sheet.header(self.header)
+            self.sheet.ws.freeze_panes = "A2"
+        return self.sheet
+
+
+@dataclass
+class _Subtotal:
+    group_id: int
+    name: str
+    sims: int = 0
+    usage: Decimal = Decimal(0)
+    current: Decimal | None = Decimal(0)
+    recommended: Decimal = Decimal(0)
+    changed: int = 0
+
+    def add(self, usage, current, recommended, changed) -> None:
+        self.sims += 1
+        self.usage += usage
+        self.current = None if current is None or self.current is None else self.current + current
+        self.recommended += recommended
+        self.changed += int(changed)
+
+    def write(self, out: _AssignmentSheets) -> None:
+        s = out.next_row()
+        savings = None if self.current is None else self.current - self.recommended
+        s.append([s.strong(f"{self.name} subtotal"), f"{self.sims} SIMs", "", "", self.usage, s.money(self.current),
+                  s.money(self.recommended), s.money(savings), f"{self.changed} changed", ""])
+
+
+def _write_assignments(workbook: Workbook, instance, *, by_group: bool) -> tuple[int, Decimal]:
+    """The SIM-level sheets; returns (SIM rows, sum of recommended costs) for the consistency check."""
+    codes = dict(RatePlan.objects.filter(provider_id=instance.session.provider_id).values_list("pk", "code"))
+    groups = dict(CommGroup.objects.filter(instance=instance).values_list("pk", "name"))
+    header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
+    out = _AssignmentSheets(workbook, "Assignments by group" if by_group else "Assignments", header)
+    count, recommended_sum, subtotal = 0, Decimal(0), None
+    for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes in \
+            _assignment_rows(instance, by_group=by_group):
+        group = groups.get(group_id, "")
+        if by_group and (subtotal is None or subtotal.group_id != group_id):
+            if subtotal is not None:
+                subtotal.write(out)
+            subtotal = _Subtotal(group_id, group)
+        s = out.next_row()
+        lead = [s.text(group), s.text(iccid)] if by_group else [s.text(iccid), s.text(group)]
+        s.append([*lead, s.text(codes.get(current_id, NO_PLAN)), s.text(codes.get(recommended_id, "")), usage,
+                  s.money(current), s.money(recommended), s.money(None if current is None else current - recommended),
+                  "yes" if changed else "no", s.text(notes)])
+        count += 1
+        recommended_sum += recommended
+        if subtotal is not None:
+            subtotal.add(usage, current, recommended, changed)
+    if subtotal is not None:
+        subtotal.write(out)
+    if out.sheet is None:
+        out.next_row()  # an empty session still gets its (empty) assignment sheet
+    return count, recommended_sum
+
+
+def report_write(*, instance) -> pathlib.Path:
+    """Write the session's workbook (streamed: write-only mode) and return its path.
+
+    M2M accounts get one row per SIM sorted by ICCID; Mobility accounts get the SIMs
+    laid out group by group with a subtotal per group. Beyond Excel's row limit the
+    rows continue on the next sheet.
+    """
+    session = instance.session
+    path = report_path(instance=instance)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workbook = Workbook(write_only=True)
+    _write_summary(workbook, session, instance)
+    _write_groups(workbook, instance)
+    by_group = session.provider.portal_type == PortalType.MOBILITY
+    count, recommended_sum = _write_assignments(workbook, instance, by_group=by_group)
+    if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
+        log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
+                    recommended_sum, session.optimized_cost)
+    # Written aside and moved in place, so a download never sees half a file.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".xlsx")
+    os.close(fd)
+    try:
+        workbook.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, path)
+    return path
+
+
+def _money_text(value: Decimal | None) -> str:
+    return "n/a" if value is None else f"{value.quantize(CENT):,}"
+
+
+def report_email(*, instance, path: pathlib.Path) -> int:
+    """Mail the report to the account's recipients and operations; returns how many messages were sent."""
+    session = instance.session
+    provider, period, tz = session.provider, session.billing_period, session.provider.tz
+    recipients = list(dict.fromkeys(provider.recipients + list(settings.OPS_EMAILS)))
+    if not recipients:
+        log.info("session %s: no report recipients configured; report not mailed", session.guid)
+        return 0
+    end = period.end_date
+    savings, gap = session.savings, session.gap
+    pct = _ratio(savings, session.current_cost)
+    lines = [
+        f"The rate plan optimization of {provider.name} ({session.tenant.name}) has finished.",
+        "",
+        f"Session: {session.guid}",
+        f"Billing period: {period.start_date.isoformat()} to {end.isoformat()}",
+        f"Start time: {_local(session.started_at, tz)}",
+        f"End time: {_local(session.finished_at or timezone.now(), tz)}",
+        f"Last device sync: {_local(provider.last_device_sync_at, tz)}",
+        f"Last usage sync: {_local(provider.last_usage_sync_at, tz)}",
+        f"Total SIM cards: {session.device_count:,}",
+        "",
+        f"Current cost: {_money_text(session.current_cost)}",
+        f"Optimized cost: {_money_text(session.optimized_cost)}",
+        f"Savings: {_money_text(savings)}" + (f" ({pct * 100:.2f} %)" if pct is not None else ""),
+        f"Lower bound: {_money_text(session.lower_bound)}" + (f" (gap {gap * 100:.3f} %)" if gap is not None else ""),
+        "",
+        f"The device assignments are attached ({pathlib.Path(path).name}).",
+    ]
+    message = EmailMessage(
+        subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
+        body="\n".join(lines), to=recipients,
+    )
+    message.attach_file(str(path), XLSX_MIME)
+    return message.send()
