@@ -1,0 +1,371 @@
+"""The legacy method: closest-plan baseline, rate pool sequences and the four sequence-walk strategies, vectorised."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from time import perf_counter
+
+import numpy as np
+
+from .model import Catalogue, Problem, ProblemError, Solution
+from .pricing import PlanTerms, blocks, group_cost, plan_terms, price
+
+# The legacy system refused groups with more rate plans than this (an email asked to select 15 or fewer).
+LEGACY_MAX_PLANS = 15
+# The legacy system enumerated at most this many rate pool sequences per group.
+LEGACY_MAX_SEQUENCES = 1000
+
+STRATEGIES = (
+    ("no grouping", "largest usage first"),
+    ("no grouping", "smallest usage first"),
+    ("by communication plan", "largest usage first"),
+    ("by communication plan", "smallest usage first"),
+)
+
+
+# --------------------------------------------------------------------------- baseline
+
+
+def closest_plans(u: np.ndarray, plans: np.ndarray, A: np.ndarray) -> np.ndarray:
+    """Per SIM, the plan of `plans` whose (prorated) allowance is closest to its usage; ties go to the smaller."""
+    order = np.lexsort((plans, A[plans]))
+    ps = plans[order]
+    As = A[ps]
+    pos = np.searchsorted(As, u)
+    left = np.clip(pos - 1, 0, ps.size - 1)
+    right = np.clip(pos, 0, ps.size - 1)
+    take_left = np.abs(u - As[left]) <= np.abs(As[right] - u)
+    return np.where(take_left, ps[left], ps[right])
+
+
+def baseline_assignment(problem: Problem) -> np.ndarray:
+    """Legacy baseline: each SIM on the allowed plan whose included data is closest to its usage.
+
+    The allowance compared is the prorated one, the data the SIM actually gets this cycle.  SIMs of a
+    group with no allowed plan get -1.
+    """
+    t = plan_terms(problem)
+    out = np.full(problem.n_sims, -1, dtype=np.int32)
+    for g in range(problem.n_groups):
+        plans = np.flatnonzero(problem.allowed[g])
+        members = np.flatnonzero(problem.group == g)
+        if plans.size and members.size:
+            out[members] = closest_plans(problem.usage_mb[members], plans, t.A)
+    return out
+
+
+# --------------------------------------------------------------------------- rate pool sequences
+
+
+def rate_pool_sequences(plan_indices, catalogue: Catalogue, limit: int = LEGACY_MAX_SEQUENCES) -> list[tuple[int, ...]]:
+    """Orderings of a group's plans, as the legacy enumerated them: permutations, the first `limit` of them.
+
+    Plans start from smallest allowance up, so the first sequence is the natural ladder and the cap cuts
+    off orderings that only shuffle the largest plans last.
+    """
+    plans = sorted((int(p) for p in plan_indices), key=lambda p: (catalogue.included_mb[p], p))
+    if not plans:
+        return []
+    return list(itertools.islice(itertools.permutations(plans), max(0, int(limit))))
+
+
+def max_average_usage(plans: np.ndarray, catalogue: Catalogue, factor: float) -> dict[int, float]:
+    """Break-even average usage of each plan against the next larger one of the group (inf for the largest).
+
+    included + (next monthly - monthly) / overage rate * block, on prorated charge and allowance plus fee;
+    computed from the plan fields as the legacy did, whatever the charge type.
+    """
+    A = factor * catalogue.included_mb
+    c = factor * catalogue.monthly_cost + catalogue.fee_per_sim
+    ordered = sorted((int(p) for p in plans), key=lambda p: (A[p], c[p], p))
+    out: dict[int, float] = {}
+    for i, p in enumerate(ordered):
+        nxt = next((q for q in ordered[i + 1 :] if A[q] > A[p]), None)
+        if nxt is None:
+            out[p] = np.inf
+        else:
+            out[p] = A[p] + (c[nxt] - c[p]) / catalogue.overage_rate[p] * catalogue.overage_block_mb[p]
+    return out
+
+
+# --------------------------------------------------------------------------- the sequence walk
+
+
+@dataclass
+class _Walk:
+    """One ordering of a set of SIMs with prefix sums, ready for walking many sequences at once."""
+
+    order: np.ndarray  # positions (into the group's SIM arrays) in walk order
+    S: np.ndarray  # prefix sums of usage in walk order, length n+1
+    C: np.ndarray  # prefix sums of individual-plan costs, (n+1, k_individual)
+    ascending: bool
+
+
+def _make_walk(u: np.ndarray, positions: np.ndarray, indiv: np.ndarray, ascending: bool) -> _Walk:
+    pos = positions[np.argsort(u[positions], kind="stable")]
+    if not ascending:
+        pos = pos[::-1]
+    w = u[pos]
+    S = np.concatenate([[0.0], np.cumsum(w)])
+    C = np.vstack([np.zeros((1, indiv.shape[1])), np.cumsum(indiv[pos], axis=0)]) if indiv.shape[1] else None
+    return _Walk(pos, S, C, ascending)
+
+
+def _run_ends(walk: _Walk, seq_local: np.ndarray, maxavg: np.ndarray) -> np.ndarray:
+    """Run boundaries (n_seq, m+1): plan k of each sequence takes walk positions [ends[:, k], ends[:, k+1]).
+
+    Inferred legacy rule: a SIM joins the current plan while the plan's average usage, the SIM included,
+    stays within its max average usage; otherwise the walk moves to the next plan and tries the SIM
+    there; the last plan takes the rest.  Smallest-first, the running average only grows, so each run is
+    found by bisection; largest-first it only shrinks, so a plan takes everything left or nothing.
+    """
+    n_seq, m = seq_local.shape
+    n = walk.S.shape[0] - 1
+    ends = np.zeros((n_seq, m + 1), dtype=np.int64)
+    start = np.zeros(n_seq, dtype=np.int64)
+    S = walk.S
+    for k in range(m):
+        if k == m - 1:
+            end = np.full(n_seq, n, dtype=np.int64)
+        else:
+            M = maxavg[seq_local[:, k]]
+            if walk.ascending:
+                lo, hi = start.copy(), np.full(n_seq, n + 1, dtype=np.int64)
+                while True:
+                    active = hi - lo > 1
+                    if not active.any():
+                        break
+                    mid = (lo + hi) // 2
+                    midc = np.minimum(mid, n)
+                    run = S[midc] - S[start]
+                    with np.errstate(invalid="ignore"):  # inf * 0 on finished rows, masked below
+                        ok = run <= (midc - start) * M + 1e-9 * (1.0 + np.abs(run))
+                    lo = np.where(active & ok, mid, lo)
+                    hi = np.where(active & ~ok, mid, hi)
+                end = lo
+            else:
+                first = S[np.minimum(start + 1, n)] - S[start]
+                end = np.where((start < n) & (first <= M), n, start)
+        ends[:, k + 1] = end
+        start = end
+    return ends
+
+
+def _sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) -> np.ndarray:
+    """Price of every sequence under one strategy (one walk per communication plan, pools shared)."""
+    n_seq, m = seq_local.shape
+    k = K.shape[0]
+    cnt = np.zeros((n_seq, k))
+    use = np.zeros((n_seq, k))
+    indiv_cost = np.zeros((n_seq, k))
+    rows = np.repeat(np.arange(n_seq), m)
+    plan_of = seq_local.ravel()
+    for walk in walks:
+        ends = _run_ends(walk, seq_local, maxavg)
+        lo, hi = ends[:, :-1].ravel(), ends[:, 1:].ravel()
+        np.add.at(cnt, (rows, plan_of), (hi - lo).astype(np.float64))
+        np.add.at(use, (rows, plan_of), walk.S[hi] - walk.S[lo])
+        if walk.C is not None:
+            col = indiv_col[plan_of]
+            has = col >= 0
+            np.add.at(
+                indiv_cost,
+                (rows[has], plan_of[has]),
+                walk.C[hi[has], col[has]] - walk.C[lo[has], col[has]],
+            )
+    pooled_cost = np.where(cnt > 0, cnt * K[None, :] + r[None, :] * blocks(use - cnt * A[None, :], b[None, :]), 0.0)
+    return np.where(linear[None, :], pooled_cost, indiv_cost).sum(axis=1)
+
+
+def _walk_assignment(walks, seq_local, maxavg, n) -> np.ndarray:
+    out = np.empty(n, dtype=np.int64)
+    for walk in walks:
+        ends = _run_ends(walk, seq_local[None, :], maxavg)[0]
+        for k in range(seq_local.shape[0]):
+            out[walk.order[ends[k] : ends[k + 1]]] = seq_local[k]
+    return out
+
+
+class LegacyBest(tuple):
+    """(cost, assignment, description) of the best sequence/strategy, plus .sequence and .strategy."""
+
+    def __new__(cls, cost, assignment, description, sequence=None, strategy=None):
+        obj = super().__new__(cls, (cost, assignment, description))
+        obj.sequence = sequence
+        obj.strategy = strategy
+        return obj
+
+    @property
+    def cost(self) -> float:
+        return self[0]
+
+    @property
+    def assignment(self) -> np.ndarray:
+        return self[1]
+
+    @property
+    def description(self) -> str:
+        return self[2]
+
+
+def _describe(catalogue: Catalogue, seq: tuple[int, ...], strategy: tuple[str, str]) -> str:
+    return f"sequence {' > '.join(catalogue.plan_ids[p] for p in seq)}; {strategy[0]}; {strategy[1]}"
+
+
+def _group_context(problem: Problem, group_index: int, positions: np.ndarray, t: PlanTerms):
+    plans = np.flatnonzero(problem.allowed[group_index])
+    u = problem.usage_mb[positions]
+    linear = t.pooled[plans] & (t.s[plans] > 0)
+    indiv_plans = plans[~linear]
+    indiv = t.K[indiv_plans][None, :] + t.r[indiv_plans][None, :] * blocks(
+        u[:, None] - t.A[indiv_plans][None, :], t.b[indiv_plans][None, :]
+    )
+    indiv_col = np.full(plans.size, -1, dtype=np.int64)
+    indiv_col[~linear] = np.arange(indiv_plans.size)
+    return plans, u, linear, indiv, indiv_col
+
+
+def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, terms: PlanTerms | None = None) -> LegacyBest:
+    """Best of the four strategies over `sequences` (tuples of catalogue plan indices) for one group.
+
+    The assignment covers the group's SIMs in their original order, i.e. aligned with
+    np.flatnonzero(problem.group == group_index).  Among equal costs the first found wins (sequence order,
+    then strategy order), as the legacy kept a result only when strictly cheaper.  A slice of a group's
+    sequences can be evaluated on its own; the cheapest over slices is the cheapest over all.
+    """
+    t = terms if terms is not None else plan_terms(problem)
+    positions = np.flatnonzero(problem.group == group_index)
+    sequences = [tuple(int(p) for p in s) for s in sequences]
+    if not sequences or positions.size == 0:
+        return LegacyBest(np.inf, None, "no sequences", None, None)
+    plans, u, linear, indiv, indiv_col = _group_context(problem, group_index, positions, t)
+    local = {int(p): i for i, p in enumerate(plans)}
+    try:
+        seq_local = np.array([[local[p] for p in s] for s in sequences], dtype=np.int64)
+    except KeyError as exc:
+        raise ProblemError(f"sequence uses plan {exc.args[0]} which group {group_index} does not allow") from None
+    if seq_local.shape[1] != plans.size or np.any(np.sort(seq_local, axis=1) != np.arange(plans.size)):
+        raise ProblemError("each rate pool sequence must list every plan of the group exactly once")
+    mavg = max_average_usage(plans, problem.catalogue, problem.billing.factor)
+    maxavg = np.array([mavg[int(p)] for p in plans])
+    K, A, r, b = t.K[plans], t.A[plans], t.r[plans], t.b[plans]
+
+    all_pos = np.arange(positions.size)
+    comm = problem.comm_plan[positions] if problem.comm_plan is not None else None
+    comm_values = np.unique(comm) if comm is not None else np.array([0])
+    strategy_walks = []
+    for grouping, direction in STRATEGIES:
+        asc = direction == "smallest usage first"
+        if grouping == "no grouping":
+            walks = [_make_walk(u, all_pos, indiv, asc)]
+        else:
+            if comm is None or comm_values.size <= 1:
+                continue  # identical to the ungrouped strategy, already evaluated
+            walks = [_make_walk(u, np.flatnonzero(comm == c), indiv, asc) for c in comm_values]
+        strategy_walks.append(((grouping, direction), walks))
+
+    costs = np.stack(
+        [_sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) for _, walks in strategy_walks],
+        axis=1,
+    )
+    # Sequence-major, strategy-minor: the order the legacy visited results in.
+    flat = int(np.argmin(costs.ravel()))
+    si, sj = divmod(flat, costs.shape[1])
+    strategy, walks = strategy_walks[sj]
+    local_plan = _walk_assignment(walks, seq_local[si], maxavg, positions.size)
+    assignment = plans[local_plan].astype(np.int32)
+    cost = group_cost(t, u, assignment)
+    return LegacyBest(cost, assignment, _describe(problem.catalogue, sequences[si], strategy), sequences[si], strategy)
+
+
+# --------------------------------------------------------------------------- one group, whole problem
+
+
+@dataclass
+class LegacyGroupResult:
+    cost: float
+    plan_by_usage: np.ndarray  # plan per SIM in the caller's `by_usage` order
+    description: str
+    sequence: tuple[str, ...] | None
+
+
+def legacy_best_for_group(
+    problem: Problem, g: int, *, max_sequences: int, terms: PlanTerms, by_usage: np.ndarray
+) -> LegacyGroupResult | None:
+    """The legacy winner for group g (baseline included); None when the group has no plans or SIMs."""
+    plans = np.flatnonzero(problem.allowed[g])
+    positions = np.flatnonzero(problem.group == g)
+    if plans.size == 0 or positions.size == 0:
+        return None
+    u = problem.usage_mb[positions]
+    base = closest_plans(u, plans, terms.A)
+    best_cost = group_cost(terms, u, base)
+    best_assign, desc, seq = base, "baseline (closest included data)", None
+    if positions.size > 1:
+        sequences = rate_pool_sequences(plans, problem.catalogue, limit=max_sequences)
+        lb = legacy_evaluate_sequences(problem, g, sequences, terms=terms)
+        if lb.cost < best_cost:
+            best_cost, best_assign, desc = lb.cost, lb.assignment, lb.description
+            seq = tuple(problem.catalogue.plan_ids[p] for p in lb.sequence)
+    full = np.empty(problem.n_sims, dtype=np.int64)
+    full[positions] = best_assign
+    return LegacyGroupResult(best_cost, full[by_usage], desc, seq)
+
+
+def solve_legacy(
+    problem: Problem,
+    *,
+    max_sequences: int = LEGACY_MAX_SEQUENCES,
+    max_plans: int | None = LEGACY_MAX_PLANS,
+    progress=None,
+) -> Solution:
+    """The legacy method end to end: per group the cheapest of the baseline and every sequence x strategy.
+
+    Groups of 0 or 1 SIM keep the baseline.  Groups with more than `max_plans` plans (or none) are
+    skipped as the legacy did: their SIMs keep the current plan, -1 where it is unknown.
+    """
+    started = perf_counter()
+    t = plan_terms(problem)
+    G = problem.n_groups
+    assignment = problem.current_plan.astype(np.int32).copy()
+    skipped: list[int] = []
+    strategy: list[str] = []
+    sequence: list[tuple[str, ...] | None] = []
+    notes: list[str] = []
+    done = 0
+    for g in range(G):
+        positions = np.flatnonzero(problem.group == g)
+        plans = np.flatnonzero(problem.allowed[g])
+        name = problem.group_name(g)
+        if positions.size == 0:
+            strategy.append("no SIMs")
+            sequence.append(None)
+            continue
+        if plans.size == 0 or (max_plans is not None and plans.size > max_plans):
+            skipped.append(g)
+            why = "no rate plans" if plans.size == 0 else f"{plans.size} rate plans > limit {max_plans}"
+            notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
+            strategy.append(f"skipped: {why}")
+            sequence.append(None)
+        else:
+            res = legacy_best_for_group(problem, g, max_sequences=max_sequences, terms=t, by_usage=positions)
+            assignment[positions] = res.plan_by_usage
+            strategy.append(res.description if positions.size > 1 else "baseline (0 or 1 SIM)")
+            sequence.append(res.sequence)
+        done += positions.size
+        if progress is not None:
+            progress(done / max(problem.n_sims, 1))
+    pr = price(problem, assignment)
+    return Solution(
+        assignment=assignment,
+        total_cost=pr.total,
+        lower_bound=None,
+        group_cost=pr.per_group,
+        group_bound=None,
+        method="legacy",
+        seconds=perf_counter() - started,
+        skipped_groups=tuple(skipped),
+        winning_strategy=tuple(strategy),
+        winning_sequence=tuple(sequence),
+        notes=tuple(notes),
+    )

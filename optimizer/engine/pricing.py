@@ -1,0 +1,154 @@
+"""The cost model of shared/spec/cost-model.md: price of an assignment, per group/plan/SIM, vectorised."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .model import Problem, ProblemError
+
+# The spec's tolerance inside ceil: usage a hair above a block boundary through float noise is not a new block.
+BLOCK_EPS = 1e-9
+
+
+@dataclass(frozen=True, eq=False)
+class PlanTerms:
+    """Per-plan figures after proration and charge type: what the solvers and the pricer actually use.
+
+    K: per-SIM charge counted (prorated monthly cost + fee, or 0 when only overage is counted).
+    A: prorated allowance per SIM.  r: overage rate counted (0 when only the rate charge is counted).
+    b: overage block.  s = r / b, the largest multiplier the Lagrangian bound may use.
+    """
+
+    K: np.ndarray
+    A: np.ndarray
+    r: np.ndarray
+    b: np.ndarray
+    s: np.ndarray
+    pooled: np.ndarray
+
+
+def plan_terms(problem: Problem) -> PlanTerms:
+    cat = problem.catalogue
+    f = problem.billing.factor
+    rate_on = problem.charge_type in ("both", "rate")
+    over_on = problem.charge_type in ("both", "overage")
+    K = f * cat.monthly_cost + cat.fee_per_sim if rate_on else np.zeros(len(cat))
+    A = f * cat.included_mb
+    r = cat.overage_rate.copy() if over_on else np.zeros(len(cat))
+    b = cat.overage_block_mb.copy()
+    return PlanTerms(K=K, A=A, r=r, b=b, s=r / b, pooled=cat.pooled.copy())
+
+
+def blocks(excess_mb, block_mb):
+    """Overage blocks for usage above the allowance: ceil(x / b - 1e-9) for x > 0, else 0."""
+    x = np.asarray(excess_mb, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n = np.ceil(x / block_mb - BLOCK_EPS)
+    return np.where(x > 0, np.maximum(n, 0.0), 0.0)
+
+
+@dataclass(frozen=True, eq=False)
+class Pricing:
+    """Price of one assignment; `unpriced` SIMs (assignment -1) contribute nothing and are counted."""
+
+    total: float
+    rate: float
+    overage: float
+    per_group: np.ndarray
+    per_plan: np.ndarray
+    rate_per_group: np.ndarray
+    overage_per_group: np.ndarray
+    pool_sims: np.ndarray
+    pool_usage: np.ndarray
+    pool_blocks: np.ndarray
+    unpriced: int
+    unpriced_per_group: np.ndarray
+
+
+def _check_assignment(problem: Problem, assignment) -> np.ndarray:
+    a = np.asarray(assignment)
+    if a.shape != (problem.n_sims,):
+        raise ProblemError(f"assignment must have shape ({problem.n_sims},), got {a.shape}")
+    a = a.astype(np.int64, copy=False)
+    if a.size and (a.min() < -1 or a.max() >= problem.n_plans):
+        raise ProblemError(f"assignment values must lie in [-1, {problem.n_plans})")
+    return a
+
+
+def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G: int) -> Pricing:
+    P = t.K.shape[0]
+    valid = a >= 0
+    av = np.where(valid, a, 0)
+
+    rate_sim = np.where(valid, t.K[av], 0.0)
+    single = valid & ~t.pooled[av]
+    over_single = np.where(single, t.r[av] * blocks(u - t.A[av], t.b[av]), 0.0)
+
+    pooled_sim = valid & t.pooled[av]
+    key = grp.astype(np.int64) * P + av
+    # bincount adds weights in SIM order, so a loop over SIMs summing usage per pool gets the same bits.
+    pool_n = np.bincount(key[pooled_sim], minlength=G * P).reshape(G, P)
+    pool_u = np.bincount(key[pooled_sim], weights=u[pooled_sim], minlength=G * P).reshape(G, P)
+    pool_blocks = np.where(pool_n > 0, blocks(pool_u - pool_n * t.A[None, :], t.b[None, :]), 0.0)
+    over_pool = pool_blocks * t.r[None, :]
+
+    rate_g = np.bincount(grp, weights=rate_sim, minlength=G).astype(np.float64)
+    over_g = np.bincount(grp, weights=over_single, minlength=G) + over_pool.sum(axis=1)
+    per_plan = np.bincount(av, weights=rate_sim + over_single, minlength=P) + over_pool.sum(axis=0)
+    per_group = rate_g + over_g
+    unpriced_g = np.bincount(grp[~valid], minlength=G)
+    return Pricing(
+        total=float(per_group.sum()),
+        rate=float(rate_g.sum()),
+        overage=float(over_g.sum()),
+        per_group=per_group,
+        per_plan=per_plan,
+        rate_per_group=rate_g,
+        overage_per_group=over_g,
+        pool_sims=pool_n,
+        pool_usage=pool_u,
+        pool_blocks=pool_blocks,
+        unpriced=int((~valid).sum()),
+        unpriced_per_group=unpriced_g,
+    )
+
+
+def price(problem: Problem, assignment) -> Pricing:
+    """Price `assignment` (plan index per SIM, -1 = not priced) exactly as the cost model says."""
+    a = _check_assignment(problem, assignment)
+    return _price_arrays(plan_terms(problem), problem.usage_mb, problem.group, a, problem.n_groups)
+
+
+def group_cost(t: PlanTerms, u_orig_order: np.ndarray, a_orig_order: np.ndarray) -> float:
+    """Cost of one group's SIMs given in their original order: bit-for-bit price(...).per_group[g]."""
+    a = np.asarray(a_orig_order, dtype=np.int64)
+    return float(_price_arrays(t, u_orig_order, np.zeros(a.shape[0], dtype=np.int64), a, 1).per_group[0])
+
+
+def sim_costs(problem: Problem, assignment) -> np.ndarray:
+    """Each SIM's share of the price; NaN for unpriced SIMs (assignment -1), so np.nansum(...) == price().total.
+
+    A pool's overage charge is shared in proportion to each member's usage above the prorated allowance:
+    the SIMs that used the pool's spare allowance and then some pay for the blocks, those under it pay
+    only their recurring charge.  A SIM whose current plan is unknown has no known cost, so a report
+    shows it as unknown rather than as free.
+    """
+    a = _check_assignment(problem, assignment)
+    pr = price(problem, a)
+    t = plan_terms(problem)
+    P = problem.n_plans
+    u, grp = problem.usage_mb, problem.group
+    valid = a >= 0
+    av = np.where(valid, a, 0)
+    cost = t.K[av] + np.where(~t.pooled[av], t.r[av] * blocks(u - t.A[av], t.b[av]), 0.0)
+
+    pooled_sim = valid & t.pooled[av]
+    key = grp.astype(np.int64) * P + av
+    above = np.where(pooled_sim, np.maximum(u - t.A[av], 0.0), 0.0)
+    weight_sum = np.bincount(key[pooled_sim], weights=above[pooled_sim], minlength=problem.n_groups * P)
+    pool_charge = (pr.pool_blocks * t.r[None, :]).ravel()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(weight_sum[key] > 0, above / weight_sum[key], 0.0)
+    cost = cost + np.where(pooled_sim, share * pool_charge[key], 0.0)
+    return np.where(valid, cost, np.nan)
