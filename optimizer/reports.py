@@ -20,7 +20,7 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 
-from carrieropt.money import CENT
+from carrieropt.money import CENT, MONEY_PLACES
 from optimizer.models import CommGroup, DeviceAssignment
 from rateplans.models import PortalType, RatePlan
 
@@ -60,9 +60,13 @@ class PlanCost:
 def plan_costs(*, instance) -> list[PlanCost]:
     """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
     rows = DeviceAssignment.objects.filter(instance=instance).order_by()
-    before = {r["current_plan_id"]: (r["n"], r["cost"]) for r in
+    # SQLite sums decimals as floats; back to the stored 4 places so sums stay exact to the cent.
+    def places(value):
+        return None if value is None else Decimal(value).quantize(MONEY_PLACES)
+
+    before = {r["current_plan_id"]: (r["n"], places(r["cost"])) for r in
               rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
-    after = {r["recommended_plan_id"]: (r["n"], r["cost"]) for r in
+    after = {r["recommended_plan_id"]: (r["n"], places(r["cost"])) for r in
              rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
     plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
     result = []

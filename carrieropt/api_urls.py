@@ -1,0 +1,30 @@
+"""The REST API's URL map (mounted at /api/); anything else under /api/ is a JSON 404."""
+from django.urls import path, re_path
+
+from carrieropt.api.base import api_not_found
+from devices import api as devices
+from rateplans import api as rateplans
+from sessions import api as sessions
+
+app_name = "api"
+
+urlpatterns = [
+    path("providers/", rateplans.ProviderListApi.as_view(), name="provider-list"),
+    path("providers/<int:pk>/", rateplans.ProviderDetailApi.as_view(), name="provider-detail"),
+    path("rate-plans/", rateplans.RatePlanListApi.as_view(), name="rate-plan-list"),
+    path("rate-plans/<int:pk>/", rateplans.RatePlanDetailApi.as_view(), name="rate-plan-detail"),
+    path("communication-plans/", rateplans.CommunicationPlanListApi.as_view(), name="communication-plan-list"),
+    path("communication-plans/<int:pk>/", rateplans.CommunicationPlanDetailApi.as_view(),
+         name="communication-plan-detail"),
+    path("devices/", devices.DeviceListApi.as_view(), name="device-list"),
+    path("devices/<int:pk>/", devices.DeviceDetailApi.as_view(), name="device-detail"),
+    path("sessions/", sessions.SessionListApi.as_view(), name="session-list"),
+    path("sessions/<uuid:guid>/", sessions.SessionDetailApi.as_view(), name="session-detail"),
+    path("sessions/<uuid:guid>/cancel/", sessions.SessionCancelApi.as_view(), name="session-cancel"),
+    path("sessions/<uuid:guid>/events/", sessions.SessionEventsApi.as_view(), name="session-events"),
+    path("sessions/<uuid:guid>/groups/", sessions.SessionGroupsApi.as_view(), name="session-groups"),
+    path("sessions/<uuid:guid>/assignments/", sessions.SessionAssignmentsApi.as_view(), name="session-assignments"),
+    path("sessions/<uuid:guid>/report/", sessions.SessionReportApi.as_view(), name="session-report"),
+    # Paths ending without a slash are left to APPEND_SLASH's redirect.
+    re_path(r"^(?:.*/)?$", api_not_found),
+]

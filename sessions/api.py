@@ -1,0 +1,127 @@
+"""REST API of optimization sessions: start, list, detail, cancel, events, groups, assignments, report."""
+from __future__ import annotations
+
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import NotFound
+from rest_framework.response import Response
+
+from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
+from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.reports import XLSX_MIME, report_file
+from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
+from rateplans.models import ServiceProvider
+from sessions import services
+from sessions.models import OptimizationSession, ProgressEvent, Trigger
+from sessions.serializers import ProgressEventOut, SessionFilter, SessionOut, SessionStartIn
+
+CONFLICT = OpenApiResponse(ErrorSerializer, description="A session is already active for this carrier account "
+                                                        "(start) or the session has already ended (cancel).")
+
+
+class SessionApi(TenantApi):
+    """Views under /api/sessions/<guid>/: the session is looked up within the caller's tenants."""
+
+    def session(self) -> OptimizationSession:
+        return get_object_or_404(OptimizationSession.objects.filter(tenant__in=self.tenants), guid=self.kwargs["guid"])
+
+
+class SessionListApi(TenantApi, generics.ListAPIView):
+    """Optimization sessions, newest first; POST starts one (409 while one is active for the account)."""
+
+    serializer_class = SessionOut
+
+    def get_queryset(self):
+        filters = self.query(SessionFilter)
+        qs = OptimizationSession.objects.filter(tenant__in=self.tenants).select_related("provider", "billing_period")
+        if "provider" in filters:
+            qs = qs.filter(provider_id=filters["provider"])
+        if "status" in filters:
+            qs = qs.filter(status=filters["status"])
+        return qs.order_by("-created_at", "-pk")
+
+    @extend_schema(parameters=[SessionFilter])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(operation_id="sessions_start", request=SessionStartIn, responses={201: SessionOut, 409: CONFLICT})
+    def post(self, request):
+        data = SessionStartIn(data=request.data)
+        scope_field(data, "provider", ServiceProvider.objects.filter(tenant__in=self.tenants))
+        data.is_valid(raise_exception=True)
+        session = services.session_start(trigger=Trigger.API, **data.validated_data)
+        return Response(SessionOut(session, context=self.get_serializer_context()).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailApi(SessionApi, generics.RetrieveAPIView):
+    """One session: status, stage, percentage, stage timings, totals, lower bound and gap."""
+
+    serializer_class = SessionOut
+    lookup_field = "guid"
+
+    def get_queryset(self):
+        return OptimizationSession.objects.filter(tenant__in=self.tenants).select_related("provider", "billing_period")
+
+
+class SessionCancelApi(SessionApi):
+    """Cancel an active session (409 when it has already ended)."""
+
+    serializer_class = SessionOut
+
+    @extend_schema(operation_id="sessions_cancel", request=None, responses={200: SessionOut, 409: CONFLICT})
+    def post(self, request, guid):
+        session = services.session_cancel(session=self.session())
+        return Response(SessionOut(session, context=self.get_serializer_context()).data)
+
+
+class SessionEventsApi(SessionApi, generics.ListAPIView):
+    """The progress and error events of a session, in order (what AMOP receives)."""
+
+    serializer_class = ProgressEventOut
+
+    def get_queryset(self):
+        return ProgressEvent.objects.filter(session=self.session()).order_by("sequence")
+
+
+class SessionGroupsApi(SessionApi, generics.ListAPIView):
+    """The communication groups of a session with their costs, bound and winning method."""
+
+    serializer_class = CommGroupOut
+
+    def get_queryset(self):
+        return (CommGroup.objects.filter(instance__session=self.session())
+                .prefetch_related("communication_plans", "rate_plans").order_by("instance_id", "name", "pk"))
+
+
+class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
+    """Per-SIM current and recommended rate plans, filtered by group or to changed SIMs only."""
+
+    serializer_class = AssignmentOut
+
+    def get_queryset(self):
+        filters = self.query(AssignmentFilter)
+        qs = (DeviceAssignment.objects.filter(instance__session=self.session())
+              .select_related("comm_group", "current_plan", "recommended_plan").order_by("iccid", "pk"))
+        if "group" in filters:
+            qs = qs.filter(comm_group_id=filters["group"])
+        if "changed" in filters:
+            qs = qs.filter(changed=filters["changed"])
+        return qs
+
+    @extend_schema(parameters=[AssignmentFilter])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class SessionReportApi(SessionApi):
+    """Download the Excel report (404 until the session has written it)."""
+
+    @extend_schema(responses={(200, XLSX_MIME): OpenApiTypes.BINARY})
+    def get(self, request, guid):
+        path = report_file(self.session().report_path)
+        if path is None:
+            raise NotFound("No report has been written for this session yet.")
+        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=XLSX_MIME)

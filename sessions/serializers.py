@@ -1,0 +1,91 @@
+"""API shapes of optimization sessions and their progress events."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from optimizer.serializers import MONEY, RATIO, money_out, ratio_out
+from rateplans.models import ServiceProvider
+from sessions.models import Method, OptimizationSession, ProgressEvent, SessionStatus
+
+_money = serializers.DecimalField(**MONEY, allow_null=True)
+_ratio = serializers.DecimalField(**RATIO, allow_null=True)
+
+
+class BillingPeriodRef(serializers.Serializer):
+    id = serializers.IntegerField()
+    start_date = serializers.DateField()
+    end_date = serializers.DateField()
+
+
+class StageTiming(serializers.Serializer):
+    started = serializers.CharField(required=False, help_text="ISO 8601 with zone.")
+    finished = serializers.CharField(required=False, help_text="ISO 8601 with zone.")
+    seconds = serializers.FloatField(required=False)
+
+
+class SessionOut(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="guid", help_text="The session GUID (OptimizationSessionGuid).")
+    session_id = serializers.IntegerField(source="pk", help_text="The integer SessionId AMOP events carry.")
+    provider_name = serializers.CharField(source="provider.name")
+    billing_period = BillingPeriodRef()
+    percentage = serializers.IntegerField(source="progress", help_text="0–100.")
+    stage_timings = serializers.DictField(child=StageTiming(), help_text="Per stage: started, finished, seconds.")
+    current_cost = serializers.DecimalField(**MONEY, allow_null=True)
+    baseline_cost = serializers.DecimalField(**MONEY, allow_null=True)
+    optimized_cost = serializers.DecimalField(**MONEY, allow_null=True)
+    lower_bound = serializers.DecimalField(**MONEY, allow_null=True)
+    savings = serializers.SerializerMethodField()
+    savings_percent = serializers.SerializerMethodField()
+    gap = serializers.SerializerMethodField(help_text="Optimized cost above the lower bound, as a fraction of it.")
+    report_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = OptimizationSession
+        fields = ["id", "session_id", "tenant", "provider", "provider_name", "billing_period", "status", "stage",
+                  "percentage", "trigger", "method", "sync_devices", "is_active", "created_at", "started_at",
+                  "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
+                  "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url"]
+        read_only_fields = fields
+
+    @extend_schema_field(_money)
+    def get_savings(self, obj):
+        return money_out(obj.savings)
+
+    @extend_schema_field(_ratio)
+    def get_savings_percent(self, obj):
+        if obj.savings is None or not obj.current_cost:
+            return None
+        return ratio_out(obj.savings * 100 / obj.current_cost)
+
+    @extend_schema_field(_ratio)
+    def get_gap(self, obj):
+        return ratio_out(obj.gap)
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_report_url(self, obj):
+        if not obj.report_path:
+            return None
+        request = self.context.get("request")
+        path = f"/api/sessions/{obj.guid}/report/"
+        return request.build_absolute_uri(path) if request else path
+
+
+class SessionStartIn(serializers.Serializer):
+    # The view narrows the queryset to the caller's carrier accounts.
+    provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
+    method = serializers.ChoiceField(choices=Method.choices, default=Method.CERTIFIED)
+    sync_devices = serializers.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+
+
+class SessionFilter(serializers.Serializer):
+    provider = serializers.IntegerField(required=False, min_value=1)
+    status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+
+
+class ProgressEventOut(serializers.ModelSerializer):
+    class Meta:
+        model = ProgressEvent
+        fields = ["event_id", "sequence", "kind", "progress", "error_message", "device_count", "payload",
+                  "created_at", "delivered_at"]
+        read_only_fields = fields
