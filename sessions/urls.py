@@ -1,0 +1,15 @@
+"""Dashboard URLs (mounted at /): sessions, a session's results, starting a session, login."""
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from sessions import views
+
+app_name = "dashboard"
+
+urlpatterns = [
+    path("", views.session_list, name="session-list"),
+    path("sessions/<uuid:guid>/", views.session_detail, name="session-detail"),
+    path("providers/<int:provider_id>/start/", views.session_start, name="session-start"),
+    path("accounts/login/", auth_views.LoginView.as_view(next_page="dashboard:session-list"), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
+]

@@ -1,0 +1,94 @@
+"""The operator dashboard: sessions with live progress, a start button per carrier account, a session's results."""
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
+
+from carrieropt.api.base import user_tenants
+from optimizer.reports import PlanCost, plan_costs, report_file
+from rateplans.models import ServiceProvider
+from sessions import services
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, Trigger
+
+CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
+
+
+def _list_page(request, *, refusal: dict | None = None, status: int = 200):
+    tenants = user_tenants(request.user)
+    providers = list(ServiceProvider.objects.filter(tenant__in=tenants, active=True).select_related("tenant")
+                     .order_by("tenant__name", "name"))
+    sessions = list(OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period")
+                    .order_by("-created_at", "-pk")[:50])
+    active = {s.provider_id: s for s in OptimizationSession.objects.filter(
+        tenant__in=tenants, status__in=ACTIVE_STATUSES).only("guid", "provider_id", "progress")}
+    for provider in providers:
+        provider.active_session = active.get(provider.pk)
+    return render(request, "dashboard/sessions.html",
+                  {"providers": providers, "sessions": sessions, "refusal": refusal}, status=status)
+
+
+@login_required
+def session_list(request):
+    return _list_page(request)
+
+
+@login_required
+@require_POST
+def session_start(request, provider_id: int):
+    provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user)), pk=provider_id)
+    try:
+        session = services.session_start(provider=provider, trigger=Trigger.ADMIN)
+    except services.SessionAlreadyRunning as exc:
+        # The same refusal the API answers with 409, shown on the page that asked.
+        refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
+        return _list_page(request, refusal=refusal, status=409)
+    messages.success(request, f"Started optimization session {session.guid} for {provider.name}.")
+    return redirect("dashboard:session-list")
+
+
+def cost_chart(costs: list[PlanCost]) -> dict:
+    """Bar geometry for the before/after chart, drawn as inline SVG (nothing fetched from elsewhere)."""
+    c = CHART
+    plot_w = c["width"] - c["left"] - c["right"]
+    plot_h = c["height"] - c["top"] - c["bottom"]
+    top_value = max([float(x.cost_before or 0) for x in costs] + [float(x.cost_after) for x in costs] + [0.0])
+    scale = plot_h / top_value if top_value > 0 else 0.0
+    slot = plot_w / max(len(costs), 1)
+    bar = min(28.0, slot * 0.35)
+    bars = []
+    for i, x in enumerate(costs):
+        left = c["left"] + i * slot + slot / 2 - bar
+        before_h = float(x.cost_before or 0) * scale
+        after_h = float(x.cost_after) * scale
+        bars.append({
+            "code": x.code, "label_x": c["left"] + i * slot + slot / 2, "cost_before": x.cost_before,
+            "cost_after": x.cost_after, "sims_before": x.sims_before, "sims_after": x.sims_after,
+            "before": {"x": left, "y": c["top"] + plot_h - before_h, "h": before_h},
+            "after": {"x": left + bar, "y": c["top"] + plot_h - after_h, "h": after_h},
+        })
+    ticks = [{"y": c["top"] + plot_h - plot_h * k / 4, "value": top_value * k / 4} for k in range(5)]
+    return {**c, "bars": bars, "bar": bar, "ticks": ticks, "axis_y": c["top"] + plot_h, "plot_right": c["width"] - c["right"]}
+
+
+@login_required
+def session_detail(request, guid):
+    session = get_object_or_404(
+        OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
+        .select_related("provider", "billing_period", "tenant"), guid=guid)
+    instance = session.instances.order_by("pk").first()
+    groups = []
+    costs = []
+    if instance is not None:
+        groups = list(instance.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
+        for g in groups:
+            g.savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
+        costs = plan_costs(instance=instance)
+    savings_pct = session.savings * 100 / session.current_cost if session.savings is not None and session.current_cost else None
+    return render(request, "dashboard/session.html", {
+        "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
+        "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
+        "gap_pct": session.gap * 100 if session.gap is not None else None,
+        "timings": [(stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)],
+    })
