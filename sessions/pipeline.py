@@ -15,6 +15,7 @@ from django.utils import timezone
 from carrieropt.errors import ApplicationError
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
+from optimizer.reports import report_email, report_write
 from optimizer.models import GroupStatus
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage
@@ -197,10 +198,6 @@ def stage_finalizing(session_id: int) -> None:
 
 def _report(session, instance):
     """Write and e-mail the Excel report; a report failure never loses the results."""
-    try:
-        from optimizer.reports import report_email, report_write
-    except ImportError:
-        return None
     started = time.monotonic()
     try:
         path = report_write(instance=instance)
