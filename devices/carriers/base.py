@@ -1,0 +1,194 @@
+"""The carrier adapter interface the sync talks to, and the carrier-neutral records it returns."""
+from __future__ import annotations
+
+import abc
+import datetime as dt
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+
+from devices.carriers.errors import CarrierError, PageLimitExceeded
+
+MAX_PAGE_SIZE = 50
+
+
+@dataclass(frozen=True)
+class DeviceRecord:
+    """One SIM as a device list reports it, in carrieropt's words; values unchecked.
+
+    `problem` is set when the carrier's entry could not even be read (not an
+    object, a date that is not a date); the sync rejects such rows with it.
+    """
+
+    iccid: str | None
+    status: str | None = None
+    rate_plan: str | None = None
+    communication_plan: str | None = None
+    msisdn: str | None = None
+    date_activated: dt.datetime | None = None
+    date_added: dt.datetime | None = None
+    date_updated: dt.datetime | None = None
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class DevicePage:
+    page_number: int
+    last_page: bool
+    devices: list[DeviceRecord]
+
+
+@dataclass(frozen=True)
+class DeviceDetails:
+    iccid: str
+    status: str | None
+    rate_plan: str | None
+    communication_plan: str | None
+    msisdn: str | None = None
+    date_activated: dt.datetime | None = None
+    date_added: dt.datetime | None = None
+    date_updated: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class CtdUsage:
+    """Cycle-to-date usage of one SIM, as of `measured_at` (when carrieropt asked)."""
+
+    iccid: str
+    ctd_bytes: int
+    status: str | None
+    rate_plan: str | None
+    measured_at: dt.datetime
+
+
+@dataclass
+class ClientStats:
+    """What one client did; thread-safe counters read by the sync into SyncRun."""
+
+    calls: int = 0
+    retries: int = 0
+    failures: int = 0
+    throttled: int = 0
+    timeouts: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, value in counts.items():
+                setattr(self, name, getattr(self, name) + value)
+
+
+class CarrierClient(abc.ABC):
+    """One carrier account's API. Subclasses implement the four calls; paging and fan-out live here.
+
+    A client is used by one sync at a time and closed after it; the rate and
+    concurrency budget is shared per account (see limits.account_limiter).
+    """
+
+    integration: str = ""
+
+    def __init__(self, *, label: str, max_concurrency: int, max_pages: int):
+        self.label = label
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.max_pages = max(1, int(max_pages))
+        self.stats = ClientStats()
+        self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="carrier")
+
+    # -- the adapter interface -------------------------------------------------------------------
+    @abc.abstractmethod
+    def list_devices_page(self, *, modified_since: dt.datetime, page_number: int,
+                          page_size: int = MAX_PAGE_SIZE) -> DevicePage:
+        """One page of the SIMs changed since `modified_since`, oldest change first."""
+
+    @abc.abstractmethod
+    def get_device(self, iccid: str) -> DeviceDetails:
+        """Details of one SIM."""
+
+    @abc.abstractmethod
+    def get_ctd_usage(self, iccid: str) -> CtdUsage:
+        """Cycle-to-date usage of one SIM."""
+
+    @abc.abstractmethod
+    def change_rate_plan(self, iccid: str, rate_plan: str, effective_date: dt.date | None = None) -> str:
+        """Move one SIM to `rate_plan`; returns the ICCID the carrier confirmed."""
+
+    # -- built on the interface ------------------------------------------------------------------
+    def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[DevicePage]:
+        """Every page up to the one that says lastPage, in page order.
+
+        The API has no total count, so with a concurrency budget above 1 the
+        next pages are asked for speculatively while the current one is
+        processed; answers past the last page are dropped (at most
+        max_concurrency - 1 wasted calls per sync).
+        """
+        pending: deque[tuple[int, Future]] = deque()
+        next_page = 1
+        try:
+            while True:
+                while len(pending) < self.max_concurrency and next_page <= self.max_pages:
+                    pending.append((next_page, self._executor.submit(
+                        self.list_devices_page, modified_since=modified_since, page_number=next_page,
+                        page_size=page_size)))
+                    next_page += 1
+                if not pending:
+                    raise PageLimitExceeded(
+                        f"{self.label}: the device list did not end (no lastPage) within max_pages={self.max_pages}; "
+                        f"raise the account's max_pages if the fleet really has more than "
+                        f"{self.max_pages * page_size:,} changed SIMs", field="max_pages")
+                _, future = pending.popleft()
+                page = future.result()
+                yield page
+                if page.last_page:
+                    return
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+    def iter_ctd_usages(self, iccids: Iterable[str]) -> Iterator[tuple[str, CtdUsage | CarrierError]]:
+        """Usage of each ICCID, in completion order, with at most 2 x max_concurrency calls queued.
+
+        An error about one SIM (unknown ICCID, refused request) is yielded in
+        its place; any other error (credentials, circuit open, carrier down)
+        is raised and ends the iteration.
+        """
+        window = 2 * self.max_concurrency
+        pending: dict[Future, str] = {}
+        iterator = iter(iccids)
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(pending) < window:
+                    iccid = next(iterator, None)
+                    if iccid is None:
+                        exhausted = True
+                        break
+                    pending[self._executor.submit(self.get_ctd_usage, iccid)] = iccid
+                if not pending:
+                    return
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    iccid = pending.pop(future)
+                    try:
+                        yield iccid, future.result()
+                    except CarrierError as exc:
+                        if not exc.per_device:
+                            raise
+                        yield iccid, exc
+        finally:
+            for future in pending:
+                future.cancel()
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.label}>"
+

@@ -1,0 +1,236 @@
+"""The Jasper-family client (Cisco Control Center REST API v1): Jasper, POD19, T-Mobile Jasper, Rogers."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+import time
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from devices.carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, DeviceDetails, DevicePage, DeviceRecord
+from devices.carriers.errors import (
+    CarrierAuthError,
+    CarrierBadValue,
+    CarrierNotFound,
+    CarrierProtocolError,
+    CarrierRequestRejected,
+    CarrierUnavailable,
+)
+from devices.carriers.limits import CircuitBreaker, RetryPolicy, account_limiter
+
+log = logging.getLogger(__name__)
+
+API_PREFIX = "/rws/api/v1"
+
+
+def parse_carrier_datetime(value: Any, *, field: str) -> dt.datetime | None:
+    """Control Center dates: '2016-06-08 20:34:37.573+0000' or ISO 8601; naive ones are UTC."""
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{field} {value!r} is not a date")
+    try:
+        parsed = dt.datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f"{field} {value!r} is not a date") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def format_modified_since(value: dt.datetime) -> str:
+    if value.tzinfo is None:
+        raise ValueError("modified_since must be timezone-aware")
+    return value.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else str(value)
+
+
+class JasperClient(CarrierClient):
+    """Basic auth with username:apiKey; every call goes through the account's token bucket,
+    retries timeouts / 429 / 5xx with backoff, and feeds one circuit breaker."""
+
+    integration = "Jasper"
+
+    def __init__(self, *, base_url: str, username: str, api_key: str, label: str, rate_limit: float,
+                 max_concurrency: int, max_pages: int, timeout: float = 30.0, connect_timeout: float = 10.0,
+                 retry: RetryPolicy | None = None, breaker: CircuitBreaker | None = None,
+                 limiter_key: object = None, rng: random.Random | None = None,
+                 transport: httpx.BaseTransport | None = None):
+        super().__init__(label=label, max_concurrency=max_concurrency, max_pages=max_pages)
+        root = base_url.rstrip("/")
+        if not root.endswith(API_PREFIX):
+            root += API_PREFIX
+        self.api_root = root
+        self.username = username
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self.breaker = breaker or CircuitBreaker()
+        self.limiter = account_limiter(limiter_key or (root, username), rate=rate_limit,
+                                       max_concurrency=self.max_concurrency)
+        self._rng = rng or random.Random()
+        # httpx.BasicAuth keeps only the encoded header; the key itself is not stored on the client.
+        self._http = httpx.Client(
+            base_url=root, auth=httpx.BasicAuth(username, api_key),
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency),
+            headers={"Accept": "application/json", "User-Agent": "carrieropt-sync/1"},
+            transport=transport, follow_redirects=False,
+        )
+
+    # -- the four calls -------------------------------------------------------------------------
+    def list_devices_page(self, *, modified_since: dt.datetime, page_number: int,
+                          page_size: int = MAX_PAGE_SIZE) -> DevicePage:
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
+        what = f"page {page_number} of the device list"
+        body = self._call("GET", "/devices", what=what, params={
+            "modifiedSince": format_modified_since(modified_since), "pageSize": page_size, "pageNumber": page_number})
+        if not isinstance(body, dict):
+            raise CarrierProtocolError(f"{self.label}: {what} is not a JSON object")
+        devices, last_page = body.get("devices"), body.get("lastPage")
+        if not isinstance(devices, list):
+            raise CarrierProtocolError(f"{self.label}: {what} has no 'devices' list")
+        if not isinstance(last_page, bool):
+            raise CarrierProtocolError(f"{self.label}: {what} has no true/false 'lastPage'")
+        echoed = body.get("pageNumber")
+        if echoed is not None and echoed != page_number:
+            raise CarrierProtocolError(f"{self.label}: asked for page {page_number}, the carrier answered page {echoed!r}")
+        return DevicePage(page_number=page_number, last_page=last_page,
+                          devices=[self._record(entry, page_number, i) for i, entry in enumerate(devices)])
+
+    def get_device(self, iccid: str) -> DeviceDetails:
+        body = self._call("GET", f"/devices/{quote(iccid, safe='')}", what=f"details of ICCID {iccid}", iccid=iccid)
+        record = self._record(body, None, None)
+        if record.problem:
+            raise CarrierProtocolError(f"{self.label}: details of ICCID {iccid}: {record.problem}")
+        return DeviceDetails(iccid=record.iccid or iccid, status=record.status, rate_plan=record.rate_plan,
+                             communication_plan=record.communication_plan, msisdn=record.msisdn,
+                             date_activated=record.date_activated, date_added=record.date_added,
+                             date_updated=record.date_updated)
+
+    def get_ctd_usage(self, iccid: str) -> CtdUsage:
+        what = f"cycle-to-date usage of ICCID {iccid}"
+        body = self._call("GET", f"/devices/{quote(iccid, safe='')}/ctdUsages", what=what, iccid=iccid)
+        measured_at = dt.datetime.now(dt.UTC)
+        if not isinstance(body, dict):
+            raise CarrierProtocolError(f"{self.label}: {what} is not a JSON object", field="ctdDataUsage")
+        raw = body.get("ctdDataUsage")
+        # JSON numbers only: a float or string byte count means the answer is not what the API defines.
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise CarrierBadValue(f"{self.label}: {what}: ctdDataUsage {raw!r} is not a byte count",
+                                  field="ctdDataUsage")
+        return CtdUsage(iccid=iccid, ctd_bytes=raw, status=_text(body.get("status")),
+                        rate_plan=_text(body.get("ratePlan")), measured_at=measured_at)
+
+    def change_rate_plan(self, iccid: str, rate_plan: str, effective_date: dt.date | None = None) -> str:
+        """PUT /devices/{iccid} {"ratePlan": ...}. Setting the same plan twice is harmless, so it is retried like a read."""
+        if not rate_plan:
+            raise CarrierRequestRejected("rate_plan must not be empty", field="rate_plan")
+        payload: dict[str, str] = {"ratePlan": rate_plan}
+        if effective_date is not None:
+            payload["effectiveDate"] = effective_date.isoformat()
+        body = self._call("PUT", f"/devices/{quote(iccid, safe='')}", json=payload, iccid=iccid,
+                          what=f"change of ICCID {iccid} to rate plan {rate_plan!r}", field="rate_plan")
+        confirmed = body.get("iccid") if isinstance(body, dict) else None
+        if confirmed != iccid:
+            raise CarrierProtocolError(
+                f"{self.label}: change of ICCID {iccid} to rate plan {rate_plan!r} was answered for ICCID {confirmed!r}")
+        return confirmed
+
+    # -- one call with retries -------------------------------------------------------------------
+    def _call(self, method: str, path: str, *, what: str, params: dict | None = None, json: dict | None = None,
+              iccid: str | None = None, field: str | None = None) -> Any:
+        attempts = self.retry.max_attempts
+        for attempt in range(attempts):
+            self.breaker.before_call(label=self.label)
+            retry_after: float | None = None
+            response: httpx.Response | None = None
+            with self.limiter.slot():
+                self.stats.add(calls=1)
+                try:
+                    response = self._http.request(method, path, params=params, json=json)
+                except httpx.TimeoutException:
+                    failure = f"{what}: no answer within {self.timeout:g}s"
+                    self.stats.add(timeouts=1)
+                except httpx.TransportError as exc:
+                    # The exception text names host and port only; it never carries headers.
+                    failure = f"{what}: connection failed ({type(exc).__name__}: {exc})"
+            if response is not None:
+                if response.status_code == 429 or response.status_code >= 500:
+                    failure = f"{what}: HTTP {response.status_code}{self._carrier_says(response)}"
+                    if response.status_code == 429:
+                        self.stats.add(throttled=1)
+                        retry_after = _retry_after_seconds(response)
+                else:
+                    self.breaker.record_success()
+                    return self._answer(response, what=what, iccid=iccid, field=field)
+            self.stats.add(failures=1)
+            log.info("%s: attempt %d/%d failed: %s", self.label, attempt + 1, attempts, failure)
+            self.breaker.record_failure(failure, label=self.label)
+            if attempt + 1 < attempts:
+                self.stats.add(retries=1)
+                time.sleep(self.retry.delay(attempt, retry_after=retry_after, rng=self._rng))
+        raise CarrierUnavailable(f"{self.label}: gave up after {attempts} attempts: {failure}", field=field)
+
+    def _answer(self, response: httpx.Response, *, what: str, iccid: str | None, field: str | None) -> Any:
+        status = response.status_code
+        if status in (401, 403):
+            raise CarrierAuthError(
+                f"{self.label}: the carrier refused username {self.username!r} and its API key "
+                f"(HTTP {status}{self._carrier_says(response)}); check the account's username and api_key",
+                field="api_key")
+        if status == 404:
+            raise CarrierNotFound(f"{self.label}: {what}: the carrier does not know ICCID {iccid} "
+                                  f"(HTTP 404{self._carrier_says(response)})", field="iccid")
+        if status >= 400 or status < 200:
+            raise CarrierRequestRejected(f"{self.label}: {what}: refused (HTTP {status}{self._carrier_says(response)})",
+                                         field=field)
+        try:
+            return response.json()
+        except ValueError:
+            snippet = response.text[:80].replace("\n", " ")
+            raise CarrierProtocolError(f"{self.label}: {what} is not valid JSON (starts {snippet!r})") from None
+
+    @staticmethod
+    def _carrier_says(response: httpx.Response) -> str:
+        """The carrier's own {"errorMessage", "errorCode"}, when it sent one."""
+        try:
+            body = response.json()
+        except ValueError:
+            return ""
+        if not isinstance(body, dict) or not (body.get("errorMessage") or body.get("errorCode")):
+            return ""
+        return f", errorCode {body.get('errorCode')!s}: {body.get('errorMessage')!s}"
+
+    def _record(self, entry: Any, page: int | None, index: int | None) -> DeviceRecord:
+        where = f"entry {index} of page {page}" if page is not None else "the answer"
+        if not isinstance(entry, dict):
+            return DeviceRecord(iccid=None, problem=f"{where} is not a JSON object")
+        iccid = _text(entry.get("iccid"))
+        try:
+            dates = {name: parse_carrier_datetime(entry.get(key), field=key) for name, key in
+                     (("date_activated", "dateActivated"), ("date_added", "dateAdded"), ("date_updated", "dateUpdated"))}
+        except ValueError as exc:
+            return DeviceRecord(iccid=iccid, problem=str(exc))
+        return DeviceRecord(
+            iccid=iccid, status=_text(entry.get("status")), rate_plan=_text(entry.get("ratePlan")),
+            communication_plan=_text(entry.get("communicationPlan")), msisdn=_text(entry.get("msisdn")), **dates)
+
+    def close(self) -> None:
+        super().close()
+        self._http.close()
+
+
+def _retry_after_seconds(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
