@@ -6,3 +6,6 @@ class OptSessionsConfig(AppConfig):
     # "sessions" is django.contrib.sessions' label; ours must never clash with it.
     label = "optsessions"
     verbose_name = "Optimization sessions"
+
+    def ready(self):
+        from sessions import receivers  # noqa: F401  (connects the device-sync notice to the outbox)
