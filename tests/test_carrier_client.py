@@ -26,7 +26,7 @@ from devices.simulator import Faults
 from devices.simulator.testing import fast_client, simulated_provider
 from tests import factories
 
-pytest_plugins = ["devices.simulator.testing"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 

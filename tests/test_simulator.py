@@ -19,7 +19,7 @@ from devices.simulator import Faults, carrier_date
 from devices.usage import BYTES_PER_MB
 from rateplans.cycles import cycle_bounds
 
-pytest_plugins = ["devices.simulator.testing"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 SINCE = "2000-01-01T00:00:00+00:00"
 AUTH = (demo_fleet.DEMO_USERNAME, demo_fleet.DEMO_API_KEY)
 

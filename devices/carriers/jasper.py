@@ -183,7 +183,7 @@ class JasperClient(CarrierClient):
         if status in (401, 403):
             raise CarrierAuthError(
                 f"{self.label}: the carrier refused username {self.username!r} and its API key "
-                f"(HTTP {status}{self._carrier_says(response)}); check the account's username and api_key",
+                f"(HTTP {status}{self._carrier_says(response)}); check the account's username and api_key.",
                 field="api_key")
         if status == 404:
             raise CarrierNotFound(f"{self.label}: {what}: the carrier does not know ICCID {iccid} "

@@ -1,10 +1,8 @@
-"""Starting the simulator inside a test: a context manager and the pytest fixtures built on it."""
+"""Test helpers around the simulator: run it in a thread, an account pointing at it, a client with test timeouts."""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-
-import pytest
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from devices.simulator.carrier import Faults, SimulatedCarrier
 from devices.simulator.server import SimulatorServer
@@ -17,19 +15,6 @@ def running_simulator(*, sims: int = 200, seed: int = 7, faults: Faults | None =
     carrier = SimulatedCarrier(sims=sims, seed=seed, faults=faults, **options)
     with SimulatorServer(carrier) as server:
         yield server
-
-
-@pytest.fixture
-def carrier_simulator_factory() -> Iterator[Callable[..., SimulatorServer]]:
-    """start(sims=..., seed=..., faults=Faults(...)) -> a running SimulatorServer; all stopped after the test."""
-    with ExitStack() as stack:
-        yield lambda **kwargs: stack.enter_context(running_simulator(**kwargs))
-
-
-@pytest.fixture
-def carrier_simulator(carrier_simulator_factory) -> SimulatorServer:
-    """200 demo SIMs (seed 7), no faults."""
-    return carrier_simulator_factory()
 
 
 def simulated_provider(*, server: SimulatorServer, tenant, catalogue: bool = True, **fields):

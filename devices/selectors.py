@@ -1,0 +1,46 @@
+"""Reads about SIMs and their syncs: the latest runs, the incremental watermark, a fleet checksum."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Iterable
+
+from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus
+from rateplans.models import BillingPeriod, ServiceProvider
+
+DEVICE_SYNC_KINDS = (SyncKind.FULL, SyncKind.INCREMENTAL)
+
+
+def sync_run_latest(*, provider: ServiceProvider, kinds: Iterable[str] = DEVICE_SYNC_KINDS,
+                    status: str = SyncStatus.SUCCEEDED) -> SyncRun | None:
+    return SyncRun.objects.filter(provider=provider, kind__in=list(kinds), status=status).order_by("-started_at").first()
+
+
+def device_sync_watermark(*, provider: ServiceProvider) -> dt.datetime | None:
+    """The modifiedSince of the next incremental sync: the watermark of the latest successful device sync."""
+    latest = sync_run_latest(provider=provider)
+    return latest.watermark if latest else None
+
+
+def sync_runs_running(*, provider: ServiceProvider, kinds: Iterable[str]) -> list[SyncRun]:
+    return list(SyncRun.objects.filter(provider=provider, kind__in=list(kinds), status=SyncStatus.RUNNING))
+
+
+def usage_sync_devices(*, provider: ServiceProvider, statuses: Iterable[str]) -> list[tuple[int, str, str]]:
+    """(device id, ICCID, status) of the SIMs whose usage a usage sync asks for, in ICCID order."""
+    return list(Device.objects.filter(provider=provider, missing_since__isnull=True, status__in=list(statuses))
+                .order_by("iccid").values_list("id", "iccid", "status"))
+
+
+def usage_rows_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:
+    return DeviceUsage.objects.filter(billing_period=period, device__provider=provider).count()
+
+
+def devices_checksum(*, provider: ServiceProvider) -> str:
+    """A digest of every Device row of the account, to prove a failed sync changed nothing."""
+    digest = hashlib.sha256()
+    fields = [f.attname for f in Device._meta.concrete_fields]
+    for row in Device.objects.filter(provider=provider).order_by("iccid").values_list(*fields).iterator(chunk_size=5000):
+        digest.update(repr(row).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()

@@ -1,0 +1,368 @@
+"""Writes of the SIM sync: device_sync (carrier -> staging -> Device in one transaction) and usage_sync."""
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from carrieropt.errors import ApplicationError
+from devices import selectors, staging
+from devices.carriers import CarrierClient, CarrierError, DeviceRecord, client_for
+from devices.models import DeviceStatus, SyncKind, SyncRun, SyncStatus
+from devices.signals import device_sync_completed
+from devices.usage import bytes_to_mb, projected_mb
+from rateplans.models import BillingPeriod, RatePlan, ServiceProvider
+from rateplans.services import billing_period_current
+
+log = logging.getLogger(__name__)
+
+# The legacy listed SIMs changed in the last month and a day and called that "full"; SIMs
+# unchanged for longer were never re-read. A full sync here asks for every change since this date.
+FULL_SYNC_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+# Clock skew between carrieropt and the carrier must not lose a change: the next incremental
+# sync starts this much before the previous one did (re-reading a SIM is harmless).
+WATERMARK_OVERLAP = dt.timedelta(minutes=5)
+STAGING_BATCH_ROWS = 2_000
+REJECTS_KEPT = 1_000
+RUN_ABANDONED_AFTER = dt.timedelta(hours=6)
+# The optimizer prices only ACTIVATED SIMs (optimizer.selectors.BILLABLE_STATUSES); asking the
+# carrier for the usage of any other SIM spends its 5 calls/s on numbers nobody reads.
+USAGE_STATUSES = (DeviceStatus.ACTIVATED,)
+ICCID_RE = re.compile(r"^\d{19,20}$")
+KNOWN_STATUSES = frozenset(DeviceStatus.values)
+NEW_COMM_PLANS_SUBJECT = "New Communication Plans Added"
+SUMMARY_SUBJECT = "Device Sync Summary"
+
+
+@dataclass(frozen=True)
+class SyncProgress:
+    """Reported to `progress` after each device-list page and every few usage answers."""
+
+    kind: str  # "devices" or "usage"
+    done: int  # pages read, or SIMs whose usage arrived
+    total: int | None  # usage: SIMs to ask about; devices: unknown until the last page
+    seen: int  # SIMs seen so far
+    retries: int
+
+
+ProgressCallback = Callable[[SyncProgress], None]
+
+
+def full_sync_every() -> dt.timedelta:
+    return dt.timedelta(days=getattr(settings, "DEVICE_FULL_SYNC_DAYS", 7))
+
+
+def _recipients(provider: ServiceProvider) -> list[str]:
+    return list(dict.fromkeys([*provider.recipients, *settings.OPS_EMAILS]))
+
+
+def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datetime | None,
+               exclusive_kinds: Iterable[str]) -> SyncRun:
+    """Create the run; refuse (as a failed run) while another of the same family is running."""
+    now = timezone.now()
+    with transaction.atomic():
+        ServiceProvider.objects.select_for_update().filter(pk=provider.pk).first()
+        SyncRun.objects.filter(provider=provider, kind__in=list(exclusive_kinds), status=SyncStatus.RUNNING,
+                               started_at__lt=now - RUN_ABANDONED_AFTER).update(
+            status=SyncStatus.FAILED, finished_at=now,
+            error=f"abandoned: still running after {RUN_ABANDONED_AFTER} (the process died?)")
+        busy = selectors.sync_runs_running(provider=provider, kinds=exclusive_kinds)
+        run = SyncRun.objects.create(provider=provider, kind=kind, modified_since=modified_since)
+        if busy:
+            _run_fail(run, f"sync #{busy[0].pk} of this account is still running (started {busy[0].started_at:%Y-%m-%d %H:%M:%S %Z}); "
+                           f"nothing was read or changed", started=time.monotonic())
+    return run
+
+
+def _run_fail(run: SyncRun, message: str, *, started: float, client: CarrierClient | None = None) -> SyncRun:
+    run.status = SyncStatus.FAILED
+    run.error = message
+    run.finished_at = timezone.now()
+    run.duration_seconds = time.monotonic() - started
+    if client is not None:
+        run.calls, run.retries = client.stats.calls, client.stats.retries
+    run.save()
+    log.warning("%s sync #%s of provider %s failed: %s", run.kind, run.pk, run.provider_id, message)
+    return run
+
+
+def _stage_row(record: DeviceRecord, *, page: int, provider_id: int, run_id: int,
+               rate_plans: set[str]) -> tuple[tuple | None, str]:
+    """(staging row, reject reason). No row when the ICCID itself is unusable: nothing could match it."""
+    iccid = (record.iccid or "").strip()
+    if not ICCID_RE.match(iccid):
+        return None, record.problem or (f"iccid {record.iccid!r} is not 19-20 digits" if record.iccid else "iccid is missing")
+    status, plan, comm = (record.status or "").strip(), (record.rate_plan or "").strip(), (record.communication_plan or "").strip()
+    reason = record.problem
+    if not reason:
+        if not status:
+            reason = "status is missing"
+        elif status not in KNOWN_STATUSES:
+            reason = f"status {status!r} is not a SIM status carrieropt knows"
+        elif not plan:
+            reason = "ratePlan is missing"
+        elif plan not in rate_plans:
+            # Unknown plans are rejected, not created: a plan without prices cannot be optimized, and
+            # inventing prices would be worse. The SIM still counts as seen (it is not marked missing).
+            reason = f"ratePlan {plan!r} is not in this account's catalogue; add it, then sync again"
+        elif not comm:
+            reason = "communicationPlan is missing"
+        elif len(comm) > 200:
+            reason = "communicationPlan is longer than 200 characters"
+        elif record.msisdn and len(record.msisdn) > 20:
+            reason = f"msisdn {record.msisdn!r} is longer than 20 characters"
+    row = (provider_id, run_id, iccid, status[:20], plan[:120], comm[:200], (record.msisdn or "")[:20],
+           record.date_activated, record.date_added, record.date_updated, page, reason[:300])
+    return row, reason
+
+
+def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress: ProgressCallback | None = None,
+                client: CarrierClient | None = None) -> SyncRun:
+    """Read the carrier's SIMs into staging, then merge them into Device in one transaction.
+
+    full=None decides: a full sync when there has been none or the last full one is older than
+    DEVICE_FULL_SYNC_DAYS (default 7), else incremental from the last watermark. A full sync
+    also marks SIMs the carrier no longer reports as missing. Any failure before or during the
+    merge leaves Device exactly as it was; the run records why. `client` is for tests
+    (short timeouts); by default the account's own client is built and closed here.
+    """
+    started = time.monotonic()
+    watermark = selectors.device_sync_watermark(provider=provider)
+    last_full = selectors.sync_run_latest(provider=provider, kinds=[SyncKind.FULL])
+    due = last_full is None or last_full.started_at < timezone.now() - full_sync_every()
+    is_full = True if full else (watermark is None or (full is None and due))
+    kind = SyncKind.FULL if is_full else SyncKind.INCREMENTAL
+    since = FULL_SYNC_SINCE if is_full else watermark
+    run = _run_start(provider=provider, kind=kind, modified_since=since, exclusive_kinds=selectors.DEVICE_SYNC_KINDS)
+    if run.status == SyncStatus.FAILED:
+        return run
+    own_client = client is None
+    try:
+        client = client or client_for(provider)
+    except ApplicationError as exc:
+        return _run_fail(run, exc.message, started=started)
+    try:
+        return _device_sync_run(run=run, provider=provider, client=client, since=since, progress=progress,
+                                started=started)
+    except (CarrierError, ApplicationError) as exc:
+        _forget_merge(run)
+        return _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
+    except Exception as exc:
+        _forget_merge(run)
+        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. Device table unchanged.", started=started, client=client)
+        raise
+    finally:
+        if own_client:
+            client.close()
+
+
+def _forget_merge(run: SyncRun) -> None:
+    """A merge that rolled back changed nothing; its counts must not say otherwise."""
+    run.inserted = run.updated = run.missing = 0
+    run.new_communication_plans = []
+    run.watermark = None
+    run.merge_seconds = None
+
+
+def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: CarrierClient, since: dt.datetime,
+                     progress: ProgressCallback | None, started: float) -> SyncRun:
+    rate_plans = set(RatePlan.objects.filter(provider=provider).values_list("code", flat=True))
+    staging.staging_clear(provider_id=provider.pk)
+    buffer: dict[str, tuple] = {}
+    bad_iccids: list[dict] = []
+    bad_iccid_count = received = 0
+
+    def flush() -> None:
+        with transaction.atomic():
+            staging.staging_write(rows=list(buffer.values()))
+        buffer.clear()
+
+    for page in client.iter_device_pages(modified_since=since):
+        for record in page.devices:
+            row, reason = _stage_row(record, page=page.page_number, provider_id=provider.pk, run_id=run.pk,
+                                     rate_plans=rate_plans)
+            if row is None:
+                bad_iccid_count += 1
+                if len(bad_iccids) < REJECTS_KEPT:
+                    bad_iccids.append({"iccid": record.iccid, "page": page.page_number, "reason": reason})
+                continue
+            received += 1
+            # Oldest change first, so the last row seen for an ICCID is its newest state.
+            buffer.pop(row[2], None)
+            buffer[row[2]] = row
+        run.pages += 1
+        if len(buffer) >= STAGING_BATCH_ROWS:
+            flush()
+        if progress:
+            progress(SyncProgress(kind="devices", done=run.pages, total=None, seen=received + bad_iccid_count,
+                                  retries=client.stats.retries))
+    flush()
+
+    staged, staged_rejects = staging.staging_counts(run_id=run.pk)
+    run.duplicates = received - staged
+    run.devices_seen = staged + bad_iccid_count
+    run.rejected = staged_rejects + bad_iccid_count
+    run.rejects = bad_iccids + staging.staging_rejects(run_id=run.pk, limit=max(0, REJECTS_KEPT - len(bad_iccids)))
+    # A SIM seen twice means the carrier's list moved while it was paged (a changed SIM jumps to
+    # the end), and an offset-paged list that moves can also skip a SIM. So this run neither marks
+    # SIMs missing nor advances the watermark: the next sync reads the same window again.
+    consistent = run.duplicates == 0
+    run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent else since
+    run.calls, run.retries = client.stats.calls, client.stats.retries
+
+    merge_started = time.monotonic()
+    now = timezone.now()
+    with transaction.atomic():
+        ServiceProvider.objects.select_for_update().filter(pk=provider.pk).first()
+        counts = staging.staging_merge(provider_id=provider.pk, run_id=run.pk, now=now,
+                                       mark_missing=run.kind == SyncKind.FULL and consistent)
+        run.inserted, run.updated, run.missing = counts.inserted, counts.updated, counts.missing
+        run.new_communication_plans = counts.new_communication_plans
+        run.status = SyncStatus.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.merge_seconds = time.monotonic() - merge_started
+        run.duration_seconds = time.monotonic() - started
+        if not consistent:
+            run.error = (f"{run.duplicates} SIM(s) appeared on two pages: the list changed while it was read; "
+                         f"kept the newest row of each, did not mark missing SIMs, kept the watermark at {since:%Y-%m-%d %H:%M:%S %Z}")
+        run.save()
+        ServiceProvider.objects.filter(pk=provider.pk).update(last_device_sync_at=run.started_at)
+        device_sync_completed.send(sender=SyncRun, sync_run=run, provider=provider)
+        transaction.on_commit(lambda: _device_sync_emails(run=run, provider=provider))
+    provider.last_device_sync_at = run.started_at
+    log.info("device sync #%s of provider %s: %s pages, %s seen, +%s ~%s missing %s rejected %s in %.1fs",
+             run.pk, provider.pk, run.pages, run.devices_seen, run.inserted, run.updated, run.missing, run.rejected,
+             run.duration_seconds)
+    return run
+
+
+def _send(subject: str, body: str, provider: ServiceProvider) -> None:
+    recipients = _recipients(provider)
+    if not recipients:
+        return
+    try:
+        send_mail(subject, body, None, recipients)
+    except Exception:
+        # The sync is committed; a mail server problem must not turn it into a failure.
+        log.exception("could not send %r for provider %s", subject, provider.pk)
+
+
+def _device_sync_emails(*, run: SyncRun, provider: ServiceProvider) -> None:
+    if run.new_communication_plans:
+        names = "\n".join(f"  - {name}" for name in run.new_communication_plans)
+        _send(NEW_COMM_PLANS_SUBJECT,
+              f"The carrier reported communication plans not seen before on {provider.name} "
+              f"(sync #{run.pk}). They were added without allowed rate plans; choose their rate plans "
+              f"before the next optimization:\n{names}\n", provider)
+    usage_at = provider.last_usage_sync_at
+    lines = [
+        f"Carrier account: {provider.name} ({provider.integration})",
+        f"Sync #{run.pk}: {run.get_kind_display().lower()}, modifiedSince {run.modified_since:%Y-%m-%d %H:%M:%S %Z}",
+        f"Pages read: {run.pages:,}; HTTP calls: {run.calls:,} (retries: {run.retries:,})",
+        f"SIMs seen: {run.devices_seen:,}",
+        f"Added: {run.inserted:,}",
+        f"Changed: {run.updated:,}",
+        f"Marked missing: {run.missing:,}",
+        f"Rejected: {run.rejected:,}",
+        f"Duplicates dropped: {run.duplicates:,}",
+        f"Last device sync: {run.started_at:%Y-%m-%d %H:%M:%S %Z}",
+        f"Last usage sync: {usage_at:%Y-%m-%d %H:%M:%S %Z}" if usage_at else "Last usage sync: never",
+    ]
+    if run.error:
+        lines.append(f"Note: {run.error}")
+    if run.rejects:
+        lines.append("First rejects:")
+        lines += [f"  {r['iccid']} (page {r['page']}): {r['reason']}" for r in run.rejects[:20]]
+    _send(f"{SUMMARY_SUBJECT}: {provider.name}", "\n".join(lines) + "\n", provider)
+
+
+def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None,
+               progress: ProgressCallback | None = None, client: CarrierClient | None = None,
+               statuses: Iterable[str] = USAGE_STATUSES) -> SyncRun:
+    """Cycle-to-date usage of the account's SIMs into DeviceUsage for the current billing period.
+
+    One ctdUsages call per SIM (Control Center v1 has no bulk usage call that covers pooled
+    plans), under the account's token bucket and concurrency cap. Only SIMs with a status in
+    `statuses` are asked about (default: ACTIVATED). All rows are written in one transaction
+    at the end, so a failed run leaves DeviceUsage as it was.
+    """
+    started = time.monotonic()
+    statuses = list(statuses)
+    run = _run_start(provider=provider, kind=SyncKind.USAGE, modified_since=None, exclusive_kinds=[SyncKind.USAGE])
+    if run.status == SyncStatus.FAILED:
+        return run
+    now = timezone.now()
+    period = period or billing_period_current(provider=provider, at=now)
+    if not period.starts_at() <= now < period.ends_at():
+        return _run_fail(run, f"period: billing period {period} of {provider.name!r} is not the current one; the "
+                              f"carrier reports only the current cycle to date. DeviceUsage unchanged.", started=started)
+    own_client = client is None
+    try:
+        client = client or client_for(provider)
+    except ApplicationError as exc:
+        return _run_fail(run, exc.message, started=started)
+    try:
+        return _usage_sync_run(run=run, provider=provider, period=period, client=client, statuses=statuses,
+                               progress=progress, started=started)
+    except (CarrierError, ApplicationError) as exc:
+        return _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+    except Exception as exc:
+        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. DeviceUsage unchanged.", started=started, client=client)
+        raise
+    finally:
+        if own_client:
+            client.close()
+
+
+def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingPeriod, client: CarrierClient,
+                    statuses: list[str], progress: ProgressCallback | None, started: float) -> SyncRun:
+    devices = selectors.usage_sync_devices(provider=provider, statuses=statuses)
+    by_iccid = {iccid: (pk, status) for pk, iccid, status in devices}
+    run.skipped = (provider.devices.filter(missing_since__isnull=True).exclude(status__in=statuses).count())
+    period_start, period_end = period.starts_at(), period.ends_at()
+    rows: list[tuple] = []
+    rejects: list[dict] = []
+    every = max(1, len(devices) // 200)
+    for iccid, answer in client.iter_ctd_usages(by_iccid):
+        if isinstance(answer, CarrierError):
+            rejects.append({"iccid": iccid, "page": None, "reason": answer.message})
+        else:
+            device_id, known_status = by_iccid[iccid]
+            usage_mb = bytes_to_mb(answer.ctd_bytes)
+            # The status in the usage answer is newer than the last device sync.
+            projected = projected_mb(usage_mb, status=answer.status or known_status, usage_date=answer.measured_at,
+                                     period_start=period_start, period_end=period_end, now=answer.measured_at)
+            rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
+                         answer.measured_at, answer.measured_at))
+        done = len(rows) + len(rejects)
+        if progress and (done % every == 0 or done == len(devices)):
+            progress(SyncProgress(kind="usage", done=done, total=len(devices), seen=done, retries=client.stats.retries))
+    run.devices_seen = len(rows) + len(rejects)
+    run.rejected = len(rejects)
+    run.rejects = rejects[:REJECTS_KEPT]
+    run.calls, run.retries = client.stats.calls, client.stats.retries
+
+    merge_started = time.monotonic()
+    with transaction.atomic():
+        before = selectors.usage_rows_count(provider=provider, period=period)
+        staging.usage_write(rows=rows)
+        run.inserted = selectors.usage_rows_count(provider=provider, period=period) - before
+        run.updated = len(rows) - run.inserted
+        run.status = SyncStatus.SUCCEEDED
+        run.finished_at = timezone.now()
+        run.merge_seconds = time.monotonic() - merge_started
+        run.duration_seconds = time.monotonic() - started
+        run.save()
+        ServiceProvider.objects.filter(pk=provider.pk).update(last_usage_sync_at=run.finished_at)
+    provider.last_usage_sync_at = run.finished_at
+    log.info("usage sync #%s of provider %s: %s SIMs (%s skipped, %s rejected) in %.1fs", run.pk, provider.pk,
+             len(rows), run.skipped, run.rejected, run.duration_seconds)
+    return run
