@@ -102,8 +102,9 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     serializer_class = AssignmentOut
 
     def get_queryset(self):
+        session = self.session()  # 404 for a foreign session comes before any 400 about the filters
         filters = self.query(AssignmentFilter)
-        qs = (DeviceAssignment.objects.filter(instance__session=self.session())
+        qs = (DeviceAssignment.objects.filter(instance__session=session)
               .select_related("comm_group", "current_plan", "recommended_plan").order_by("iccid", "pk"))
         if "group" in filters:
             qs = qs.filter(comm_group_id=filters["group"])
