@@ -14,6 +14,12 @@ from .pricing import PlanTerms, blocks, group_cost, plan_terms, price
 EXACT_LIMIT = 100_000
 # The dual is solved on at most this many usage bins; the bound itself is always evaluated on every SIM.
 MAX_BINS = 8_000
+# Small groups also get the pair-move search when SIM pairs x target pairs is at most this.
+PAIR_SEARCH_LIMIT = 60_000
+# Plans per SIM the pair search may send it to (besides where it is): its cheapest Lagrangian lines.
+PAIR_TARGETS = 4
+# Perturb-and-descend restarts of the pair search on small groups.
+ILS_ROUNDS = 30
 # At most this many extra bin edges where the best individual plan's cost steps.
 MAX_STEP_EDGES = 20_000
 # Softmin terms further than this many temperatures from the minimum are treated as exactly zero.
@@ -355,6 +361,8 @@ class _Pools:
         keys = [("move", p, q) for p in range(self.k) for q in range(self.k) if p != q]
         keys += [("swap", p, q) for p in range(self.Q) for q in range(self.Q) if p < q]
         moves = 0
+        if not keys:
+            return moves
         for restricted in (True, False):
             self.restricted = restricted
             for key in keys:
@@ -385,6 +393,102 @@ class _Pools:
         for q, mem in enumerate(self.members):
             out[mem] = q
         return out
+
+
+def _pair_targets(u, K, A, m, lam, width=PAIR_TARGETS) -> np.ndarray:
+    """Per SIM, the `width` plans with the cheapest Lagrangian line at its usage (Q = its individual plan)."""
+    V = (K - lam * A)[None, :] + lam[None, :] * u[:, None]
+    if m is not None:
+        V = np.concatenate([V, m[:, None]], axis=1)
+    return np.argsort(V, axis=1, kind="stable")[:, : min(width, V.shape[1])]
+
+
+def _pair_moves(u, choice, K, A, r, b, m, targets, max_rounds=50) -> np.ndarray:
+    """Best-improvement over every pair of SIMs, each sent to its current plan or one of its target plans.
+
+    Reaches what single moves cannot: e.g. opening a pool with a heavy SIM plus an idle one that brings
+    its allowance, where each move alone costs more.
+    """
+    Q = K.shape[0]
+    n = u.shape[0]
+    if n < 2:
+        return choice
+    first_sim, second_sim = np.triu_indices(n, 1)
+    T = targets.shape[1] + 1
+    sims = (first_sim[:, None, None], second_sim[:, None, None])
+    usage = (u[first_sim][:, None, None], u[second_sim][:, None, None])
+    indiv = m if m is not None else np.zeros(n)
+    choice = choice.copy()
+    for _ in range(max_rounds):
+        cnt = np.bincount(choice, minlength=Q + 1)[:Q].astype(np.float64)
+        use = np.bincount(choice, weights=u, minlength=Q + 1)[:Q]
+        opts = np.concatenate([choice[:, None], targets], axis=1)
+        ci, cj = choice[first_sim][:, None, None], choice[second_sim][:, None, None]
+        ta, tb = opts[first_sim][:, :, None], opts[second_sim][:, None, :]
+        slots = (ci, cj, ta, tb)
+        signs = (-1.0, -1.0, 1.0, 1.0)
+        who = (0, 1, 0, 1)
+        delta = np.zeros((first_sim.size, T, T))
+        eq = {(s1, s2): slots[s1] == slots[s2] for s1 in range(4) for s2 in range(s1)}
+        for s_i, q in enumerate(slots):
+            dn = np.full(delta.shape, signs[s_i])
+            du = np.broadcast_to(signs[s_i] * usage[who[s_i]], delta.shape).copy()
+            first = np.ones(delta.shape, dtype=bool)
+            for s2 in range(4):
+                if s2 == s_i:
+                    continue
+                same = eq[max(s_i, s2), min(s_i, s2)]
+                dn += signs[s2] * same
+                du += signs[s2] * same * usage[who[s2]]
+                if s2 < s_i:
+                    first &= ~same
+            qc = np.minimum(q, Q - 1)
+            n0, u0 = cnt[qc], use[qc]
+            Kq, Aq, rq, bq = K[qc], A[qc], r[qc], b[qc]
+            change = (n0 + dn) * Kq + rq * blocks(u0 + du - (n0 + dn) * Aq, bq) - (n0 * Kq + rq * blocks(u0 - n0 * Aq, bq))
+            delta += np.where(first & (q < Q), change, 0.0)
+            delta += np.where(q == Q, signs[s_i] * indiv[sims[who[s_i]]], 0.0)
+        best = int(np.argmin(delta))
+        if delta.flat[best] >= -1e-9:
+            break
+        row, a, c = np.unravel_index(best, delta.shape)
+        choice[first_sim[row]], choice[second_sim[row]] = opts[first_sim[row], a], opts[second_sim[row], c]
+    return choice
+
+
+def _choice_cost(u, choice, K, A, r, b, m) -> float:
+    Q = K.shape[0]
+    cnt = np.bincount(choice, minlength=Q + 1)[:Q].astype(np.float64)
+    use = np.bincount(choice, weights=u, minlength=Q + 1)[:Q]
+    cost = float((cnt * K + r * blocks(use - cnt * A, b)).sum())
+    if m is not None:
+        cost += float(m[choice == Q].sum())
+    return cost
+
+
+def _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, rounds=ILS_ROUNDS) -> np.ndarray:
+    """Pair-move descent restarted from perturbations of the best answer so far (small groups only).
+
+    Small groups are packing problems where the dual says little about which pools to open; kicking a
+    few SIMs to other plans and descending again finds packings a single descent misses.  The random
+    generator has a fixed seed, so the answer is the same on every run.
+    """
+    targets = _pair_targets(u, K, A, m, lam)
+    best = _pair_moves(u, choice, K, A, r, b, m, targets)
+    best_cost = _choice_cost(u, best, K, A, r, b, m)
+    rng = np.random.default_rng(20240601)
+    n = u.shape[0]
+    for _ in range(rounds):
+        if best_cost <= bound + 1e-9 * max(1.0, bound):
+            break  # provably optimal already
+        trial = best.copy()
+        kick = rng.choice(n, size=min(n, int(rng.integers(2, 5))), replace=False)
+        trial[kick] = targets[kick, rng.integers(0, targets.shape[1], size=kick.size)]
+        trial = _pair_moves(u, trial, K, A, r, b, m, targets)
+        c = _choice_cost(u, trial, K, A, r, b, m)
+        if c < best_cost - 1e-9:
+            best, best_cost = trial, c
+    return best
 
 
 # --------------------------------------------------------------------------- exact enumeration for tiny groups
@@ -450,6 +554,8 @@ def solve_group(u: np.ndarray, plans: np.ndarray, t: PlanTerms, *, exact_limit: 
     pools = _Pools(u, choice, K, A, r, b, m, m is not None, lam)
     pools.improve(max_moves=max(50, 25 * pools.k), tol=1e-9)
     choice = pools.choice()
+    if n * (n - 1) // 2 * (min(PAIR_TARGETS, pools.k) + 1) ** 2 <= PAIR_SEARCH_LIMIT:
+        choice = _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound)
     plan = np.empty(n, dtype=np.int64)
     pooled_sims = choice < linear.size
     plan[pooled_sims] = linear[choice[pooled_sims]]
