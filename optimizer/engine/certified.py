@@ -133,6 +133,13 @@ def _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, max_iter=40):
             step[free] = np.linalg.solve(Hf + ridge * np.eye(int(free.sum())), grad[free])
         except np.linalg.LinAlgError:
             step[free] = grad[free]
+        # A multiplier with no curvature (no SIM near any of its breakpoints) can get a near-infinite
+        # step; shrink the whole step (keeping its direction) until no coordinate exceeds the box width.
+        if not np.all(np.isfinite(step)):
+            step = np.where(free, grad, 0.0)
+        widest = float(np.max(np.abs(step) / np.maximum(s, 1e-300)))
+        if widest > 1.0:
+            step /= widest
         if float(grad @ step) <= 1e-10 * abs(value) + 1e-14:
             break
         t = 1.0
