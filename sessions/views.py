@@ -10,7 +10,7 @@ from carrieropt.api.base import user_tenants
 from optimizer.reports import PlanCost, plan_costs, report_file
 from rateplans.models import ServiceProvider
 from sessions import services
-from sessions.models import ACTIVE_STATUSES, OptimizationSession, Trigger
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
 
@@ -26,7 +26,8 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
     for provider in providers:
         provider.active_session = active.get(provider.pk)
     return render(request, "dashboard/sessions.html",
-                  {"providers": providers, "sessions": sessions, "refusal": refusal}, status=status)
+                  {"providers": providers, "sessions": sessions, "refusal": refusal,
+                   "stage_labels": dict(Stage.choices), "status_labels": dict(SessionStatus.choices)}, status=status)
 
 
 @login_required
@@ -39,7 +40,9 @@ def session_list(request):
 def session_start(request, provider_id: int):
     provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user)), pk=provider_id)
     try:
-        session = services.session_start(provider=provider, trigger=Trigger.ADMIN)
+        # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
+        session = services.session_start(provider=provider, trigger=Trigger.ADMIN,
+                                         sync_devices=request.POST.get("sync_devices") == "on")
     except services.SessionAlreadyRunning as exc:
         # The same refusal the API answers with 409, shown on the page that asked.
         refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
@@ -90,5 +93,8 @@ def session_detail(request, guid):
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
         "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
         "gap_pct": session.gap * 100 if session.gap is not None else None,
-        "timings": [(stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)],
+        # jsonb does not keep key order: list the stages in the order they ran.
+        "timings": sorted(((stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)),
+                          key=lambda item: item[1].get("started", "")),
+        "stage_labels": dict(Stage.choices),
     })

@@ -63,10 +63,10 @@ def test_list_shows_own_accounts_and_sessions_with_progress_bars(alice_client, p
 
 def test_start_button_starts_then_shows_the_409_refusal(alice_client, provider_a):
     url = reverse("dashboard:session-start", args=[provider_a.pk])
-    response = alice_client.post(url, follow=True)
+    response = alice_client.post(url, {"sync_devices": "on"}, follow=True)
     assert response.status_code == 200
     session = OptimizationSession.objects.get(provider=provider_a)
-    assert session.trigger == "admin" and session.status == "pending"
+    assert session.trigger == "admin" and session.status == "pending" and session.sync_devices
     assert f"Started optimization session {session.guid}" in response.content.decode()
 
     refused = alice_client.post(url)
@@ -76,6 +76,11 @@ def test_start_button_starts_then_shows_the_409_refusal(alice_client, provider_a
     assert "A Carrier Optimization has not been completed" in body
     assert reverse("dashboard:session-detail", args=[session.guid]) in body
     assert OptimizationSession.objects.filter(provider=provider_a).count() == 1
+
+
+def test_start_without_the_sync_box_skips_the_carrier_sync(alice_client, provider_a):
+    alice_client.post(reverse("dashboard:session-start", args=[provider_a.pk]))
+    assert OptimizationSession.objects.get(provider=provider_a).sync_devices is False
 
 
 def test_start_for_another_tenants_account_is_404(alice_client, provider_b):

