@@ -53,7 +53,7 @@ def test_certified_run_writes_outputs_that_recompute(files):
     assignment = read_assignment(pr, out)
     assert pr.allowed[pr.group, assignment].all()
     s = json.loads(summary.read_text())
-    assert SUMMARY_KEYS <= set(s)
+    assert set(s) >= SUMMARY_KEYS
     assert s["method"] == "certified" and s["devices"] == 1500
     assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
     assert s["baseline_cost"] == pytest.approx(reference_price(pr, pr.current_plan), rel=1e-9)
