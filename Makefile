@@ -20,6 +20,8 @@ migrate: $(VENV)/.installed
 
 demo: migrate
 	$(PY) manage.py seed_demo --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
+	$(PY) manage.py setup_schedules
+	$(PY) manage.py demo_run --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
 	$(PY) manage.py demo_summary
 
 test: $(VENV)/.installed
