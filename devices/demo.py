@@ -68,6 +68,11 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
             "billing_timezone": fleet_spec.DEMO_TIMEZONE,
             "billing_cycle_end_day": fleet_spec.DEMO_CYCLE_END_DAY,
             "report_recipients": "fleet-ops@acme.example",
+            # The demo talks to the simulator on loopback, not to a carrier: a real Jasper
+            # account keeps the carrier's 5 calls/s, where cycle-to-date usage for 10,000
+            # SIMs (one call each) takes over half an hour.
+            "rate_limit_per_second": Decimal("500"),
+            "max_concurrency": 4,
         },
     )
     plans = demo_catalogue_upsert(provider=provider)
