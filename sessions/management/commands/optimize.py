@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from carrieropt.errors import ApplicationError
+from carrieropt.money import cents
 from rateplans.models import ServiceProvider
 from sessions.models import Method, OptimizationSession, Trigger
 from sessions.services import session_start
@@ -58,15 +59,18 @@ class Command(BaseCommand):
 
 
 def _summary(session) -> str:
-    lines = [f"Session {session.pk} complete: {session.device_count:,} SIMs."]
+    lines = [f"Session {session.pk} complete: {session.device_count:,} billable SIMs."]
+    optimized = cents(session.optimized_cost)
     if session.current_cost is not None:
-        lines.append(f"  current cost      {session.current_cost:,.2f}")
-    lines.append(f"  optimized cost    {session.optimized_cost:,.2f}")
-    if session.savings is not None:
-        pct = 100 * session.savings / session.current_cost if session.current_cost else 0
-        lines.append(f"  savings           {session.savings:,.2f} ({pct:.1f} %)")
+        current = cents(session.current_cost)
+        lines.append(f"  current cost      {current:>14,.2f}")
+    lines.append(f"  optimized cost    {optimized:>14,.2f}")
+    if session.current_cost is not None:
+        # From the displayed figures, so the three lines add up on screen.
+        pct = 100 * (current - optimized) / current if current else 0
+        lines.append(f"  savings           {current - optimized:>14,.2f}  ({pct:.1f} %)")
     if session.lower_bound is not None:
-        lines.append(f"  lower bound       {session.lower_bound:,.2f} (gap {100 * session.gap:.3f} %)")
+        lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}  (optimized is within {100 * session.gap:.3f} % of it)")
     if session.report_path:
         lines.append(f"  report            {session.report_path}")
     return "\n".join(lines)
