@@ -1,0 +1,150 @@
+"""Benchmark: one whole session end to end on PostgreSQL, carrier simulator and a 2-worker cluster.
+
+Run by hand (not part of the tests):
+
+    .venv/bin/python bench/session.py --sims 100000
+    .venv/bin/python bench/session.py --sims 1000000 --no-sync   # optimize stored SIMs only
+
+It creates (and drops afterwards) the database `carrieropt_bench` on the local PostgreSQL, starts the
+simulator with no rate limit and `qcluster` with 2 workers, runs one session and prints seconds per stage.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
+DB = "carrieropt_bench"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recreate_database() -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB}"')
+
+
+def spawn(args, env, log):
+    return subprocess.Popen([sys.executable, "manage.py", *args], cwd=ROOT, env=env, stdout=log,  # noqa: S603
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop(proc) -> None:
+    if proc and proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sims", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--method", default="certified", choices=["certified", "legacy"])
+    parser.add_argument("--no-sync", action="store_true", help="seed SIMs and usage directly, skip the carrier sync")
+    args = parser.parse_args()
+
+    recreate_database()
+    env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"{PG}/{DB}", "Q_WORKERS": str(args.workers),
+           "CARRIEROPT_VAR_DIR": str(ROOT / "var" / "bench")}
+    os.environ.update(env)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carrieropt.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+    from carrieropt.models import Tenant
+    from devices.demo import demo_catalogue_upsert, demo_seed
+    from devices.demo_fleet import DEMO_API_KEY, DEMO_USERNAME
+    from rateplans.models import ServiceProvider
+    from sessions.models import OptimizationSession
+    from sessions.services import session_start
+
+    log = open(ROOT / "var" / "bench-session.log", "ab")  # noqa: SIM115
+    simulator = cluster = None
+    try:
+        t0 = time.monotonic()
+        if args.no_sync:
+            provider = demo_seed(devices=args.sims, seed=args.seed).provider
+            print(f"seeded {args.sims:,} SIMs in {time.monotonic() - t0:.1f}s")
+        else:
+            port = free_port()
+            simulator = spawn(["run_carrier_simulator", "--port", str(port), "--sims", str(args.sims),
+                               "--seed", str(args.seed)], env, log)
+            tenant = Tenant.objects.create(name="Bench", slug="bench")
+            provider = ServiceProvider.objects.create(
+                tenant=tenant, name="Bench carrier", integration="Jasper", api_base_url=f"http://127.0.0.1:{port}",
+                username=DEMO_USERNAME, api_key=DEMO_API_KEY, billing_timezone="America/Chicago",
+                billing_cycle_end_day=31, rate_limit_per_second=100_000, max_concurrency=8)
+            demo_catalogue_upsert(provider=provider)
+            deadline = time.monotonic() + 120
+            while True:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise SystemExit("simulator did not start; see var/bench-session.log") from None
+                    time.sleep(0.2)
+            print(f"simulator up with {args.sims:,} SIMs in {time.monotonic() - t0:.1f}s")
+        cluster = spawn(["qcluster"], env, log)
+        started = time.monotonic()
+        session = session_start(provider=provider, method=args.method, sync_devices=not args.no_sync)
+        last = -1
+        while True:
+            session = OptimizationSession.objects.get(pk=session.pk)
+            if session.progress != last:
+                print(f"  {time.monotonic() - started:7.1f}s  {session.progress:3d}%  {session.stage}", flush=True)
+                last = session.progress
+            if not session.is_active:
+                break
+            if cluster.poll() is not None:
+                raise SystemExit("qcluster died; see var/bench-session.log")
+            time.sleep(0.25)
+        total = time.monotonic() - started
+    finally:
+        stop(cluster)
+        stop(simulator)
+        log.close()
+
+    print()
+    print(f"session {session.pk}: {session.status} {session.error}")
+    print(f"{'stage':<12} {'seconds':>9}")
+    for stage in ("start", "sync", "grouping", "queueing", "optimizing", "finalizing"):
+        timing = session.stage_timings.get(stage, {})
+        if "seconds" in timing:
+            print(f"{stage:<12} {timing['seconds']:>9.2f}")
+        elif "started" in timing and "finished" in timing:
+            secs = (dt.datetime.fromisoformat(timing["finished"]) - dt.datetime.fromisoformat(timing["started"])).total_seconds()
+            print(f"{stage:<12} {secs:>9.2f}")
+    print(f"{'total':<12} {total:>9.2f}   ({args.sims:,} SIMs, {args.workers} workers, method {args.method}, "
+          f"sync {'off' if args.no_sync else 'on'})")
+    if session.optimized_cost is not None:
+        print(f"current {session.current_cost:,.2f}  optimized {session.optimized_cost:,.2f}  "
+              f"bound {session.lower_bound if session.lower_bound is None else f'{session.lower_bound:,.2f}'}  "
+              f"devices {session.device_count:,}")
+
+
+if __name__ == "__main__":
+    main()
