@@ -595,7 +595,6 @@ def solve_certified(
     by_usage = np.lexsort((u_all, grp))
     starts = np.searchsorted(grp[by_usage], np.arange(G + 1))
     assignment = problem.current_plan.astype(np.int64).copy()
-    group_cost_arr = np.zeros(G)
     group_bound = np.zeros(G)
     skipped: list[int] = []
     strategy: list[str] = []
@@ -617,7 +616,7 @@ def solve_certified(
             why = "no rate plans" if plans.size == 0 else f"{plans.size} rate plans > limit {max_plans}"
             notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
             c = group_cost(t, u_all[orig], assignment[orig])
-            group_cost_arr[g] = group_bound[g] = c
+            group_bound[g] = c
             strategy.append(f"skipped: {why}")
             sequence.append(None)
             done += idx.size
@@ -638,7 +637,6 @@ def solve_certified(
             if lg is not None and lg.cost < best_cost:
                 best_plan, best_cost, best_how, best_seq = lg.plan_by_usage, lg.cost, f"legacy: {lg.description}", lg.sequence
         assignment[idx] = best_plan
-        group_cost_arr[g] = best_cost
         group_bound[g] = min(res.bound, best_cost)
         strategy.append(best_how)
         sequence.append(best_seq)
