@@ -96,7 +96,7 @@ def main() -> None:
             provider = ServiceProvider.objects.create(
                 tenant=tenant, name="Bench carrier", integration="Jasper", api_base_url=f"http://127.0.0.1:{port}",
                 username=DEMO_USERNAME, api_key=DEMO_API_KEY, billing_timezone="America/Chicago",
-                billing_cycle_end_day=31, rate_limit_per_second=100_000, max_concurrency=8)
+                billing_cycle_end_day=31, rate_limit_per_second=5000, max_concurrency=8)
             demo_catalogue_upsert(provider=provider)
             deadline = time.monotonic() + 120
             while True:
