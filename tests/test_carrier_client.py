@@ -9,6 +9,7 @@ import pytest
 
 from devices.carriers import (
     CarrierAuthError,
+    CarrierConfigError,
     CarrierNotFound,
     CarrierProtocolError,
     CarrierRequestRejected,
@@ -246,6 +247,13 @@ def test_five_consecutive_failures_open_the_circuit_and_stop_calling(sim_provide
         with pytest.raises(CircuitOpenError):
             c.get_device(a_sim(carrier_simulator))
         assert len(carrier_simulator.carrier.request_log()) == 5  # open: no further calls
+
+
+def test_a_base_url_without_scheme_is_a_configuration_error_not_retried(provider_a):
+    provider_a.api_base_url = "rws.example.com"
+    with fast_client(provider_a) as c, pytest.raises(CarrierConfigError, match="api_base_url 'rws.example.com/rws/api/v1' is not a usable") as exc:
+        c.get_device("8901260000000000001")
+    assert exc.value.field == "api_base_url" and c.stats.retries == 0
 
 
 def test_retries_exhausted_is_reported_as_unavailable(sim_provider, carrier_simulator):

@@ -210,7 +210,8 @@ def test_run_carrier_simulator_command_serves_over_http(tmp_path):
         page = httpx.get(f"{url}/rws/api/v1/devices", params={"modifiedSince": SINCE}, auth=AUTH, timeout=5).json()
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        rest, _ = process.communicate(timeout=10)
     assert "30 SIMs (seed 3)" in line
+    assert "Stopped after 1 API calls." in rest and process.returncode == 0  # SIGTERM stops it cleanly
     assert stats["sims"] == 30 and stats["seed"] == 3
     assert len(page["devices"]) == 30 and page["lastPage"] is True

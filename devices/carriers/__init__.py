@@ -15,6 +15,7 @@ from devices.carriers.base import (
 from devices.carriers.errors import (
     CarrierAuthError,
     CarrierBadValue,
+    CarrierConfigError,
     CarrierError,
     CarrierNotFound,
     CarrierProtocolError,
@@ -53,7 +54,7 @@ def client_for(provider: ServiceProvider, *, timeout: float = 30.0, connect_time
 
 
 __all__ = [
-    "MAX_PAGE_SIZE", "CarrierAuthError", "CarrierBadValue", "CarrierClient", "CarrierError", "CarrierNotFound",
+    "MAX_PAGE_SIZE", "CarrierAuthError", "CarrierBadValue", "CarrierClient", "CarrierConfigError", "CarrierError", "CarrierNotFound",
     "CarrierProtocolError", "CarrierRequestRejected", "CarrierUnavailable", "CircuitBreaker", "CircuitOpenError",
     "ClientStats", "CtdUsage", "DeviceDetails", "DevicePage", "DeviceRecord", "IntegrationNotSupported",
     "JasperClient", "PageLimitExceeded", "RetryPolicy", "TokenBucket", "client_for",

@@ -18,6 +18,12 @@ class CarrierAuthError(CarrierError):
     code = "carrier_auth"
 
 
+class CarrierConfigError(CarrierError):
+    """The account's own settings make the call impossible (e.g. an api_base_url that is not a URL)."""
+
+    code = "carrier_config"
+
+
 class CarrierNotFound(CarrierError):
     """The carrier does not know the ICCID asked about (HTTP 404)."""
 

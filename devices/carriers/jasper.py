@@ -14,6 +14,7 @@ from devices.carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, Device
 from devices.carriers.errors import (
     CarrierAuthError,
     CarrierBadValue,
+    CarrierConfigError,
     CarrierNotFound,
     CarrierProtocolError,
     CarrierRequestRejected,
@@ -155,6 +156,10 @@ class JasperClient(CarrierClient):
                 self.stats.add(calls=1)
                 try:
                     response = self._http.request(method, path, params=params, json=json)
+                except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
+                    # A configuration mistake, not a blip: retrying cannot help.
+                    raise CarrierConfigError(f"{self.label}: api_base_url {self.api_root!r} is not a usable "
+                                                 f"http(s) URL ({exc})", field="api_base_url") from None
                 except httpx.TimeoutException:
                     failure = f"{what}: no answer within {self.timeout:g}s"
                     self.stats.add(timeouts=1)

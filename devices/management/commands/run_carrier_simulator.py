@@ -1,4 +1,6 @@
 """Serve the Control Center carrier simulator on loopback until interrupted."""
+import signal
+
 from django.core.management.base import BaseCommand, CommandError
 
 from devices import demo_fleet
@@ -47,6 +49,8 @@ class Command(BaseCommand):
         self.stdout.write(f"Carrier simulator: {sims:,} SIMs (seed {seed}) on {server.url}/rws/api/v1 "
                           f"as user {username!r}; test controls under {server.url}/_sim/. Ctrl-C to stop.")
         self.stdout.flush()
+        # `terminate()` from a parent (demo_run, the benchmark) stops it as cleanly as Ctrl-C.
+        signal.signal(signal.SIGTERM, _interrupt)
         try:
             server.serve_forever()
         except KeyboardInterrupt:
@@ -54,3 +58,7 @@ class Command(BaseCommand):
         finally:
             server.stop()
             self.stdout.write(f"Stopped after {sum(carrier.counts.values()):,} API calls.")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
