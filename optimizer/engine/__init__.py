@@ -1,5 +1,6 @@
 """Pure numpy optimizer engine (no Django): cost model, legacy strategies, certified solver, offline file I/O."""
 from .certified import lagrangian_bound, solve_certified
+from .files import FileFormatError
 from .legacy import (
     LEGACY_MAX_PLANS,
     LEGACY_MAX_SEQUENCES,
@@ -18,6 +19,7 @@ __all__ = [
     "Billing",
     "Catalogue",
     "CatalogueError",
+    "FileFormatError",
     "LegacyBest",
     "Pricing",
     "Problem",

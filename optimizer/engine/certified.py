@@ -531,8 +531,14 @@ def _enumerate(u: np.ndarray, plans: np.ndarray, t: PlanTerms) -> tuple[np.ndarr
 # --------------------------------------------------------------------------- one group
 
 
-def solve_group(u: np.ndarray, plans: np.ndarray, t: PlanTerms, *, exact_limit: int = EXACT_LIMIT) -> GroupResult:
-    """Assignment (catalogue index per SIM, `u` sorted ascending) and proven lower bound for one group."""
+def solve_group(
+    u: np.ndarray, plans: np.ndarray, t: PlanTerms, *, exact_limit: int = EXACT_LIMIT, progress=None
+) -> GroupResult:
+    """Assignment (catalogue index per SIM, `u` sorted ascending) and proven lower bound for one group.
+
+    progress, if given, is called with the fraction of this group's work done (phases, not SIMs).
+    """
+    step = progress if progress is not None else (lambda fraction: None)
     n = u.shape[0]
     if n == 0:
         return GroupResult(np.empty(0, dtype=np.int64), 0.0, "no SIMs")
@@ -556,11 +562,14 @@ def solve_group(u: np.ndarray, plans: np.ndarray, t: PlanTerms, *, exact_limit: 
 
     K, A, r, b, s = t.K[linear], t.A[linear], t.r[linear], t.b[linear], t.s[linear]
     lam, tau = _solve_dual(u, m, K, A, s)
+    step(0.3)
     bound = lagrangian_bound(u, lam, K, A, s, m)
     choice = _round_smoothed(u, lam, tau, K, A, m, m is not None)
+    step(0.5)
     pools = _Pools(u, choice, K, A, r, b, m, m is not None, lam)
     pools.improve(max_moves=max(50, 25 * pools.k), tol=1e-9)
     choice = pools.choice()
+    step(0.8)
     if n * (n - 1) // 2 * (min(PAIR_TARGETS, pools.k) + 1) ** 2 <= PAIR_SEARCH_LIMIT:
         choice = _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound)
     plan = np.empty(n, dtype=np.int64)
@@ -622,7 +631,13 @@ def solve_certified(
             done += idx.size
             continue
 
-        res = solve_group(u_all[idx], plans, t, exact_limit=exact_limit)
+        share = 0.85 if compare_legacy else 1.0  # the legacy comparison takes roughly the rest
+
+        def group_progress(fraction, done=done, size=idx.size, share=share):
+            if progress is not None:
+                progress((done + share * fraction * size) / max(N, 1))
+
+        res = solve_group(u_all[idx], plans, t, exact_limit=exact_limit, progress=group_progress)
         best_plan = res.plan
         best_cost = group_cost(t, u_all[orig], best_plan[perm])
         best_how, best_seq = res.how, None
@@ -632,6 +647,7 @@ def solve_certified(
             c = group_cost(t, u_all[orig], current[perm])
             if c < best_cost:
                 best_plan, best_cost, best_how, best_seq = current, c, "kept current plans (cheapest)", None
+        group_progress(1.0)
         if compare_legacy:
             lg = legacy_best_for_group(problem, g, max_sequences=max_sequences, terms=t, by_usage=idx)
             if lg is not None and lg.cost < best_cost:
