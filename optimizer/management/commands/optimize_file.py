@@ -46,6 +46,10 @@ class Command(BaseCommand):
         with tqdm(total=total, desc=desc, unit=unit, unit_scale=True, file=stream, leave=False) as bar:
             yield bar
 
+    def _log(self, message: str):
+        # Progress lines go to stderr like the bar, unstyled: Django paints stderr red on a terminal.
+        self.stderr.write(message, style_func=lambda m: m)
+
     def handle(self, *args, **opts):
         method = opts["method"]
         max_plans = opts["max_plans"] if opts["max_plans"] is not None else (LEGACY_MAX_PLANS if method == "legacy" else None)
@@ -65,7 +69,7 @@ class Command(BaseCommand):
         except (FileFormatError, ProblemError, CatalogueError) as exc:
             raise CommandError(f"{exc} ({kept})") from exc
         problem = offline.problem
-        self.stderr.write(
+        self._log(
             f"read {problem.n_sims:,} devices in {problem.n_groups} group(s), {problem.n_plans} rate plans "
             f"in {perf_counter() - started:.1f} s"
         )
@@ -99,6 +103,6 @@ class Command(BaseCommand):
             parts.append(f"lower bound {summary['lower_bound']:,.2f}, gap {summary['gap_pct']:.4f} %")
         parts.append(f"{problem.n_sims:,} devices, solved in {solution.seconds:.2f} s")
         for note in summary["notes"]:
-            self.stderr.write(f"note: {note}")
+            self._log(f"note: {note}")
         self.stdout.write("; ".join(parts))
         self.stdout.write(f"wrote {opts['out']} and {opts['summary']} in {perf_counter() - started:.1f} s total")
