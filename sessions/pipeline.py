@@ -17,6 +17,7 @@ from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
 from optimizer.reports import report_email, report_write
 from optimizer.models import GroupStatus
+from sessions.apply import session_apply_after_complete
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage
 from sessions.services import _recipients, session_fail
@@ -192,8 +193,12 @@ def stage_finalizing(session_id: int) -> None:
                   None, _recipients(session.provider), fail_silently=True)
     session.refresh_from_db()
     report_path = _report(session, instance)
-    _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE, progress=PROGRESS[Stage.COMPLETE],
-             update={"report_path": str(report_path or "")})
+    with transaction.atomic():
+        completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
+                             progress=PROGRESS[Stage.COMPLETE], update={"report_path": str(report_path or "")})
+        if completed is not None:
+            # Queued in the completing transaction: an automatic push happens iff the completion commits.
+            session_apply_after_complete(session=completed)
 
 
 def _report(session, instance):
