@@ -1,0 +1,98 @@
+"""REST API of rate-plan pushes: apply a session's recommendations (202/409) and follow its pushes."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.response import Response
+
+from carrieropt.api.base import ErrorSerializer
+from devices.models import RatePlanPush
+from devices.push import push_counts, push_rate_live
+from sessions.api import SessionApi
+from sessions.apply import session_apply
+
+
+class PushOut(serializers.ModelSerializer):
+    """A push with its Go/No-Go decision and live counts (counted from its change rows on every read)."""
+
+    provider_name = serializers.CharField(source="provider.name")
+    session = serializers.UUIDField(source="session.guid", allow_null=True, help_text="The session applied, if any.")
+    applied = serializers.SerializerMethodField()
+    rejected = serializers.SerializerMethodField(help_text="Refused by the carrier; `error` of the change says why.")
+    discrepancies = serializers.SerializerMethodField(
+        help_text="Skipped: the carrier's plan was no longer the one the optimization saw.")
+    failed = serializers.SerializerMethodField()
+    remaining = serializers.SerializerMethodField(help_text="Changes not yet settled.")
+    verified = serializers.SerializerMethodField(help_text="Applied changes the carrier showed on the read-back.")
+    verify_mismatches = serializers.SerializerMethodField(
+        help_text="Applied changes the carrier did not show on two read-backs.")
+    rate_per_minute_measured = serializers.SerializerMethodField(
+        help_text="SIMs per minute: so far while running, as measured once finished.")
+
+    class Meta:
+        model = RatePlanPush
+        fields = ["id", "provider", "provider_name", "session", "trigger", "status", "decision", "decision_reason",
+                  "period_ends_at", "minutes_left", "minutes_needed", "rate_per_minute", "rate_source", "batch_size",
+                  "total", "applied", "rejected", "discrepancies", "failed", "remaining", "verified",
+                  "verify_mismatches", "rate_per_minute_measured", "created_at", "started_at", "finished_at", "error"]
+        read_only_fields = fields
+
+    def _counts(self, obj):
+        if getattr(obj, "_live_counts", None) is None:
+            obj._live_counts = push_counts(push_id=obj.pk)
+        return obj._live_counts
+
+    def get_applied(self, obj) -> int:
+        return self._counts(obj).applied
+
+    def get_rejected(self, obj) -> int:
+        return self._counts(obj).rejected
+
+    def get_discrepancies(self, obj) -> int:
+        return self._counts(obj).discrepancy
+
+    def get_failed(self, obj) -> int:
+        return self._counts(obj).failed
+
+    def get_remaining(self, obj) -> int:
+        return self._counts(obj).remaining
+
+    def get_verified(self, obj) -> int:
+        return self._counts(obj).verified
+
+    def get_verify_mismatches(self, obj) -> int:
+        return self._counts(obj).verify_mismatches
+
+    def get_rate_per_minute_measured(self, obj) -> float | None:
+        return push_rate_live(push=obj, processed=self._counts(obj).processed)
+
+
+APPLY_CONFLICT = OpenApiResponse(ErrorSerializer, description=(
+    "`push_running`: a push of this carrier account is still running (`active_push` names it); "
+    "`session_not_complete`: the session has not completed."))
+
+
+class SessionApplyApi(SessionApi):
+    """Push the session's recommended rate plans to the carrier.
+
+    202 with the push: `decision` says Go (the push runs in the background; follow it at
+    /api/sessions/{id}/pushes/) or No-Go (too little time before the billing period ends:
+    recorded, e-mailed, nothing sent).
+    """
+
+    serializer_class = PushOut
+
+    @extend_schema(operation_id="sessions_apply", request=None, responses={202: PushOut, 409: APPLY_CONFLICT})
+    def post(self, request, guid):
+        push = session_apply(session=self.session(), trigger="api")
+        return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SessionPushesApi(SessionApi, generics.ListAPIView):
+    """The session's pushes, newest first: decision, counts applied / failed / remaining, measured rate."""
+
+    serializer_class = PushOut
+
+    def get_queryset(self):
+        return (RatePlanPush.objects.filter(session=self.session()).select_related("provider", "session")
+                .order_by("-created_at", "-pk"))
