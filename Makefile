@@ -3,7 +3,6 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 export DEBUG ?= 1
-SIM_PORT ?= 8765
 DEMO_DEVICES ?= 10000
 DEMO_SEED ?= 7
 
@@ -36,8 +35,15 @@ run: migrate
 worker: migrate
 	$(PY) manage.py qcluster
 
+# Benchmarks print tables; run by hand (bench-sync and bench-session need the local PostgreSQL).
 bench-optimizer: $(VENV)/.installed
 	$(PY) bench/optimizer.py
+
+bench-sync: $(VENV)/.installed
+	$(PY) bench/sync.py
+
+bench-session: $(VENV)/.installed
+	$(PY) bench/session.py
 
 clean:
 	rm -rf $(VENV) var
