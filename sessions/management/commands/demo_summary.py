@@ -3,6 +3,7 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from rest_framework.authtoken.models import Token
 
 from carrieropt.models import Tenant
 from devices.demo import DEMO_PROVIDER
@@ -26,6 +27,8 @@ class Command(BaseCommand):
         user.set_password(password)
         user.save()
         provider.tenant.users.add(user)
+        token, _ = Token.objects.get_or_create(user=user)
+        last = OptimizationSession.objects.filter(provider=provider).first()
 
         w = self.stdout.write
         w("")
@@ -37,7 +40,11 @@ class Command(BaseCommand):
         w(f"  SIMs               {Device.objects.filter(provider=provider).count():,}")
         w(f"  usage rows         {DeviceUsage.objects.filter(device__provider=provider).count():,}")
         w(f"  sessions           {OptimizationSession.objects.filter(provider=provider).count()}")
+        if last is not None:
+            w(f"  last session       {last.guid} {last.status}, report: {last.report_path or '-'}")
         w("")
-        w("Open the admin:")
-        w("  make run                      # serves http://127.0.0.1:8000")
-        w("  http://127.0.0.1:8000/admin/  user: demo  password: " + password)
+        w("Where to look (start the web server first with `make run`; `make worker` runs background jobs):")
+        w("  dashboard   http://127.0.0.1:8000/              user: demo  password: " + password)
+        w("  admin       http://127.0.0.1:8000/admin/")
+        w("  API docs    http://127.0.0.1:8000/api/docs/")
+        w(f"  API         curl -H 'Authorization: Token {token.key}' http://127.0.0.1:8000/api/sessions/")
