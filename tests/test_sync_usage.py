@@ -73,14 +73,19 @@ def test_a_second_usage_sync_updates_the_same_rows(tenant, carrier_simulator):
 
 
 def test_usage_with_ten_percent_faults_gets_every_sim(tenant, carrier_simulator_factory):
-    server = carrier_simulator_factory(sims=1_000, seed=5, faults=Faults(error_rate=0.1, hang_seconds=0.4))
+    server = carrier_simulator_factory(sims=1_000, seed=5, faults=Faults(error_rate=0.1, hang_seconds=0.5))
     server.carrier.faults.error_rate = 0  # a clean device sync first
     provider = synced_provider(server, tenant)
     server.carrier.faults.error_rate = 0.1
-    run = usage(provider, timeout=0.1, attempts=6)
+    with fast_client(provider, timeout=0.2, attempts=6) as client:
+        run = usage_sync(provider=provider, client=client)
+    run.refresh_from_db()
     assert run.status == "succeeded", run.error
     injected = sum(server.carrier.counts[k] for k in ("500", "429", "timeout"))
-    assert run.retries == injected > 50
+    # On a busy machine an answer that was not a fault can still come later than 0.2 s: also retried.
+    late = client.stats.timeouts - server.carrier.counts["timeout"]
+    assert late >= 0 and injected > 50
+    assert run.retries == injected + late
     assert run.calls == run.devices_seen + run.retries
     assert len(rows(provider)) == run.devices_seen == run.inserted
 
