@@ -345,6 +345,8 @@ def report_write(*, instance) -> pathlib.Path:
     os.close(fd)
     try:
         workbook.save(tmp)
+        # mkstemp makes the file private (0600); the web process may run as another user of the group.
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
