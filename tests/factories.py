@@ -68,6 +68,7 @@ class RatePlanFactory(factory.django.DjangoModelFactory):
 class CommunicationPlanFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CommunicationPlan
+        skip_postgeneration_save = True  # the hook writes the M2M itself
 
     provider = factory.SubFactory(ServiceProviderFactory)
     name = factory.Sequence(lambda n: f"CP-{n}")
