@@ -173,6 +173,9 @@ AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
 # Carrier simulator used by the demo
 SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
 
+# Device sync: a full sync (which also marks SIMs the carrier no longer lists) at least this often.
+DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

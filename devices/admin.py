@@ -28,7 +28,7 @@ class DeviceUsageAdmin(admin.ModelAdmin):
 
 @admin.register(DeviceStaging)
 class DeviceStagingAdmin(admin.ModelAdmin):
-    list_display = ["iccid", "provider", "status", "rate_plan_code", "communication_plan_name", "page", "sync_run"]
+    list_display = ["iccid", "provider", "status", "rate_plan_code", "communication_plan_name", "page", "reject_reason", "sync_run"]
     list_filter = ["provider", "status"]
     search_fields = ["iccid__startswith"]
     raw_id_fields = ["sync_run"]
@@ -38,7 +38,7 @@ class DeviceStagingAdmin(admin.ModelAdmin):
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
     list_display = ["id", "provider", "kind", "status", "started_at", "pages", "devices_seen", "inserted", "updated",
-                    "missing", "rejected", "retries", "duration_seconds"]
+                    "missing", "rejected", "duplicates", "skipped", "retries", "calls", "merge_seconds", "duration_seconds"]
     list_filter = ["status", "kind", "provider"]
     search_fields = ["error"]
     readonly_fields = [f.name for f in SyncRun._meta.fields]

@@ -57,7 +57,7 @@ ProgressCallback = Callable[[SyncProgress], None]
 
 
 def full_sync_every() -> dt.timedelta:
-    return dt.timedelta(days=getattr(settings, "DEVICE_FULL_SYNC_DAYS", 7))
+    return dt.timedelta(days=settings.DEVICE_FULL_SYNC_DAYS)
 
 
 def _recipients(provider: ServiceProvider) -> list[str]:
