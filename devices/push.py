@@ -334,21 +334,13 @@ def _clients(provider: ServiceProvider, tuning: PushTuning) -> tuple[CarrierClie
 
 @dataclass
 class _Job:
-    """A change this worker holds: `claim` is the attempts value it set, the fence for all its writes."""
+    """One change as this worker last saw it in the database.
 
-    id: int
-    device_id: int
-    iccid: str
-    from_code: str
-    to_code: str
-    to_plan_id: int
-    claim: int
-    sends: int
-    last_error: str = ""
+    (status, attempts, sends) is the fence: every write is a compare-and-set
+    from exactly that state to the next, so of two workers acting on the same
+    change only the first write lands and the other one stops.
+    """
 
-
-@dataclass
-class _Row:
     id: int
     device_id: int
     iccid: str
@@ -359,9 +351,15 @@ class _Row:
     attempts: int
     sends: int
     sent_at: dt.datetime | None
+    mine: bool = False  # this worker recorded the latest send
+    last_error: str = ""
+
+    def fence(self):
+        return RatePlanChange.objects.filter(pk=self.id, status=self.status, attempts=self.attempts, sends=self.sends)
 
 
-_ROW_FIELDS = [f.name for f in fields(_Row)]
+_JOB_FIELDS = ["id", "device_id", "iccid", "from_plan_code", "to_plan_code", "to_plan_id", "status", "attempts",
+               "sends", "sent_at"]
 
 
 def _read_plan(client: CarrierClient, iccid: str, delay: float = 0.0) -> str | None:
@@ -382,7 +380,13 @@ def _send_plan(client: CarrierClient, iccid: str, plan: str) -> tuple[Exception 
 
 @dataclass
 class _BatchRun:
-    """Sends one batch: HTTP in `max_concurrency` threads, every database write in the calling thread."""
+    """Sends one batch: HTTP in `max_concurrency` threads, every database write in the calling thread.
+
+    Per change: read the SIM from the carrier; if it still has the plan the
+    optimization saw, record the PUT (status "sending", sends + 1, committed)
+    and only then send it. A PUT that fails without a clear refusal is
+    followed by another read, never by a blind resend.
+    """
 
     batch: RatePlanPushBatch
     push: RatePlanPush
@@ -397,51 +401,46 @@ class _BatchRun:
     def run(self) -> str:
         provider = self.push.provider
         self.plan_ids = dict(RatePlan.objects.filter(provider=provider).values_list("code", "pk"))
-        rows = deque(self._open_rows())
-        deferred: list[tuple[float, _Row]] = []
+        todo = deque(self._open_jobs())
+        deferred: list[tuple[float, _Job]] = []
         in_flight: dict[Future, tuple[_Job, str]] = {}
-        next_renew = time.monotonic() + self.tuning.lease_seconds / 4
-        next_counts = time.monotonic() + COUNTS_EVERY
+        quarter = self.tuning.lease_seconds / 4
+        next_renew, next_counts = time.monotonic() + quarter, time.monotonic() + COUNTS_EVERY
         reader, writer = _clients(provider, self.tuning)
         pool = ThreadPoolExecutor(max_workers=provider.max_concurrency, thread_name_prefix="push")
         try:
             while True:
                 if not self.stopping:
-                    ready = [item for item in deferred if item[0] <= time.monotonic()]
-                    for item in ready:
+                    for item in [item for item in deferred if item[0] <= time.monotonic()]:
                         deferred.remove(item)
-                        rows.append(item[1])
-                    while rows and len(in_flight) < provider.max_concurrency:
-                        row = rows.popleft()
-                        job, wait_for, again = self._claim(row)
-                        if job is not None:
+                        todo.append(item[1])
+                    while todo and len(in_flight) < provider.max_concurrency:
+                        job = todo.popleft()
+                        wait_for = self._wait_before_reading(job)
+                        if wait_for > 0:
+                            deferred.append((time.monotonic() + wait_for, job))
+                        else:
                             in_flight[pool.submit(_read_plan, reader, job.iccid)] = (job, "read")
-                        elif again is not None:
-                            deferred.append((time.monotonic() + wait_for, again))
                 if not in_flight:
-                    if deferred and not self.stopping:
-                        time.sleep(max(0.01, min(min(t for t, _ in deferred) - time.monotonic(),
-                                                 self.tuning.lease_seconds / 4)))
-                    elif not rows or self.stopping:
+                    if not deferred or self.stopping:
                         break
+                    time.sleep(max(0.01, min(min(t for t, _ in deferred) - time.monotonic(), quarter)))
                 else:
-                    done, _ = wait(in_flight, timeout=self.tuning.lease_seconds / 4, return_when=FIRST_COMPLETED)
+                    done, _ = wait(in_flight, timeout=quarter, return_when=FIRST_COMPLETED)
                     for future in done:
                         job, kind = in_flight.pop(future)
                         step = self._after_read(job, future) if kind == "read" else self._after_send(job, future)
-                        if step is not None:
-                            what, delay = step
-                            if what == "send":
-                                in_flight[pool.submit(_send_plan, writer, job.iccid, job.to_code)] = (job, "send")
-                            else:
-                                in_flight[pool.submit(_read_plan, reader, job.iccid, delay)] = (job, "read")
+                        if step == "send":
+                            in_flight[pool.submit(_send_plan, writer, job.iccid, job.to_plan_code)] = (job, "send")
+                        elif step is not None:
+                            in_flight[pool.submit(_read_plan, reader, job.iccid, step)] = (job, "read")
                 if time.monotonic() >= next_counts:
                     next_counts = time.monotonic() + COUNTS_EVERY
                     counts = push_counts_refresh(push_id=self.push.pk)
                     if self.progress is not None:
                         self.progress(counts)
                 if time.monotonic() >= next_renew:
-                    next_renew = time.monotonic() + self.tuning.lease_seconds / 4
+                    next_renew = time.monotonic() + quarter
                     self._renew()
                 if not self.stopping and time.monotonic() - self.started > self.tuning.run_seconds:
                     self.stopping = "yield"
@@ -455,53 +454,30 @@ class _BatchRun:
                                                   status__in=CHANGE_OPEN_STATUSES).exists()
         return "yield" if open_left else "done"
 
-    # -- claims and fences -------------------------------------------------------------------------
-    def _open_rows(self) -> list[_Row]:
+    def _open_jobs(self) -> list[_Job]:
         qs = (RatePlanChange.objects.filter(push=self.push, batch=self.batch.number, status__in=CHANGE_OPEN_STATUSES)
-              .order_by("iccid").values(*_ROW_FIELDS))
-        return [_Row(**r) for r in qs]
+              .order_by("iccid").values(*_JOB_FIELDS))
+        return [_Job(**row) for row in qs]
 
-    def _refetch(self, row: _Row) -> _Row:
-        fresh = RatePlanChange.objects.filter(pk=row.id).values(*_ROW_FIELDS).first()
-        return _Row(**fresh) if fresh else row
+    def _wait_before_reading(self, job: _Job) -> float:
+        """Seconds until a change left "sending" by another worker may be read and decided on.
 
-    def _claim(self, row: _Row) -> tuple[_Job | None, float, _Row | None]:
-        """Take a change: (job, 0, None); or (None, seconds, row) to try again later; or (None, 0, None) to skip it.
-
-        A change left "sending" by another worker is taken over only once any
-        PUT that worker may have started has certainly ended (tuning.resend_after
-        after its last recorded send); from then on that worker's writes fail
-        their fence, so it can neither send again nor overwrite the outcome.
+        That worker recorded a PUT at sent_at; tuning.resend_after later the PUT has
+        certainly ended (landed or not), so a read then tells the truth about it.
         """
-        now = timezone.now()
-        qs = RatePlanChange.objects.filter(pk=row.id, status=row.status, attempts=row.attempts)
-        if row.status == ChangeStatus.SENDING:
-            if row.sent_at is not None:
-                wait_for = (row.sent_at + dt.timedelta(seconds=self.tuning.resend_after) - now).total_seconds()
-                if wait_for > 0:
-                    return None, wait_for, row
-            qs = qs.filter(sent_at=row.sent_at)
-        elif row.status != ChangeStatus.PENDING:
-            return None, 0.0, None
-        if qs.update(status=ChangeStatus.SENDING, attempts=row.attempts + 1, sent_at=now) == 1:
-            return _Job(id=row.id, device_id=row.device_id, iccid=row.iccid, from_code=row.from_plan_code,
-                        to_code=row.to_plan_code, to_plan_id=row.to_plan_id, claim=row.attempts + 1,
-                        sends=row.sends), 0.0, None
-        # Someone else moved it: settled, or held by a worker that lost this batch's lease and has
-        # not noticed yet. Look again with what the row says now.
-        fresh = self._refetch(row)
-        if fresh.status not in CHANGE_OPEN_STATUSES:
-            return None, 0.0, None
-        return None, 0.0, fresh
+        if job.status != ChangeStatus.SENDING or job.sent_at is None:
+            return 0.0
+        return (job.sent_at + dt.timedelta(seconds=self.tuning.resend_after) - timezone.now()).total_seconds()
 
-    def _mine(self, job: _Job):
-        return RatePlanChange.objects.filter(pk=job.id, status=ChangeStatus.SENDING, attempts=job.claim)
-
+    # -- writes, each a compare-and-set from the state last seen ---------------------------------------------
     def _record_send(self, job: _Job) -> bool:
-        """Commit "this PUT is about to go" before it goes; False when the change is no longer ours."""
-        if self._mine(job).update(sends=F("sends") + 1, sent_at=timezone.now()) != 1:
+        """Commit "this PUT is about to go" before it goes; False when another worker moved the change first."""
+        now = timezone.now()
+        # A first send, or taking over another worker's change, counts as a claim; sending again on our own does not.
+        attempts = job.attempts if job.mine else job.attempts + 1
+        if job.fence().update(status=ChangeStatus.SENDING, attempts=attempts, sends=job.sends + 1, sent_at=now) != 1:
             return False
-        job.sends += 1
+        job.status, job.attempts, job.sends, job.sent_at, job.mine = ChangeStatus.SENDING, attempts, job.sends + 1, now, True
         return True
 
     def _finish(self, job: _Job, status: str, *, error: str = "", carrier_plan: str | None = None) -> None:
@@ -509,33 +485,35 @@ class _BatchRun:
             values = {"status": status, "error": error[:2000], "finished_at": timezone.now()}
             if carrier_plan is not None:
                 values["carrier_plan"] = carrier_plan
-            if self._mine(job).update(**values) != 1:
+            if job.fence().update(**values) != 1:
                 return
             if status == ChangeStatus.APPLIED:
                 # The carrier accepted: the device's current plan is now the recommended one.
-                Device.objects.filter(pk=job.device_id).update(rate_plan_id=job.to_plan_id, rate_plan_code=job.to_code)
+                Device.objects.filter(pk=job.device_id).update(rate_plan_id=job.to_plan_id,
+                                                               rate_plan_code=job.to_plan_code)
             elif status == ChangeStatus.DISCREPANCY and carrier_plan:
                 _device_show_plan(job.device_id, carrier_plan, self.plan_ids)
 
     # -- steps ---------------------------------------------------------------------------------------
-    def _after_read(self, job: _Job, future: Future) -> tuple[str, float] | None:
+    def _after_read(self, job: _Job, future: Future) -> str | float | None:
+        """What the read says to do: "send", or None (settled, or no longer ours)."""
         try:
             plan = future.result() or ""
         except Exception as exc:  # noqa: BLE001 — each failure ends this one change, visibly
             return self._failed(job, exc, doing="reading the SIM")
-        if plan == job.to_code:
+        if plan == job.to_plan_code:
             if job.sends:
-                # An earlier PUT of ours landed though its answer was lost (or its worker died).
+                # A PUT recorded earlier (ours, or a dead worker's) landed though its answer was lost.
                 self._finish(job, ChangeStatus.APPLIED, carrier_plan=plan)
             else:
                 self._finish(job, ChangeStatus.DISCREPANCY, carrier_plan=plan, error=(
                     f"The carrier already shows the recommended plan {plan!r}; the optimization saw "
-                    f"{job.from_code!r}, so the SIM was changed outside carrieropt. Nothing sent."))
+                    f"{job.from_plan_code!r}, so the SIM was changed outside carrieropt. Nothing sent."))
             return None
-        if plan != job.from_code:
+        if plan != job.from_plan_code:
             self._finish(job, ChangeStatus.DISCREPANCY, carrier_plan=plan, error=(
-                f"The carrier shows rate plan {plan!r}, the optimization assumed {job.from_code!r}: the SIM was "
-                f"changed after the optimization. Not changed to {job.to_code!r}."))
+                f"The carrier shows rate plan {plan!r}, the optimization assumed {job.from_plan_code!r}: the SIM "
+                f"was changed after the optimization. Not changed to {job.to_plan_code!r}."))
             return None
         if self.stopping == "abort":
             self._finish(job, ChangeStatus.FAILED, carrier_plan=plan, error=f"Not sent: {self.abort_reason}")
@@ -544,14 +522,13 @@ class _BatchRun:
             self._finish(job, ChangeStatus.FAILED, carrier_plan=plan, error=(
                 f"Gave up after {job.sends} sends; the carrier still shows {plan!r}. Last error: {job.last_error}"))
             return None
-        if not self._record_send(job):
-            return None
-        return "send", 0.0
+        return "send" if self._record_send(job) else None
 
-    def _after_send(self, job: _Job, future: Future) -> tuple[str, float] | None:
+    def _after_send(self, job: _Job, future: Future) -> float | None:
+        """None when settled; else the seconds to wait before reading the SIM again."""
         exc, seconds = future.result()
         if exc is None:
-            self._finish(job, ChangeStatus.APPLIED, carrier_plan=job.to_code)
+            self._finish(job, ChangeStatus.APPLIED, carrier_plan=job.to_plan_code)
             return None
         if isinstance(exc, (CarrierRequestRejected, CarrierNotFound)):
             self._finish(job, ChangeStatus.REJECTED, error=exc.message)
@@ -567,7 +544,7 @@ class _BatchRun:
             # No answer in time: the carrier may still be working on it. Give it as long again before
             # the read, so the read sees the outcome rather than racing the request.
             delay = max(delay, self.tuning.timeout)
-        return "read", delay
+        return delay
 
     def _failed(self, job: _Job, exc: Exception, *, doing: str) -> None:
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
@@ -577,7 +554,7 @@ class _BatchRun:
             self._finish(job, ChangeStatus.REJECTED, error=message)
             return None
         elif not isinstance(exc, CarrierError):
-            log.exception("push %s: unexpected error %s for ICCID %s", self.push.pk, doing, job.iccid, exc_info=exc)
+            log.error("push %s: unexpected error %s for ICCID %s", self.push.pk, doing, job.iccid, exc_info=exc)
         unknown = f" (after {job.sends} sends: the verification read tells whether one landed)" if job.sends else ""
         self._finish(job, ChangeStatus.FAILED, error=f"Failed while {doing}: {message}{unknown}")
         return None
