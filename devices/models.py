@@ -270,7 +270,7 @@ class RatePlanChange(models.Model):
     to_plan_code = models.CharField(max_length=120)
     batch = models.PositiveIntegerField(help_text="Number of the push batch this change belongs to.")
     status = models.CharField(max_length=20, choices=ChangeStatus.choices, default=ChangeStatus.PENDING)
-    # The fence: each claim raises `attempts`, and every write of a claimant is conditional on its value.
+    # The fence: every write is a compare-and-set from the (status, attempts, sends) the writer last saw.
     attempts = models.PositiveSmallIntegerField(default=0, help_text="Times a worker claimed this change.")
     sends = models.PositiveSmallIntegerField(default=0, help_text="PUTs recorded before being sent.")
     sent_at = models.DateTimeField(null=True, blank=True, help_text="Last claim or PUT of this change.")
