@@ -27,7 +27,7 @@ def _listening(host: str, port: int) -> bool:
 @contextmanager
 def _process(args: list[str], name: str, log_path):
     log = open(log_path, "ab")  # noqa: SIM115 — closed below, after the process ends
-    proc = subprocess.Popen([sys.executable, "manage.py", *args], stdout=log, stderr=subprocess.STDOUT,
+    proc = subprocess.Popen([sys.executable, "manage.py", *args], stdout=log, stderr=subprocess.STDOUT,  # noqa: S603
                             start_new_session=True, env=os.environ.copy())
     try:
         yield proc
