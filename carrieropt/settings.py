@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "carrieropt",
     "rateplans",
@@ -125,6 +126,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "SIM rate-plan optimization for AMOP 2.0 and operators.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs page works offline and behind strict egress rules.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis

@@ -22,6 +22,7 @@ class GroupData:
 
     problem: Problem
     device_ids: np.ndarray  # int64, ascending
+    iccids: list[str]  # aligned with device_ids
     plans: list[RatePlan]  # index -> plan; allowed ones first, then current-only plans
     comm_plan_ids: list[int]
 
@@ -54,12 +55,13 @@ def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "b
     allowed_plans = list(group.rate_plans.order_by("pk"))
     comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
     rows = np.array(
-        list(group_devices(group=group).order_by("pk").values_list("pk", "rate_plan_id", "communication_plan_id")),
+        list(group_devices(group=group).order_by("pk").values_list("pk", "rate_plan_id", "communication_plan_id", "iccid")),
         dtype=object,
-    ).reshape(-1, 3)
+    ).reshape(-1, 4)
     device_ids = rows[:, 0].astype(np.int64)
     current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
     comm_ids = rows[:, 2].astype(np.int64)
+    iccids = rows[:, 3].tolist()
 
     # Current plans outside the group's allowed set are still priced (so "current
     # cost" is real) but never recommended.
@@ -98,4 +100,4 @@ def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "b
         current_plan=current,
         comm_plan=np.array([comm_index[int(c)] for c in comm_ids], dtype=np.int32),
     )
-    return GroupData(problem=problem, device_ids=device_ids, plans=plans, comm_plan_ids=comm_plan_ids)
+    return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids)

@@ -279,14 +279,13 @@ def _assignments_insert(*, instance, group, data: GroupData, assignment, recomme
     plan_pk = data.plan_ids
     current = data.problem.current_plan
     current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1)
-    iccids = dict(Device.objects.filter(pk__in=data.device_ids.tolist()).values_list("pk", "iccid"))
     usage = data.problem.usage_mb
     recommended_pk = plan_pk[assignment]
 
     def rows():
         for i, device_id in enumerate(data.device_ids.tolist()):
             cur = int(current_pk[i])
-            yield (instance.pk, group.pk, device_id, iccids[device_id], f"{usage[i]:.3f}",
+            yield (instance.pk, group.pk, device_id, data.iccids[i], f"{usage[i]:.3f}",
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_costs is None else f"{current_costs[i]:.4f}", f"{recommended_costs[i]:.4f}",
                    cur != int(recommended_pk[i]))

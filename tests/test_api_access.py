@@ -50,11 +50,6 @@ def _side(provider):
             "comm": instance.comm_groups.get().communication_plans.get(), "device": assignment.device}
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # alice and bob get hashed passwords; PBKDF2 would cost 0.2 s per user per test.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 @pytest.fixture
 def world(provider_a, provider_b, alice, bob):

@@ -6,11 +6,6 @@ from tests.factories import DeviceFactory, RatePlanFactory
 from tests.factories_results import token_for
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def api(client, alice, tenant_a):
     client.defaults["HTTP_AUTHORIZATION"] = f"Token {token_for(alice)}"

@@ -24,7 +24,6 @@ EVIL_NOTES = {
 @pytest.fixture(autouse=True)
 def _reports_in_tmp(settings, tmp_path):
     settings.REPORTS_DIR = tmp_path / "reports"
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def _money(value) -> Decimal:
