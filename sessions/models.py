@@ -34,6 +34,7 @@ class Trigger(models.TextChoices):
     SCHEDULED = "scheduled", "Scheduled"
     API = "api", "REST API"
     ADMIN = "admin", "Admin"
+    DASHBOARD = "dashboard", "Dashboard"
 
 
 class Method(models.TextChoices):

@@ -41,7 +41,7 @@ def session_start(request, provider_id: int):
     provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user)), pk=provider_id)
     try:
         # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
-        session = services.session_start(provider=provider, trigger=Trigger.ADMIN,
+        session = services.session_start(provider=provider, trigger=Trigger.DASHBOARD,
                                          sync_devices=request.POST.get("sync_devices") == "on")
     except services.SessionAlreadyRunning as exc:
         # The same refusal the API answers with 409, shown on the page that asked.

@@ -62,7 +62,7 @@ def test_start_button_starts_then_shows_the_409_refusal(alice_client, provider_a
     response = alice_client.post(url, {"sync_devices": "on"}, follow=True)
     assert response.status_code == 200
     session = OptimizationSession.objects.get(provider=provider_a)
-    assert session.trigger == "admin" and session.status == "pending" and session.sync_devices
+    assert session.trigger == "dashboard" and session.status == "pending" and session.sync_devices
     assert f"Started optimization session {session.guid}" in response.content.decode()
 
     refused = alice_client.post(url)
