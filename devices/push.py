@@ -54,6 +54,7 @@ VERIFY_TASK = "devices.push_tasks.push_verify_task"
 NO_GO_SUBJECT = "Rate plan update not started: it could not finish before the billing period ends"
 REPORT_SUBJECT = "Rate plan update finished for {account}: {applied} applied, {attention} need attention"
 REPORT_LINES = 500
+CALLS_PER_CHANGE = 2  # the read just before, and the PUT
 COUNTS_EVERY = 2.0  # seconds between refreshes of a running push's stored counts (admin, dashboards)
 
 
@@ -158,20 +159,28 @@ def _recipients(provider: ServiceProvider) -> list[str]:
 # -- reads ---------------------------------------------------------------------------------------------
 
 def push_rate_best(*, provider: ServiceProvider) -> tuple[float, str]:
-    """SIMs per minute to plan with: the best rate measured on an earlier push of the account, else the default.
+    """SIMs per minute to plan with: the best rate measured on an earlier push of the account, else the default,
+    and never more than the account's rate limit allows (each SIM costs a read and a PUT).
 
     A push counts once it processed PUSH_RATE_MIN_SAMPLE SIMs: a rate measured
     over a handful of SIMs sent in parallel says nothing about a sustained batch.
+    The cap matters when the limit was lowered since that push was measured.
     """
     sample = int(_setting("PUSH_RATE_MIN_SAMPLE", 50))
-    best = (RatePlanPush.objects.filter(provider=provider, measured_rate__isnull=False,
+    ceiling = float(provider.rate_limit_per_second) * 60 / CALLS_PER_CHANGE
+    best = (RatePlanPush.objects.filter(provider=provider, measured_rate__gt=0,
                                         status__in=[PushStatus.SUCCEEDED, PushStatus.FINISHED_WITH_ERRORS])
             .annotate(processed=F("applied") + F("rejected") + F("discrepancies") + F("failed"))
             .filter(processed__gte=sample).order_by("-measured_rate", "-pk").first())
-    if best is not None and best.measured_rate > 0:
-        return best.measured_rate, f"best measured rate: push #{best.pk}, {best.measured_rate:.1f} SIMs/min"
-    default = float(_setting("PUSH_DEFAULT_RATE_PER_MINUTE", 60))
-    return default, f"default rate {default:g} SIMs/min (no earlier push of this account measured one)"
+    if best is not None:
+        rate, source = best.measured_rate, f"best measured rate: push #{best.pk}, {best.measured_rate:.1f} SIMs/min"
+    else:
+        rate = float(_setting("PUSH_DEFAULT_RATE_PER_MINUTE", 60))
+        source = f"default rate {rate:g} SIMs/min (no earlier push of this account measured one)"
+    if rate > ceiling:
+        return ceiling, (f"{source}, capped at {ceiling:.1f} SIMs/min by the account's limit of "
+                         f"{provider.rate_limit_per_second} calls/s")
+    return rate, source
 
 
 def push_decide(*, provider: ServiceProvider, period: BillingPeriod, changes: int, batch_size: int,

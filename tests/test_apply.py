@@ -261,6 +261,11 @@ def test_the_best_measured_rate_of_an_earlier_push_plans_the_next(inline_tasks, 
     assert rate == first.measured_rate and f"push #{first.pk}" in source
     decision = push_decide(provider=provider, period=period, changes=500, batch_size=250, now=now)
     assert decision.minutes_needed == pytest.approx(250 / first.measured_rate)
+    # A lower limit since then caps it: 1 call/s is 30 SIMs/min, at a read and a PUT per SIM.
+    provider.rate_limit_per_second = 1
+    provider.save()
+    rate, source = push_services.push_rate_best(provider=provider)
+    assert rate == 30 and "capped" in source
 
 
 def test_a_sim_changed_on_the_carrier_after_the_optimization_is_skipped_and_reported(inline_tasks, simulator):
