@@ -737,7 +737,8 @@ def push_verify_run(*, push_id: int, worker: str | None = None) -> str:
 
     plan_ids = dict(RatePlan.objects.filter(provider=push.provider).values_list("code", "pk"))
     sent = Q(status=ChangeStatus.APPLIED) | Q(status=ChangeStatus.FAILED, sends__gt=0)
-    reader, _ = _clients(push.provider, tuning)
+    reader, writer = _clients(push.provider, tuning)
+    writer.close()  # verification only reads
     try:
         for reads, pause in ((0, 0.0), (1, tuning.verify_delay)):
             targets = list(RatePlanChange.objects.filter(sent, push=push, verify_reads=reads)
