@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -46,12 +45,10 @@ def spawn(args, env, log):
 
 
 def stop(proc) -> None:
-    if proc and proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+    from carrieropt.processes import process_stop
+
+    if proc is not None:
+        process_stop(proc)
 
 
 def main() -> None:

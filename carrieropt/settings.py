@@ -175,6 +175,14 @@ AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
 
+# Pushing recommended rate plans to the carrier (legacy rules: batches of 250, 60 SIMs/min
+# until a rate is measured, go only with 10 minutes to spare before the period ends).
+PUSH_BATCH_SIZE = envint("PUSH_BATCH_SIZE", 250, minimum=1)
+PUSH_DEFAULT_RATE_PER_MINUTE = envint("PUSH_DEFAULT_RATE_PER_MINUTE", 60, minimum=1)
+PUSH_MIN_SLACK_MINUTES = envint("PUSH_MIN_SLACK_MINUTES", 10, minimum=0)
+PUSH_CALL_TIMEOUT = envint("PUSH_CALL_TIMEOUT", 30, minimum=1)
+PUSH_VERIFY_DELAY_SECONDS = envint("PUSH_VERIFY_DELAY_SECONDS", 30, minimum=0)
+
 # Carrier simulator used by the demo
 SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
 

@@ -15,8 +15,8 @@ from django.utils import timezone
 from carrieropt.errors import ApplicationError
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from optimizer.reports import report_email, report_write
 from optimizer.models import GroupStatus
+from optimizer.reports import report_email, report_write
 from sessions.apply import session_apply_after_complete
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,6 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from django.db import connection
+
+from carrieropt.processes import process_stop
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -32,12 +33,7 @@ def qcluster(*, workers: int = 1, env: dict | None = None, log_path: Path | None
     try:
         yield proc
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        process_stop(proc)
         log.close()
 
 

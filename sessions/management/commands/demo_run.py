@@ -1,6 +1,5 @@
 """Run one whole session on the demo account: simulator and workers as subprocesses, a bar meanwhile."""
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from carrieropt.processes import process_stop
 from devices.demo import DEMO_PROVIDER
 from rateplans.models import ServiceProvider
 
@@ -32,12 +32,7 @@ def _process(args: list[str], name: str, log_path):
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+        process_stop(proc)
         log.close()
 
 
