@@ -166,6 +166,9 @@ LEGACY_MAX_SEQUENCES = envint("LEGACY_MAX_SEQUENCES", 1000, minimum=1)
 LEGACY_SEQUENCES_PER_ITEM = envint("LEGACY_SEQUENCES_PER_ITEM", 100, minimum=1)
 SESSION_DEADLINE_MINUTES = envint("SESSION_DEADLINE_MINUTES", 180, minimum=1)
 WORK_LEASE_SECONDS = envint("WORK_LEASE_SECONDS", Q_TIMEOUT + 60, minimum=1)
+# The sync stage talks to the carrier at its rate limit: hours for a large fleet.
+SYNC_STAGE_TIMEOUT = envint("SYNC_STAGE_TIMEOUT", 12 * 3600, minimum=60)
+STAGE_HEARTBEAT_SECONDS = envint("STAGE_HEARTBEAT_SECONDS", 30, minimum=1)
 STAGE_STALL_SECONDS = envint("STAGE_STALL_SECONDS", Q_TIMEOUT + 180, minimum=10)
 
 # AMOP 2.0 webhooks

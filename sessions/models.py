@@ -69,6 +69,10 @@ class OptimizationSession(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline = models.DateTimeField(null=True, blank=True)
     stage_timings = models.JSONField(default=dict, blank=True, help_text="{stage: {started, finished, seconds}}")
+    # A long stage (the carrier sync can take hours) is claimed by one worker, which
+    # proves it is alive by the heartbeat; duplicates of its task leave it alone.
+    stage_claimed_by = models.CharField(max_length=100, blank=True)
+    stage_heartbeat_at = models.DateTimeField(null=True, blank=True)
     device_count = models.PositiveIntegerField(default=0)
     current_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
     baseline_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)

@@ -2,6 +2,7 @@
 twice, finds the session already moved on and does nothing."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import socket
@@ -10,6 +11,7 @@ import time
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
@@ -51,6 +53,7 @@ def _advance(session_id: int, *, from_stage: str, to_stage: str, progress: int |
         timings[to_stage] = {"started": now.isoformat()}
         session.stage = to_stage
         session.stage_timings = timings
+        session.stage_claimed_by, session.stage_heartbeat_at = "", None
         session.status = SessionStatus.SUCCEEDED if to_stage == Stage.COMPLETE else SessionStatus.RUNNING
         if to_stage == Stage.COMPLETE:
             session.finished_at = now
@@ -64,7 +67,7 @@ def _advance(session_id: int, *, from_stage: str, to_stage: str, progress: int |
         if emit:
             event_record(session=session, progress=progress)
         if next_task and to_stage != Stage.COMPLETE:
-            enqueue_on_commit("sessions.tasks.run_stage", session.pk, to_stage)
+            enqueue_on_commit("sessions.tasks.run_stage", session.pk, to_stage, **stage_task_options(to_stage))
     return session
 
 
@@ -80,18 +83,56 @@ def stage_start(session_id: int) -> None:
     _advance(session_id, from_stage=Stage.START, to_stage=Stage.SYNC, progress=PROGRESS[Stage.SYNC])
 
 
+def stage_task_options(stage: str) -> dict:
+    """django-q2 options for a stage's task: the sync may run far longer than Q_TIMEOUT."""
+    return {"timeout": settings.SYNC_STAGE_TIMEOUT} if stage == Stage.SYNC else {}
+
+
+def stage_claim(session_id: int, stage: str, *, worker: str) -> bool:
+    """Compare-and-set the right to run a long stage. A duplicate delivery of its task (the
+    broker redelivers after `retry`; the watchdog nudges stalled stages) finds it claimed
+    with a live heartbeat and does nothing; a claim whose heartbeat stopped is taken over."""
+    now = timezone.now()
+    stale = now - dt.timedelta(seconds=settings.STAGE_STALL_SECONDS)
+    active = OptimizationSession.objects.filter(pk=session_id, stage=stage, status__in=ACTIVE_STATUSES)
+    return bool(active.filter(Q(stage_claimed_by="") | Q(stage_heartbeat_at__lt=stale) | Q(stage_heartbeat_at=None))
+                .update(stage_claimed_by=worker, stage_heartbeat_at=now))
+
+
+class Heartbeat:
+    """Progress callback for the sync: at most every STAGE_HEARTBEAT_SECONDS, tell the session
+    (and the watchdog) that this worker is alive, and keep the deadline ahead of a sync that moves."""
+
+    def __init__(self, session_id: int, worker: str):
+        self.session_id, self.worker, self.last = session_id, worker, 0.0
+
+    def __call__(self, _progress=None) -> None:
+        if time.monotonic() - self.last < settings.STAGE_HEARTBEAT_SECONDS:
+            return
+        self.last = time.monotonic()
+        now = timezone.now()
+        mine = OptimizationSession.objects.filter(pk=self.session_id, stage_claimed_by=self.worker)
+        mine.update(stage_heartbeat_at=now)
+        mine.filter(deadline__lt=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES)).update(
+            deadline=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES))
+
+
 def stage_sync(session_id: int) -> None:
     session = OptimizationSession.objects.select_related("provider").get(pk=session_id)
     if session.stage != Stage.SYNC or not session.is_active:
         return
+    worker = worker_name()
+    if not stage_claim(session_id, Stage.SYNC, worker=worker):
+        return
     if session.sync_devices:
         from devices import services as device_services
 
-        device_run = device_services.device_sync(provider=session.provider)
+        heartbeat = Heartbeat(session_id, worker)
+        device_run = device_services.device_sync(provider=session.provider, progress=heartbeat)
         if device_run.status != "succeeded":
             session_fail(session_id=session_id, message=f"Device sync failed: {device_run.error}")
             return
-        usage_run = device_services.usage_sync(provider=session.provider, period=session.billing_period)
+        usage_run = device_services.usage_sync(provider=session.provider, period=session.billing_period, progress=heartbeat)
         if usage_run.status != "succeeded":
             session_fail(session_id=session_id, message=f"Usage sync failed: {usage_run.error}")
             return

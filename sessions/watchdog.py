@@ -46,8 +46,10 @@ def watchdog_run(*, now: dt.datetime | None = None) -> dict:
             continue
         started = (session.stage_timings.get(session.stage) or {}).get("started")
         since = dt.datetime.fromisoformat(started) if started else session.created_at
+        # A stage whose worker still beats its heartbeat is slow, not lost.
+        since = max(since, session.stage_heartbeat_at or since)
         if now - since > stall:
-            async_task("sessions.tasks.run_stage", session.pk, session.stage)
+            async_task("sessions.tasks.run_stage", session.pk, session.stage, **pipeline.stage_task_options(session.stage))
             report["nudged"] += 1
     if any(report.values()):
         log.warning("watchdog: %s", report)
