@@ -150,6 +150,9 @@ def stage_grouping(session_id: int) -> None:
     except ApplicationError as exc:
         session_fail(session_id=session_id, message=exc.message)
         return
+    if outcome.skipped_no_plans:
+        log.warning("session %s: communication plans allowing no active rate plan were skipped: %s",
+                    session_id, ", ".join(c.name for c in outcome.skipped_no_plans))
     if outcome.skipped_plan_limit:
         names = ", ".join(f"{g.name} ({g.note})" for g in outcome.skipped_plan_limit)
         send_mail(PLAN_LIMIT_SUBJECT,
