@@ -72,5 +72,5 @@ def _summary(session) -> str:
     if session.lower_bound is not None:
         lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}  (optimized is within {100 * session.gap:.3f} % of it)")
     if session.report_path:
-        lines.append(f"  report            {session.report_path}")
+        lines.append(f"  report                 {session.report_path}")
     return "\n".join(lines)
