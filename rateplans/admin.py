@@ -1,7 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 
-from rateplans.models import BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
+from rateplans.models import CREDENTIAL_TARGET_FIELDS, BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
 
 
 class ServiceProviderForm(forms.ModelForm):
@@ -23,9 +23,13 @@ class ServiceProviderForm(forms.ModelForm):
         value = self.cleaned_data.get("api_key")
         if value:
             return value
-        if self.instance.pk:
-            return ServiceProvider.objects.values_list("api_key", flat=True).get(pk=self.instance.pk)
-        raise forms.ValidationError("An API key is required for a new carrier account.")
+        if not self.instance.pk:
+            raise forms.ValidationError("An API key is required for a new carrier account.")
+        moved = sorted(f for f in CREDENTIAL_TARGET_FIELDS if f in self.changed_data)
+        if moved:
+            raise forms.ValidationError(
+                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for.")
+        return ServiceProvider.objects.values_list("api_key", flat=True).get(pk=self.instance.pk)
 
 
 @admin.action(description="Start optimization session")

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
 import zoneinfo
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
@@ -19,6 +21,23 @@ def validate_timezone(value: str) -> None:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ValidationError(f"{value!r} is not an IANA time zone (e.g. America/Chicago)") from None
+
+
+def validate_carrier_url(value: str) -> None:
+    """The API key travels in every request: plain http only to this machine (the simulator)."""
+    parts = urlsplit(value)
+    host = parts.hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if parts.scheme != "https" and not loopback:
+        raise ValidationError(f"{value!r}: use https; the API key would be sent in clear text")
+
+
+# Where the stored key is sent: changing any of these needs the key entered again,
+# so a write access to the account can never redirect its key to another host.
+CREDENTIAL_TARGET_FIELDS = ("api_base_url", "username", "integration")
 
 
 class Integration(models.TextChoices):
@@ -45,7 +64,8 @@ class ServiceProvider(models.Model):
     name = models.CharField(max_length=200)
     integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
     portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
-    api_base_url = models.URLField(max_length=300, help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
+    api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
+                                   help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
     username = models.CharField(max_length=200)
     # Write-only: never rendered by admin or API, never logged.
     api_key = models.CharField(max_length=300)

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from carrieropt.models import Tenant
 from rateplans.cycles import cycle_bounds
-from rateplans.models import BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
+from rateplans.models import CREDENTIAL_TARGET_FIELDS, BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
 
 
 def billing_period_current(*, provider: ServiceProvider, at: dt.datetime | None = None) -> BillingPeriod:
@@ -62,9 +62,14 @@ def provider_create(*, tenant: Tenant, **fields) -> ServiceProvider:
 
 
 def provider_update(*, provider: ServiceProvider, **fields) -> ServiceProvider:
-    """Blank or missing api_key keeps the stored key (it is write-only and never read back)."""
+    """Blank or missing api_key keeps the stored key (it is write-only and never read back),
+    unless the update changes where that key would be sent."""
     if not fields.get("api_key"):
         fields.pop("api_key", None)
+        moved = sorted(f for f in CREDENTIAL_TARGET_FIELDS if f in fields and fields[f] != getattr(provider, f))
+        if moved:
+            raise ValidationError({"api_key": [
+                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for."]})
     _assign(provider, fields, PROVIDER_WRITABLE)
     _save(provider)
     return provider

@@ -59,3 +59,15 @@ def test_blank_api_key_in_admin_keeps_the_stored_key(admin_client_, provider_a):
     assert response.status_code == 302, response.context["adminform"].form.errors if response.context else response
     provider_a.refresh_from_db()
     assert provider_a.api_key == "sk-alice-very-secret"
+
+
+def test_admin_refuses_to_move_the_account_without_the_api_key(admin_client_, provider_a):
+    url = reverse("admin:rateplans_serviceprovider_change", args=[provider_a.pk])
+    form = admin_client_.get(url).context["adminform"].form
+    data = {name: form[name].value() for name in form.fields if form[name].value() is not None}
+    data.update({"api_key": "", "auto_apply": "", "active": "on", "api_base_url": "https://collector.example.net"})
+    response = admin_client_.post(url, data)
+    assert response.status_code == 200  # the form comes back with an error
+    assert "needs the API key again" in response.content.decode()
+    provider_a.refresh_from_db()
+    assert provider_a.api_base_url == "http://127.0.0.1:8765"

@@ -143,3 +143,24 @@ def test_catalogue_lists_filter_by_provider_and_keep_query_count(api, provider_a
     with django_assert_max_num_queries(3):
         body = api.get(reverse("api:rate-plan-list"), {"provider": provider_a.pk}).json()
     assert body["count"] == 5
+
+
+def test_moving_the_account_elsewhere_needs_the_api_key_again(api, provider_a, tenant_a):
+    # Otherwise a token holder could point the account at a host of theirs and receive the stored key.
+    for change in ({"api_base_url": "https://collector.example.net"}, {"username": "someone-else"}):
+        response = patch(api, "provider-detail", change, pk=provider_a.pk)
+        assert response.status_code == 400, change
+        assert "api_key" in response.json()["error"]["fields"]
+    provider_a.refresh_from_db()
+    assert provider_a.api_base_url == "http://127.0.0.1:8765" and provider_a.username == "api-user"
+    response = patch(api, "provider-detail", {"api_base_url": "https://rws.example.com", "api_key": "sk-new"}, pk=provider_a.pk)
+    assert response.status_code == 200
+    provider_a.refresh_from_db()
+    assert (provider_a.api_base_url, provider_a.api_key) == ("https://rws.example.com", "sk-new")
+
+
+def test_carrier_url_must_be_https_except_on_loopback(api, provider_a):
+    response = patch(api, "provider-detail", {"api_base_url": "http://rws.example.com", "api_key": "sk-x"}, pk=provider_a.pk)
+    assert response.status_code == 400 and "api_base_url" in response.json()["error"]["fields"]
+    response = patch(api, "provider-detail", {"api_base_url": "http://127.0.0.1:9000", "api_key": "sk-x"}, pk=provider_a.pk)
+    assert response.status_code == 200
