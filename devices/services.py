@@ -215,7 +215,10 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
     # the end), and an offset-paged list that moves can also skip a SIM. So this run neither marks
     # SIMs missing nor advances the watermark: the next sync reads the same window again.
     consistent = run.duplicates == 0
-    run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent else since
+    # Rejected SIMs (e.g. on a plan not yet in the catalogue) must be read again once the
+    # cause is fixed, and an incremental sync only lists what changed since the watermark:
+    # so a run with rejects keeps the old watermark too (until the next full sync at the latest).
+    run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent and not run.rejected else since
     run.calls, run.retries = client.stats.calls, client.stats.retries
 
     merge_started = time.monotonic()

@@ -243,6 +243,19 @@ def test_unknown_rate_plan_is_rejected_with_its_reason_and_the_sim_not_marked_mi
     assert not Device.objects.filter(provider=provider, iccid__in=on_it[1:]).exists()
 
 
+def test_rejected_sims_are_read_again_by_the_next_sync_once_the_catalogue_is_fixed(tenant, carrier_simulator):
+    from devices.demo import demo_catalogue_upsert
+
+    provider = simulated_provider(server=carrier_simulator, tenant=tenant)
+    RatePlan.objects.filter(provider=provider, code="M2M-10GB").delete()
+    first = sync(provider)
+    assert first.rejected > 0
+    demo_catalogue_upsert(provider=provider)  # the operator adds the missing plan
+    second = sync(provider)
+    assert second.kind == "incremental" and second.status == "succeeded"
+    assert Device.objects.filter(provider=provider).count() == 200  # the rejected SIMs arrived
+
+
 @override_settings(OPS_EMAILS=OPS)
 def test_new_communication_plans_are_created_and_announced(tenant, carrier_simulator):
     provider = simulated_provider(server=carrier_simulator, tenant=tenant)
