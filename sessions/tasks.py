@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 from carrieropt.errors import ApplicationError
+from devices.models import RatePlanPush
 from devices.push import PushAlreadyRunning, pushes_resume
 from optimizer import services as optimizer_services
 from optimizer.models import OptimizationQueue
@@ -51,6 +52,9 @@ def window_check() -> None:
 def apply_session(session_id: int, trigger: str = "auto") -> None:
     session = OptimizationSession.objects.filter(pk=session_id).first()
     if session is None:
+        return
+    if trigger == "auto" and RatePlanPush.objects.filter(session=session, trigger="auto").exists():
+        # A redelivered task: the automatic push already happened (or was a No-Go); once is the rule.
         return
     try:
         session_apply(session=session, trigger=trigger)

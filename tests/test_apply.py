@@ -344,6 +344,18 @@ def test_auto_apply_pushes_after_finalize_for_every_jasper_family_account(inline
     assert len(api_changes(server)) == push.total
 
 
+def test_a_redelivered_automatic_apply_task_pushes_nothing_again(inline_tasks, simulator):
+    from sessions import tasks
+
+    server = simulator(sims=200, seed=29)
+    provider = fleet(server, devices=200, seed=29, auto_apply=True)
+    session = completed_session(provider)
+    sent = len(server.carrier.request_log())
+    tasks.apply_session(session.pk, "auto")  # the broker delivers the same task again
+    assert RatePlanPush.objects.filter(session=session).count() == 1
+    assert len(server.carrier.request_log()) == sent
+
+
 @pytest.mark.parametrize(("integration", "auto_apply"), [("Jasper", False), ("Telegence", True)])
 def test_no_automatic_push_without_auto_apply_or_outside_the_jasper_family(inline_tasks, simulator, integration,
                                                                             auto_apply):
