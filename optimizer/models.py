@@ -87,6 +87,9 @@ class OptimizationResult(models.Model):
     cost = models.DecimalField(**MONEY)
     lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
     strategy = models.CharField(max_length=500, blank=True)
+    # Fingerprint of the SIMs, usage and current plans the result was computed on: finalize
+    # uses a result (and its bound) only for exactly that data.
+    snapshot = models.CharField(max_length=64, blank=True)
     # Plan index per SIM of the group (int32 little-endian), in the group's device order.
     assignment = models.BinaryField()
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,6 +1,7 @@
 """Reads for the optimizer: a group's SIMs and catalogue as engine arrays."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,15 @@ class GroupData:
     @property
     def plan_ids(self) -> np.ndarray:
         return np.array([p.pk for p in self.plans], dtype=np.int64)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identifies the data a result was computed on: SIMs, their usage, current plans, catalogue."""
+        digest = hashlib.sha256()
+        for part in (self.device_ids.astype("<i8"), self.problem.usage_mb.astype("<f8"),
+                     self.problem.current_plan.astype("<i4"), self.plan_ids.astype("<i8")):
+            digest.update(part.tobytes())
+        return digest.hexdigest()
 
 
 def group_devices(*, group: CommGroup):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -152,7 +153,7 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
         if not mine.exists():
             return False
         OptimizationResult.objects.create(
-            queue=item, comm_group=item.comm_group, method=item.method, cost=to_money(cost),
+            queue=item, comm_group=item.comm_group, method=item.method, cost=to_money(cost), snapshot=data.fingerprint,
             lower_bound=None if bound is None else to_money(bound), strategy=str(strategy)[:500],
             assignment=_assignment_blob(data, np.asarray(group_assignment)),
         )
@@ -200,9 +201,15 @@ def _to_indices(data: GroupData, blob: bytes) -> np.ndarray:
     return order[np.searchsorted(data.plan_ids[order], plan_ids)].astype(np.int32)
 
 
-def results_finalize(*, instance, period: BillingPeriod) -> Totals:
+def results_finalize(*, instance, period: BillingPeriod, method: str = "certified",
+                     heartbeat: Callable[[], None] | None = None) -> Totals:
     """Keep each group's cheapest result (baseline and current plans compete too), write the
-    per-SIM assignments and group figures, delete the losing results. Idempotent."""
+    per-SIM assignments and group figures, delete the losing results. Idempotent.
+
+    Everything is priced on the group's data as it is now. A work item's result computed on
+    other data (a sync ran in between) is discarded; in a certified session a group left
+    without a certified result on this data (that, a failed item, or a 0-1 SIM group) is
+    solved here, so every group's bound covers exactly what is priced."""
     # Items that never ended by now are ended as errors so nothing hangs in RUNNING.
     instance.queues.exclude(status__in=QUEUE_ENDED).update(
         status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the session was finalized.")
@@ -210,6 +217,8 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
     sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
             "bound_known": True, "changed": 0}
     for group in instance.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
+        if heartbeat is not None:
+            heartbeat()
         if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
             continue  # legacy rule: no assignment is computed for a group over the plan limit
         data = group_data(group=group, period=period)
@@ -231,11 +240,22 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
         if current_allowed:
             candidates.append((current_total, problem.current_plan.astype(np.int32), "current", "keep current plans", None))
         candidates.append((baseline_total, baseline, "baseline", "legacy baseline (closest included MB)", None))
+        fingerprint = data.fingerprint
+        stale = group.results.exclude(snapshot=fingerprint)
+        if stale.exists():
+            log.warning("group %s: %d result(s) computed on other data (a sync ran meanwhile) discarded",
+                        group.pk, stale.count())
+            stale.delete()
+        bounds = [float(r.lower_bound) for r in group.results.all() if r.lower_bound is not None]
         for result in group.results.order_by("pk"):
             indices = _to_indices(data, bytes(result.assignment))
             candidates.append((engine.price(problem, indices).total, indices, result.method, result.strategy, result.pk))
-        cost, assignment, method, strategy, winner_pk = min(candidates, key=lambda c: c[0])
-        bounds = [float(r.lower_bound) for r in group.results.all() if r.lower_bound is not None]
+        if method == "certified" and not bounds:
+            solution = engine.solve_certified(problem)
+            bounds.append(solution.lower_bound)
+            candidates.append((solution.total_cost, solution.assignment.astype(np.int32), "certified",
+                               "certified (at finalize)", None))
+        cost, assignment, method_won, strategy, winner_pk = min(candidates, key=lambda c: c[0])
 
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
@@ -246,9 +266,10 @@ def results_finalize(*, instance, period: BillingPeriod) -> Totals:
         group.baseline_cost = to_money(baseline_total)
         group.optimized_cost = to_money(cost)
         group.lower_bound = to_money(max(bounds)) if bounds else None
-        group.winning_method = method
+        group.winning_method = method_won
         group.winning_strategy = str(strategy)[:500]
-        if group.status == GroupStatus.READY:
+        if group.status == GroupStatus.READY or (group.status == GroupStatus.KEPT_BASELINE
+                                                 and method_won not in ("baseline", "current")):
             group.status = GroupStatus.OPTIMIZED
         group.save()
 

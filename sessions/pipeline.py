@@ -217,11 +217,18 @@ def stage_finalizing(session_id: int) -> None:
         session.refresh_from_db()
     if session.stage != Stage.FINALIZING or not session.is_active:
         return
+    # Finalize writes the report and e-mails customers: one worker only, even when the
+    # watchdog and the last work item both queue it.
+    worker = worker_name()
+    if not stage_claim(session_id, Stage.FINALIZING, worker=worker):
+        return
+    heartbeat = Heartbeat(session_id, worker)
     instance = session.instances.order_by("pk").first()
     with transaction.atomic():
         instance.status = InstanceStatus.CLEANING_UP
         instance.save(update_fields=["status"])
-        totals = optimizer_services.results_finalize(instance=instance, period=session.billing_period)
+        totals = optimizer_services.results_finalize(instance=instance, period=session.billing_period,
+                                                     method=session.method, heartbeat=heartbeat)
         instance.status = InstanceStatus.COMPLETE_WITH_SUCCESS
         instance.finished_at = timezone.now()
         instance.save(update_fields=["status", "finished_at"])
@@ -236,6 +243,7 @@ def stage_finalizing(session_id: int) -> None:
                   f"but the account has {expected} billable SIMs" + (" (a group was skipped over the plan limit)." if skipped else "."),
                   None, _recipients(session.provider), fail_silently=True)
     session.refresh_from_db()
+    heartbeat()
     report_path = _report(session, instance)
     with transaction.atomic():
         completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
