@@ -56,20 +56,23 @@ def events_deliver(*, url: str | None = None, secret: str | None = None, now: dt
     report = DeliveryReport()
     if not url:
         return report
-    now = now or timezone.now()
+    # One sending pass may take minutes (up to `limit` POSTs): every due check and lease
+    # reads the clock afresh, or a lease taken late in the pass would already have lapsed.
+    clock = (lambda: now) if now is not None else timezone.now
+    lease = max(SENDING_LEASE, dt.timedelta(seconds=3 * settings.AMOP_WEBHOOK_TIMEOUT))
     blocked: set[tuple] = set()
     with httpx.Client(timeout=settings.AMOP_WEBHOOK_TIMEOUT, transport=transport) as client:
         for event in ProgressEvent.objects.filter(delivered_at__isnull=True).order_by("id")[:limit]:
             stream = (event.session_id, None if event.session_id else event.provider_id)
             if stream in blocked:
                 continue  # an earlier event of this stream is not delivered yet: keep order
-            if event.next_attempt_at and event.next_attempt_at > now:
+            if event.next_attempt_at and event.next_attempt_at > clock():
                 blocked.add(stream)
                 report.waiting += 1
                 continue
             # Claim for a while so a concurrent sender skips it; a crash just lets the lease lapse.
             claimed = ProgressEvent.objects.filter(pk=event.pk, delivered_at__isnull=True, attempts=event.attempts).update(
-                attempts=F("attempts") + 1, next_attempt_at=now + SENDING_LEASE)
+                attempts=F("attempts") + 1, next_attempt_at=clock() + lease)
             if not claimed:
                 blocked.add(stream)
                 continue
@@ -81,12 +84,14 @@ def events_deliver(*, url: str | None = None, secret: str | None = None, now: dt
                 ok, error = 200 <= response.status_code < 300, f"HTTP {response.status_code}"
             except httpx.HTTPError as exc:
                 ok, error = False, f"{type(exc).__name__}: {exc}"
+            # Written only while the claim is still ours (nobody re-claimed after a lapsed lease).
+            ours = ProgressEvent.objects.filter(pk=event.pk, attempts=event.attempts + 1, delivered_at__isnull=True)
             if ok:
-                ProgressEvent.objects.filter(pk=event.pk).update(delivered_at=timezone.now(), last_error="")
+                ours.update(delivered_at=timezone.now(), last_error="")
                 report.delivered += 1
             else:
-                retry_at = timezone.now() + dt.timedelta(seconds=backoff_seconds(event.attempts + 1))
-                ProgressEvent.objects.filter(pk=event.pk).update(next_attempt_at=retry_at, last_error=error[:1000])
+                retry_at = clock() + dt.timedelta(seconds=backoff_seconds(event.attempts + 1))
+                ours.update(next_attempt_at=retry_at, last_error=error[:1000])
                 log.warning("AMOP webhook for event %s failed (%s); retry at %s", event.event_id, error, retry_at)
                 blocked.add(stream)
                 report.failed += 1

@@ -104,3 +104,32 @@ def test_nothing_is_recorded_for_a_transaction_that_rolled_back(provider_a, peri
 def test_event_outside_a_transaction_is_refused(session):
     with pytest.raises(RuntimeError, match="inside the transaction"):
         event_record(session=session, progress=20)
+
+
+def test_a_long_sending_pass_still_holds_a_live_lease_on_the_event_it_sends(session, monkeypatch):
+    # A pass that has been sending for minutes must not take an already-lapsed lease: a second
+    # sender running meanwhile would post the same event again.
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from sessions import webhooks
+
+    events = [record(session, progress=20), record(session, progress=30)]
+    clock = [timezone.now()]
+    monkeypatch.setattr(webhooks.timezone, "now", lambda: clock[0])
+    leases_at_post = []
+    real_post = webhooks.httpx.Client.post
+
+    def slow_post(self, url, **kwargs):
+        posted = ProgressEvent.objects.get(event_id=kwargs["headers"][EVENT_HEADER])
+        leases_at_post.append((posted.next_attempt_at, clock[0]))
+        response = real_post(self, url, **kwargs)
+        clock[0] += dt.timedelta(minutes=5)  # this POST took five minutes
+        return response
+
+    monkeypatch.setattr(webhooks.httpx.Client, "post", slow_post)
+    with Receiver() as receiver:
+        events_deliver(url=receiver.url, secret=SECRET)
+    assert len(leases_at_post) == len(events)
+    assert all(lease > at for lease, at in leases_at_post), leases_at_post
