@@ -243,6 +243,20 @@ def test_unknown_rate_plan_is_rejected_with_its_reason_and_the_sim_not_marked_mi
     assert not Device.objects.filter(provider=provider, iccid__in=on_it[1:]).exists()
 
 
+def test_no_sync_while_a_rate_plan_push_of_the_account_uses_the_carriers_rate_limit(tenant, carrier_simulator):
+    from devices.models import RatePlanPush
+    from rateplans.services import billing_period_current
+
+    provider = simulated_provider(server=carrier_simulator, tenant=tenant)
+    period = billing_period_current(provider=provider)
+    RatePlanPush.objects.create(provider=provider, status="running", decision="go", period_ends_at=period.ends_at(),
+                                minutes_left=100, minutes_needed=1, rate_per_minute=60)
+    carrier_simulator.carrier.clear_log()
+    run = sync(provider)
+    assert run.status == "failed" and "rate plan update" in run.error
+    assert carrier_simulator.carrier.request_log() == [] and not Device.objects.filter(provider=provider).exists()
+
+
 def test_rejected_sims_are_read_again_by_the_next_sync_once_the_catalogue_is_fixed(tenant, carrier_simulator):
     from devices.demo import demo_catalogue_upsert
 
