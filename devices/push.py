@@ -514,6 +514,11 @@ class _BatchRun:
             if job.sends:
                 # A PUT recorded earlier (ours, or a dead worker's) landed though its answer was lost.
                 self._finish(job, ChangeStatus.APPLIED, carrier_plan=plan)
+            elif self._sent_before(job):
+                # An earlier push stopped after sending this very change, and could not read it back: it landed.
+                self._finish(job, ChangeStatus.APPLIED, carrier_plan=plan, error=(
+                    "Nothing sent: the carrier already shows the new plan, sent by an earlier push that stopped "
+                    "before it could read the SIM back."))
             else:
                 self._finish(job, ChangeStatus.DISCREPANCY, carrier_plan=plan, error=(
                     f"The carrier already shows the recommended plan {plan!r}; the optimization saw "
@@ -532,6 +537,12 @@ class _BatchRun:
                 f"Gave up after {job.sends} sends; the carrier still shows {plan!r}. Last error: {job.last_error}"))
             return None
         return "send" if self._record_send(job) else None
+
+    def _sent_before(self, job: _Job) -> bool:
+        """An earlier push failed this move after a send whose outcome no read settled."""
+        return (RatePlanChange.objects.filter(device_id=job.device_id, to_plan_code=job.to_plan_code,
+                                              status=ChangeStatus.FAILED, sends__gt=0, verified__isnull=True)
+                .exclude(push=self.push).exists())
 
     def _after_send(self, job: _Job, future: Future) -> float | None:
         """None when settled; else the seconds to wait before reading the SIM again."""
@@ -660,22 +671,41 @@ def push_advance(*, push_id: int) -> None:
 
 
 def push_abort(*, push_id: int, reason: str) -> RatePlanPush | None:
-    """Stop a push on an account-wide error: every change not yet settled is failed, with why."""
+    """Stop a push on an account-wide error: every change not yet settled is failed, with why.
+
+    A change with a recorded send may have landed (a PUT whose answer was lost):
+    when there is one, the push goes through the verification read, which counts
+    those that landed as applied, before it ends as failed with `reason`.
+    """
     with transaction.atomic():
         push = RatePlanPush.objects.select_for_update().filter(pk=push_id, status__in=PUSH_ACTIVE_STATUSES).first()
         if push is None:
             return None
         now = timezone.now()
-        RatePlanChange.objects.filter(push=push, status__in=CHANGE_OPEN_STATUSES).update(
+        open_changes = RatePlanChange.objects.filter(push=push, status__in=CHANGE_OPEN_STATUSES)
+        open_changes.filter(sends=0).update(
             status=ChangeStatus.FAILED, finished_at=now, error=f"Not sent: the push stopped. {reason}")
+        open_changes.filter(sends__gt=0).update(
+            status=ChangeStatus.FAILED, finished_at=now,
+            error=f"Outcome unknown: the push stopped after a send; the verification read tells whether it "
+                  f"landed. {reason}")
         RatePlanPushBatch.objects.filter(push=push).exclude(status=BatchStatus.DONE).update(
             status=BatchStatus.DONE, finished_at=now, lease_expires_at=None)
         counts = push_counts_refresh(push_id=push.pk)
         push.refresh_from_db()
-        push.status, push.error, push.finished_at = PushStatus.FAILED, reason, now
-        push.save(update_fields=["status", "error", "finished_at"])
+        push.error = reason
+        unknown = RatePlanChange.objects.filter(push=push, status=ChangeStatus.FAILED, sends__gt=0).exists()
+        if unknown and push.status == PushStatus.RUNNING:
+            # push_finish ends it as failed (push.error says why) once the reads settled the sends.
+            push.status, push.claimed_by, push.lease_expires_at = PushStatus.VERIFYING, "", None
+            push.save(update_fields=["status", "error", "claimed_by", "lease_expires_at"])
+            enqueue_on_commit(VERIFY_TASK, push.pk)
+        else:
+            push.status, push.finished_at = PushStatus.FAILED, now
+            push.save(update_fields=["status", "error", "finished_at"])
     log.warning("push %s stopped: %s (%s applied)", push_id, reason, counts.applied)
-    _report_email(push)
+    if push.status == PushStatus.FAILED:
+        _report_email(push)
     return push
 
 
@@ -812,10 +842,14 @@ def push_finish(*, push_id: int, claimed_by: str) -> RatePlanPush | None:
         counts = push_counts_refresh(push_id=push_id)
         push.refresh_from_db()
         clean = counts.applied == counts.total and counts.verified == counts.total
-        push.status = PushStatus.SUCCEEDED if clean else PushStatus.FINISHED_WITH_ERRORS
         push.finished_at = timezone.now()
         push.claimed_by, push.lease_expires_at = "", None
-        push.measured_rate = counts.processed * 60 / push.send_seconds if push.send_seconds > 0 else None
+        if push.error:
+            # Stopped by push_abort: verified only to settle its uncertain sends; it stays failed, with why.
+            push.status = PushStatus.FAILED
+        else:
+            push.status = PushStatus.SUCCEEDED if clean else PushStatus.FINISHED_WITH_ERRORS
+            push.measured_rate = counts.processed * 60 / push.send_seconds if push.send_seconds > 0 else None
         push.save(update_fields=["status", "finished_at", "claimed_by", "lease_expires_at", "measured_rate"])
     _report_email(push)
     return push
