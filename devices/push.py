@@ -152,10 +152,6 @@ def _worker() -> str:
     return f"{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
-def _recipients(provider: ServiceProvider) -> list[str]:
-    return list(dict.fromkeys([*provider.recipients, *settings.OPS_EMAILS]))
-
-
 # -- reads ---------------------------------------------------------------------------------------------
 
 def push_rate_best(*, provider: ServiceProvider) -> tuple[float, str]:
@@ -321,7 +317,7 @@ def _no_go_email(push: RatePlanPush) -> None:
             f"Rate plan update #{push.pk}" + (f" for optimization session {push.session_id}" if push.session_id else "")
             + f"\n\n{push.decision_reason}\n\nNo SIM was changed on the carrier: every SIM stays on its current "
             f"rate plan for this billing period.\n")
-    send_mail(NO_GO_SUBJECT, body, None, _recipients(provider), fail_silently=True)
+    send_mail(NO_GO_SUBJECT, body, None, provider.alert_recipients, fail_silently=True)
 
 
 # -- one batch -----------------------------------------------------------------------------------------
@@ -887,7 +883,7 @@ def _report_email(push: RatePlanPush) -> None:
         if total > REPORT_LINES:
             lines.append(f"  … and {total - REPORT_LINES:,} more (see the admin or the API)")
     subject = REPORT_SUBJECT.format(account=push.provider.name, applied=counts.applied, attention=attention)
-    send_mail(subject, "\n".join(line for line in lines if line), None, _recipients(push.provider), fail_silently=True)
+    send_mail(subject, "\n".join(line for line in lines if line), None, push.provider.alert_recipients, fail_silently=True)
 
 
 # -- the watchdog ----------------------------------------------------------------------------------------

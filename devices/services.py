@@ -60,10 +60,6 @@ def full_sync_every() -> dt.timedelta:
     return dt.timedelta(days=settings.DEVICE_FULL_SYNC_DAYS)
 
 
-def _recipients(provider: ServiceProvider) -> list[str]:
-    return list(dict.fromkeys([*provider.recipients, *settings.OPS_EMAILS]))
-
-
 def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datetime | None,
                exclusive_kinds: Iterable[str]) -> SyncRun:
     """Create the run; refuse (as a failed run) while another of the same family is running."""
@@ -254,7 +250,7 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
 
 
 def _send(subject: str, body: str, provider: ServiceProvider) -> None:
-    recipients = _recipients(provider)
+    recipients = provider.alert_recipients
     if not recipients:
         return
     try:

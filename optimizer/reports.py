@@ -363,7 +363,7 @@ def report_email(*, instance, path: pathlib.Path) -> int:
     """Mail the report to the account's recipients and operations; returns how many messages were sent."""
     session = instance.session
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
-    recipients = list(dict.fromkeys(provider.recipients + list(settings.OPS_EMAILS)))
+    recipients = provider.alert_recipients
     if not recipients:
         log.info("session %s: no report recipients configured; report not mailed", session.guid)
         return 0

@@ -7,6 +7,7 @@ import zoneinfo
 from decimal import Decimal
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
@@ -108,6 +109,11 @@ class ServiceProvider(models.Model):
     @property
     def recipients(self) -> list[str]:
         return [e.strip() for e in self.report_recipients.split(",") if e.strip()]
+
+    @property
+    def alert_recipients(self) -> list[str]:
+        """Who gets this account's reports and alerts: its recipients, then operations (OPS_EMAILS), once each."""
+        return list(dict.fromkeys([*self.recipients, *settings.OPS_EMAILS]))
 
 
 class BillingPeriod(models.Model):

@@ -22,7 +22,7 @@ from optimizer.reports import report_email, report_write
 from sessions.apply import session_apply_after_complete
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage
-from sessions.services import _recipients, session_fail
+from sessions.services import session_fail
 
 log = logging.getLogger(__name__)
 
@@ -158,7 +158,7 @@ def stage_grouping(session_id: int) -> None:
         send_mail(PLAN_LIMIT_SUBJECT,
                   f"Groups skipped: {names}. Please limit the plans selected to {settings.LEGACY_MAX_PLANS} or lower "
                   f"(or use the certified method, limit {settings.CERTIFIED_MAX_PLANS}).",
-                  None, _recipients(session.provider), fail_silently=True)
+                  None, session.provider.alert_recipients, fail_silently=True)
     device_count = sum(g.device_count for g in outcome.groups)
     _advance(session_id, from_stage=Stage.GROUPING, to_stage=Stage.QUEUEING, progress=PROGRESS[Stage.QUEUEING],
              update={"device_count": device_count})
@@ -241,7 +241,7 @@ def stage_finalizing(session_id: int) -> None:
         send_mail(SIM_COUNT_SUBJECT,
                   f"Optimization session {session.guid}: {totals.devices} SIMs were assigned a rate plan, "
                   f"but the account has {expected} billable SIMs" + (" (a group was skipped over the plan limit)." if skipped else "."),
-                  None, _recipients(session.provider), fail_silently=True)
+                  None, session.provider.alert_recipients, fail_silently=True)
     session.refresh_from_db()
     heartbeat()
     report_path = _report(session, instance)

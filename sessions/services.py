@@ -36,10 +36,6 @@ class SessionAlreadyRunning(Conflict):
     code = "session_active"
 
 
-def _recipients(provider: ServiceProvider) -> list[str]:
-    return provider.recipients + list(settings.OPS_EMAILS)
-
-
 def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str = Method.CERTIFIED,
                   sync_devices: bool = True, now: dt.datetime | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
@@ -63,7 +59,7 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
         active = OptimizationSession.objects.filter(provider=provider, status__in=ACTIVE_STATUSES).first()
         if active is None:
             raise
-        send_mail(ALREADY_RUNNING_SUBJECT, ALREADY_RUNNING, None, _recipients(provider), fail_silently=True)
+        send_mail(ALREADY_RUNNING_SUBJECT, ALREADY_RUNNING, None, provider.alert_recipients, fail_silently=True)
         raise SessionAlreadyRunning(ALREADY_RUNNING, extra={"active_session": str(active.guid)}) from None
     return session
 
