@@ -6,7 +6,7 @@ from time import perf_counter
 
 import numpy as np
 
-from .legacy import legacy_best_for_group
+from .legacy import group_skip_reason, legacy_best_for_group
 from .model import Problem, Solution
 from .pricing import PlanTerms, blocks, group_cost, plan_terms, price
 
@@ -620,9 +620,9 @@ def solve_certified(
             strategy.append("no SIMs")
             sequence.append(None)
             continue
-        if plans.size == 0 or (max_plans is not None and plans.size > max_plans):
+        why = group_skip_reason(plans.size, max_plans)
+        if why:
             skipped.append(g)
-            why = "no rate plans" if plans.size == 0 else f"{plans.size} rate plans > limit {max_plans}"
             notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
             c = group_cost(t, u_all[orig], assignment[orig])
             group_bound[g] = c

@@ -23,6 +23,15 @@ STRATEGIES = (
 )
 
 
+def group_skip_reason(n_plans: int, max_plans: int | None) -> str | None:
+    """Why a group gets no computed assignment (its SIMs keep their current plan), or None."""
+    if n_plans == 0:
+        return "no rate plans"
+    if max_plans is not None and n_plans > max_plans:
+        return f"{n_plans} rate plans > limit {max_plans}"
+    return None
+
+
 # --------------------------------------------------------------------------- baseline
 
 
@@ -341,9 +350,9 @@ def solve_legacy(
             strategy.append("no SIMs")
             sequence.append(None)
             continue
-        if plans.size == 0 or (max_plans is not None and plans.size > max_plans):
+        why = group_skip_reason(plans.size, max_plans)
+        if why:
             skipped.append(g)
-            why = "no rate plans" if plans.size == 0 else f"{plans.size} rate plans > limit {max_plans}"
             notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
             strategy.append(f"skipped: {why}")
             sequence.append(None)
