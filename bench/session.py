@@ -64,7 +64,7 @@ def main() -> None:
     env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"{PG}/{DB}", "Q_WORKERS": str(args.workers),
            "CARRIEROPT_VAR_DIR": str(ROOT / "var" / "bench")}
     os.environ.update(env)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carrieropt.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     import django
 
     django.setup()
@@ -72,8 +72,8 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     from carrieropt.models import Tenant
+    from carriers.simulator.fleet import DEMO_API_KEY, DEMO_USERNAME
     from devices.demo import demo_catalogue_upsert, demo_seed
-    from devices.demo_fleet import DEMO_API_KEY, DEMO_USERNAME
     from rateplans.models import ServiceProvider
     from sessions.models import OptimizationSession
     from sessions.services import session_start

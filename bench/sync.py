@@ -45,8 +45,8 @@ def start_simulator(sims: int, seed: int) -> tuple[subprocess.Popen, str]:
 def fresh_provider(tenant, name: str, url: str):
     from django.db import connection
 
+    from carriers.simulator.fleet import DEMO_API_KEY, DEMO_USERNAME
     from devices.demo import demo_catalogue_upsert
-    from devices.demo_fleet import DEMO_API_KEY, DEMO_USERNAME
     from rateplans.models import ServiceProvider
 
     old = ServiceProvider.objects.filter(tenant=tenant, name=name).first()
@@ -125,7 +125,8 @@ def bench_merge(tenant, *, rows: int, seed: int) -> list[tuple[str, str, str]]:
     from django.db import transaction
     from django.utils import timezone
 
-    from devices import demo_fleet, staging
+    from carriers.simulator import fleet as demo_fleet
+    from devices import staging
     from devices.models import SyncRun
 
     provider = fresh_provider(tenant, "bench: 1M merge", "http://127.0.0.1:9")
@@ -179,7 +180,7 @@ def main() -> None:
         raise SystemExit("--database-url: the benchmark measures PostgreSQL (COPY, ON CONFLICT); give a postgres:// URL")
     os.environ["DATABASE_URL"] = args.database_url
     os.environ.setdefault("DEBUG", "1")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "carrieropt.settings")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     sys.path.insert(0, str(ROOT))
     ensure_database(args.database_url)
 

@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.models import Tenant
-from devices import demo_fleet as fleet_spec
+from carriers import BYTES_PER_MB
+from carriers.simulator import fleet as fleet_spec
 from devices.models import Device, DeviceUsage
-from devices.usage import BYTES_PER_MB, projected_mb
+from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
 from rateplans.services import billing_period_current
 

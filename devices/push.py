@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from carrieropt.errors import Conflict, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
-from devices.carriers import (
+from carriers import (
     CarrierClient,
     CarrierError,
     CarrierNotFound,
@@ -31,8 +31,8 @@ from devices.carriers import (
     CircuitOpenError,
     IntegrationNotSupported,
     RetryPolicy,
-    client_for,
 )
+from devices.clients import client_for
 from devices.models import (
     CHANGE_OPEN_STATUSES,
     PUSH_ACTIVE_STATUSES,

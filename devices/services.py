@@ -14,8 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
+from carriers import CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
-from devices.carriers import CarrierClient, CarrierError, DeviceRecord, client_for
+from devices.clients import client_for
 from devices.models import PUSH_ACTIVE_STATUSES, DeviceStatus, RatePlanPush, SyncKind, SyncRun, SyncStatus
 from devices.signals import device_sync_completed
 from devices.usage import bytes_to_mb, projected_mb

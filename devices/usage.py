@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-BYTES_PER_MB = 1024 * 1024
+from carriers import BYTES_PER_MB
+
 PROJECTION_MARGIN = 1.01
 NOT_PROJECTED_STATUSES = frozenset({"DEACTIVATED", "RETIRED"})
 

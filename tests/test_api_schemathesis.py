@@ -12,7 +12,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from carrieropt.wsgi import application
+from config.wsgi import application
 from tests.factories_results import ProgressEventFactory, session_with_results, token_for
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,

@@ -12,13 +12,13 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.urls import reverse
 
+from carriers.simulator import Faults
+from carriers.simulator.carrier import SimResponse
+from carriers.simulator.testing import running_simulator
 from devices import push as push_services
 from devices.demo import demo_seed
 from devices.models import Device, RatePlanChange, RatePlanPush, RatePlanPushBatch
 from devices.push import PlannedChange, PushAlreadyRunning, push_batch_run, push_create, push_decide
-from devices.simulator import Faults
-from devices.simulator.carrier import SimResponse
-from devices.simulator.testing import running_simulator
 from rateplans.models import RatePlan
 from rateplans.services import billing_period_current
 from sessions.apply import session_apply, session_changes

@@ -4,10 +4,10 @@ import signal
 
 import pytest
 
+from carriers.simulator import Faults
+from carriers.simulator.testing import running_simulator
 from devices.models import RatePlanChange, RatePlanPush, RatePlanPushBatch
 from devices.push import push_create, pushes_resume
-from devices.simulator import Faults
-from devices.simulator.testing import running_simulator
 from tests.qcluster import qcluster, wait_for
 from tests.test_apply import api_changes, fleet, mid_period, moves, puts
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from devices.carriers import (
+from carriers import (
     CarrierAuthError,
     CarrierConfigError,
     CarrierNotFound,
@@ -21,13 +21,13 @@ from devices.carriers import (
     PageLimitExceeded,
     RetryPolicy,
     TokenBucket,
-    client_for,
 )
-from devices.simulator import Faults
-from devices.simulator.testing import fast_client, simulated_provider
+from carriers.simulator import Faults
+from devices.clients import client_for
+from devices.testing import fast_client, simulated_provider
 from tests import factories
 
-pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
 

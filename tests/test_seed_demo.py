@@ -4,9 +4,9 @@ from decimal import Decimal
 
 from django.core.management import call_command
 
+from carriers.simulator.testing import running_simulator
 from devices.demo import DEMO_PROVIDER
 from devices.models import Device, DeviceUsage
-from devices.simulator.testing import running_simulator
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 
 

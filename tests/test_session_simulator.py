@@ -6,8 +6,9 @@ import pytest
 from django.db.models import Sum
 from django.test import override_settings
 
+from carriers.simulator.testing import running_simulator
 from devices.models import Device
-from devices.simulator.testing import running_simulator, simulated_provider
+from devices.testing import simulated_provider
 from optimizer.models import DeviceAssignment
 from sessions.models import OptimizationSession, ProgressEvent
 from sessions.services import session_start

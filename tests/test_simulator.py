@@ -12,14 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from devices import demo_fleet
+from carriers import BYTES_PER_MB
+from carriers.simulator import Faults, carrier_date
+from carriers.simulator import fleet as demo_fleet
 from devices.demo import demo_seed
 from devices.models import Device
-from devices.simulator import Faults, carrier_date
-from devices.usage import BYTES_PER_MB
 from rateplans.cycles import cycle_bounds
 
-pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 SINCE = "2000-01-01T00:00:00+00:00"
 AUTH = (demo_fleet.DEMO_USERNAME, demo_fleet.DEMO_API_KEY)
 

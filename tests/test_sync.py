@@ -6,8 +6,9 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
+from carriers import CarrierClient, DevicePage, DeviceRecord
+from carriers.simulator import Faults
 from devices import selectors
-from devices.carriers import CarrierClient, DevicePage, DeviceRecord
 from devices.models import Device, DeviceStaging, SyncRun
 from devices.services import (
     FULL_SYNC_SINCE,
@@ -18,12 +19,11 @@ from devices.services import (
     device_sync,
 )
 from devices.signals import device_sync_completed
-from devices.simulator import Faults
-from devices.simulator.testing import fast_client, simulated_provider
+from devices.testing import fast_client, simulated_provider
 from rateplans.models import CommunicationPlan, RatePlan
 from tests import factories
 
-pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 OPS = ["ops@carrieropt.example"]
 
 

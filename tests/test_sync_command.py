@@ -5,10 +5,10 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from devices.models import Device, DeviceUsage, SyncRun
-from devices.simulator.testing import simulated_provider
+from devices.testing import simulated_provider
 from tests import factories
 
-pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 
 
 @pytest.fixture

@@ -6,15 +6,15 @@ from decimal import Decimal
 import pytest
 from django.utils import timezone
 
+from carriers.simulator import Faults
 from devices.models import DeviceUsage, SyncRun
 from devices.services import device_sync, usage_sync
-from devices.simulator import Faults
-from devices.simulator.testing import fast_client, simulated_provider
+from devices.testing import fast_client, simulated_provider
 from devices.usage import bytes_to_mb, projected_mb
 from rateplans.services import billing_period_current
 from tests import factories
 
-pytest_plugins = ["devices.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
+pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 
 
 @pytest.fixture

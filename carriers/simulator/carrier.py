@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote
 
-from devices import demo_fleet
-from devices.usage import BYTES_PER_MB
+from carriers.base import BYTES_PER_MB
+from carriers.simulator import fleet as demo_fleet
 from rateplans.cycles import cycle_bounds
 
 API_PREFIX = "/rws/api/v1"

@@ -6,7 +6,7 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from devices.simulator.carrier import SimulatedCarrier
+from carriers.simulator.carrier import SimulatedCarrier
 
 log = logging.getLogger(__name__)
 LOOPBACK = "127.0.0.1"

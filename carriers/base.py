@@ -9,9 +9,10 @@ from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from devices.carriers.errors import CarrierError, PageLimitExceeded
+from carriers.errors import CarrierError, PageLimitExceeded
 
 MAX_PAGE_SIZE = 50
+BYTES_PER_MB = 1024 * 1024  # the API reports usage in bytes; everything above it works in MB
 
 
 @dataclass(frozen=True)

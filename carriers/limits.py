@@ -8,7 +8,7 @@ from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from devices.carriers.errors import CircuitOpenError
+from carriers.errors import CircuitOpenError
 
 
 class TokenBucket:

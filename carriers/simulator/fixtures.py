@@ -1,4 +1,4 @@
-"""pytest fixtures that start the simulator on a free loopback port: `pytest_plugins = ["devices.simulator.fixtures"]`."""
+"""pytest fixtures that start the simulator on a free loopback port: `pytest_plugins = ["carriers.simulator.fixtures"]`."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -6,8 +6,8 @@ from contextlib import ExitStack
 
 import pytest
 
-from devices.simulator.server import SimulatorServer
-from devices.simulator.testing import running_simulator
+from carriers.simulator.server import SimulatorServer
+from carriers.simulator.testing import running_simulator
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django_q",
     "carrieropt",
     "rateplans",
+    "carriers",
     "devices",
     "optimizer",
     "sessions.apps.OptSessionsConfig",
@@ -44,8 +45,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
-ROOT_URLCONF = "carrieropt.urls"
-WSGI_APPLICATION = "carrieropt.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 
 TEMPLATES = [
     {

@@ -1,5 +1,5 @@
 """A Control Center (Jasper) carrier simulator over real HTTP on loopback, for the demo and the tests."""
-from devices.simulator.carrier import ERROR_CODES, Faults, SimResponse, SimulatedCarrier, carrier_date
-from devices.simulator.server import SimulatorServer
+from carriers.simulator.carrier import ERROR_CODES, Faults, SimResponse, SimulatedCarrier, carrier_date
+from carriers.simulator.server import SimulatorServer
 
 __all__ = ["ERROR_CODES", "Faults", "SimResponse", "SimulatedCarrier", "SimulatorServer", "carrier_date"]

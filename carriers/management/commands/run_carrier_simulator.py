@@ -3,8 +3,8 @@ import signal
 
 from django.core.management.base import BaseCommand, CommandError
 
-from devices import demo_fleet
-from devices.simulator import Faults, SimulatedCarrier, SimulatorServer
+from carriers.simulator import Faults, SimulatedCarrier, SimulatorServer
+from carriers.simulator import fleet as demo_fleet
 
 
 class Command(BaseCommand):

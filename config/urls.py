@@ -17,6 +17,6 @@ urlpatterns = [
     path("health/", health, name="health"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
-    path("api/", include("carrieropt.api_urls")),
+    path("api/", include("config.api_urls")),
     path("", include("sessions.urls")),
 ]

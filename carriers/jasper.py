@@ -10,8 +10,8 @@ from urllib.parse import quote
 
 import httpx
 
-from devices.carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, DeviceDetails, DevicePage, DeviceRecord
-from devices.carriers.errors import (
+from carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, DeviceDetails, DevicePage, DeviceRecord
+from carriers.errors import (
     CarrierAuthError,
     CarrierBadValue,
     CarrierConfigError,
@@ -20,7 +20,7 @@ from devices.carriers.errors import (
     CarrierRequestRejected,
     CarrierUnavailable,
 )
-from devices.carriers.limits import CircuitBreaker, RetryPolicy, account_limiter
+from carriers.limits import CircuitBreaker, RetryPolicy, account_limiter
 
 log = logging.getLogger(__name__)
 
