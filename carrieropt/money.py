@@ -3,6 +3,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 CENT = Decimal("0.01")
 MONEY_PLACES = Decimal("0.0001")
+# Every stored amount: `models.DecimalField(**MONEY)`; four places as to_money keeps them.
+MONEY = {"max_digits": 16, "decimal_places": 4}
 
 
 def to_money(value) -> Decimal:

@@ -1,10 +1,50 @@
-"""The answer: communication groups, work items, their results, and per-SIM assignments."""
+"""The answer: the optimization run, its communication groups, work items, results and per-SIM assignments."""
 from __future__ import annotations
 
 from django.db import models
 from django.db.models import Q
 
-MONEY = {"max_digits": 16, "decimal_places": 4}
+from carrieropt.money import MONEY
+
+
+class Method(models.TextChoices):
+    CERTIFIED = "certified", "Certified (optimal with lower bound)"
+    LEGACY = "legacy", "Legacy strategies"
+
+
+class RunStatus(models.TextChoices):
+    """The legacy system's instance statuses, kept because AMOP and operators know them."""
+
+    NOT_STARTED = "NotStarted", "Not started"
+    COMM_GROUP_SETUP = "CommGroupSetup", "Communication group setup"
+    RUNNING_PERMUTATIONS = "RunningPermutations", "Running permutations"
+    CLEANING_UP = "CleaningUp", "Cleaning up"
+    COMPLETE_WITH_SUCCESS = "CompleteWithSuccess", "Complete with success"
+    COMPLETE_WITH_ERRORS = "CompleteWithErrors", "Complete with errors"
+
+
+RUN_ENDED = (RunStatus.COMPLETE_WITH_SUCCESS, RunStatus.COMPLETE_WITH_ERRORS)
+
+
+class OptimizationRun(models.Model):
+    """One optimization of an account's SIMs for one billing period (legacy: instance).
+
+    What runs it (a session, a command) points down at it; the run knows nothing above itself.
+    """
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="optimization_runs")
+    billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="optimization_runs")
+    method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED)
+    status = models.CharField(max_length=30, choices=RunStatus.choices, default=RunStatus.NOT_STARTED)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-pk"]
+
+    def __str__(self):
+        return f"Run {self.pk} ({self.method}, {self.status})"
 
 
 class GroupStatus(models.TextChoices):
@@ -19,8 +59,7 @@ class GroupStatus(models.TextChoices):
 class CommGroup(models.Model):
     """Communication plans allowing the same set of rate plans: one pool scope."""
 
-    # By name, not import: sessions sits above optimizer and is never imported here.
-    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="comm_groups")
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="comm_groups")
     name = models.CharField(max_length=100)
     plan_key = models.CharField(max_length=2000, help_text="Sorted ids of the allowed rate plans (compared as a set).")
     communication_plans = models.ManyToManyField("rateplans.CommunicationPlan", related_name="+")
@@ -36,8 +75,8 @@ class CommGroup(models.Model):
     note = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["instance", "name"]
-        constraints = [models.UniqueConstraint(fields=["instance", "plan_key"], name="commgroup_unique_plans_per_instance")]
+        ordering = ["run", "name"]
+        constraints = [models.UniqueConstraint(fields=["run", "plan_key"], name="commgroup_unique_plans_per_run")]
 
     def __str__(self):
         return self.name
@@ -56,9 +95,9 @@ QUEUE_ENDED = (QueueStatus.SUCCESS, QueueStatus.ERRORS)
 class OptimizationQueue(models.Model):
     """A work item: one method over one group (legacy: a batch of rate pool sequences)."""
 
-    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="queues")
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="queues")
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="queues")
-    method = models.CharField(max_length=20)
+    method = models.CharField(max_length=20, choices=Method.choices)
     sequences = models.JSONField(default=list, blank=True, help_text="Legacy: rate pool sequences (plan ids) of this batch.")
     status = models.CharField(max_length=30, choices=QueueStatus.choices, default=QueueStatus.NOT_STARTED)
     attempts = models.PositiveSmallIntegerField(default=0)
@@ -83,7 +122,7 @@ class OptimizationResult(models.Model):
 
     queue = models.OneToOneField(OptimizationQueue, on_delete=models.CASCADE, related_name="result")
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="results")
-    method = models.CharField(max_length=20)
+    method = models.CharField(max_length=20, choices=Method.choices)
     cost = models.DecimalField(**MONEY)
     lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
     strategy = models.CharField(max_length=500, blank=True)
@@ -101,7 +140,7 @@ class OptimizationResult(models.Model):
 class DeviceAssignment(models.Model):
     """A SIM's current and recommended rate plan, priced by the cost model."""
 
-    instance = models.ForeignKey("optsessions.OptimizationInstance", on_delete=models.CASCADE, related_name="assignments")
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments")
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments")
     device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
     iccid = models.CharField("ICCID", max_length=20)
@@ -113,9 +152,9 @@ class DeviceAssignment(models.Model):
     changed = models.BooleanField()
 
     class Meta:
-        ordering = ["instance", "iccid"]
-        constraints = [models.UniqueConstraint(fields=["instance", "device"], name="assignment_unique_device_per_instance")]
-        indexes = [models.Index(fields=["instance", "changed"], name="assignment_changed")]
+        ordering = ["run", "iccid"]
+        constraints = [models.UniqueConstraint(fields=["run", "device"], name="assignment_unique_device_per_run")]
+        indexes = [models.Index(fields=["run", "changed"], name="assignment_run_changed")]
 
     def __str__(self):
         return f"{self.iccid}: {self.current_plan_id} -> {self.recommended_plan_id}"

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
-from django.db.models import FloatField
+from django.db.models import Count, FloatField, Sum
 from django.db.models.functions import Cast
 
+from carrieropt.money import MONEY_PLACES
 from devices.models import Device, DeviceStatus, DeviceUsage
 from optimizer.engine import Billing, Catalogue, Problem
-from optimizer.models import CommGroup
-from rateplans.models import BillingPeriod, RatePlan
+from optimizer.models import CommGroup, DeviceAssignment
+from rateplans.models import RatePlan
 
 # Only SIMs the carrier bills a rate plan for take part; the rest would inflate both sides.
 BILLABLE_STATUSES = (DeviceStatus.ACTIVATED,)
@@ -43,7 +45,7 @@ class GroupData:
 
 def group_devices(*, group: CommGroup):
     return Device.objects.filter(
-        provider_id=group.instance.session.provider_id,
+        provider_id=group.run.provider_id,
         communication_plan__in=group.communication_plans.all(),
         status__in=BILLABLE_STATUSES, missing_since__isnull=True,
     )
@@ -61,7 +63,9 @@ def catalogue_from_plans(plans: list[RatePlan]) -> Catalogue:
     )
 
 
-def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "both") -> GroupData:
+def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
+    """The group's SIMs, plans and usage of its run's billing period, as engine arrays."""
+    period_id = group.run.billing_period_id
     allowed_plans = list(group.rate_plans.order_by("pk"))
     comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
     rows = np.array(
@@ -84,7 +88,7 @@ def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "b
     usage = np.zeros(len(device_ids))
     if len(device_ids):
         pairs = np.array(
-            list(DeviceUsage.objects.filter(billing_period=period, device__in=group_devices(group=group))
+            list(DeviceUsage.objects.filter(billing_period_id=period_id, device__in=group_devices(group=group))
                  .annotate(mb=Cast("projected_mb", FloatField())).values_list("device_id", "mb")),
             dtype=np.float64,
         ).reshape(-1, 2)
@@ -111,3 +115,39 @@ def group_data(*, group: CommGroup, period: BillingPeriod, charge_type: str = "b
         comm_plan=np.array([comm_index[int(c)] for c in comm_ids], dtype=np.int32),
     )
     return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids)
+
+
+NO_PLAN = "(no current plan)"
+
+
+@dataclass(frozen=True)
+class PlanCost:
+    """One bar pair of the before/after chart: a rate plan's SIMs and cost now and recommended."""
+
+    code: str
+    sims_before: int
+    cost_before: Decimal | None
+    sims_after: int
+    cost_after: Decimal
+
+
+def plan_costs(*, run) -> list[PlanCost]:
+    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
+    rows = DeviceAssignment.objects.filter(run=run).order_by()
+    # SQLite sums decimals as floats; back to the stored 4 places so sums stay exact to the cent.
+    def places(value):
+        return None if value is None else Decimal(value).quantize(MONEY_PLACES)
+
+    before = {r["current_plan_id"]: (r["n"], places(r["cost"])) for r in
+              rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
+    after = {r["recommended_plan_id"]: (r["n"], places(r["cost"])) for r in
+             rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
+    plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
+    result = []
+    for plan in plans:
+        n_before, cost_before = before.get(plan.pk, (0, Decimal(0)))
+        n_after, cost_after = after.get(plan.pk, (0, Decimal(0)))
+        result.append(PlanCost(plan.code, n_before, cost_before, n_after, cost_after or Decimal(0)))
+    if None in before:
+        result.append(PlanCost(NO_PLAN, before[None][0], None, 0, Decimal(0)))
+    return result

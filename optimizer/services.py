@@ -1,4 +1,4 @@
-"""Writes for the optimizer: groups, catalogue validation, work items, results and the winners."""
+"""Writes for the optimizer: the run, groups, catalogue validation, work items, results and the winners."""
 from __future__ import annotations
 
 import logging
@@ -19,12 +19,16 @@ from devices.models import Device
 from optimizer import engine
 from optimizer.models import (
     QUEUE_ENDED,
+    RUN_ENDED,
     CommGroup,
     DeviceAssignment,
     GroupStatus,
+    Method,
     OptimizationQueue,
     OptimizationResult,
+    OptimizationRun,
     QueueStatus,
+    RunStatus,
 )
 from optimizer.selectors import BILLABLE_STATUSES, GroupData, catalogue_from_plans, group_data, group_devices
 from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
@@ -50,11 +54,35 @@ class GroupingOutcome:
     skipped_no_plans: list[CommunicationPlan]
 
 
-def comm_groups_build(*, instance, provider: ServiceProvider, method: str) -> GroupingOutcome:
+def run_create(*, provider: ServiceProvider, billing_period: BillingPeriod, method: str) -> OptimizationRun:
+    return OptimizationRun.objects.create(provider=provider, billing_period=billing_period, method=method)
+
+
+def run_start(*, run: OptimizationRun) -> None:
+    """The run begins (legacy: CommGroupSetup)."""
+    OptimizationRun.objects.filter(pk=run.pk, status=RunStatus.NOT_STARTED).update(
+        status=RunStatus.COMM_GROUP_SETUP, started_at=timezone.now())
+
+
+def run_stop(*, run_id: int) -> None:
+    """The run ends without an answer (its session failed or was cancelled)."""
+    OptimizationRun.objects.filter(pk=run_id).exclude(status__in=RUN_ENDED).update(
+        status=RunStatus.COMPLETE_WITH_ERRORS, finished_at=timezone.now())
+
+
+def _run_status(run: OptimizationRun, status: str, **fields) -> None:
+    run.status = status
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save(update_fields=["status", *fields])
+
+
+def comm_groups_build(*, run: OptimizationRun) -> GroupingOutcome:
     """Group communication plans by the SET of rate plans they allow and validate the catalogue.
 
-    Idempotent: a second run for the same instance finds the groups it made.
+    Idempotent: a second run of it for the same optimization run finds the groups it made.
     """
+    provider, method = run.provider, run.method
     by_key: dict[str, list[CommunicationPlan]] = {}
     plans_of: dict[str, list] = {}
     empty = []
@@ -73,11 +101,11 @@ def comm_groups_build(*, instance, provider: ServiceProvider, method: str) -> Gr
     if bad:
         raise CatalogueInvalid(f"{INVALID_CATALOGUE}: {', '.join(bad)}", field="rate_plans", extra={"rate_plans": bad})
 
-    limit = settings.LEGACY_MAX_PLANS if method == "legacy" else settings.CERTIFIED_MAX_PLANS
+    limit = settings.LEGACY_MAX_PLANS if method == Method.LEGACY else settings.CERTIFIED_MAX_PLANS
     groups, over_limit = [], []
     # Deterministic names: groups ordered by their plan set.
     for n, key in enumerate(sorted(by_key), start=1):
-        group, created = CommGroup.objects.get_or_create(instance=instance, plan_key=key, defaults={"name": f"G{n}"})
+        group, created = CommGroup.objects.get_or_create(run=run, plan_key=key, defaults={"name": f"G{n}"})
         if created:
             group.communication_plans.set(by_key[key])
             group.rate_plans.set(plans_of[key])
@@ -93,24 +121,32 @@ def comm_groups_build(*, instance, provider: ServiceProvider, method: str) -> Gr
     return GroupingOutcome(groups=groups, skipped_plan_limit=over_limit, skipped_no_plans=empty)
 
 
-def work_items_create(*, instance, method: str) -> int:
-    """One certified work item per group; legacy: one per batch of rate pool sequences."""
-    if instance.queues.exists():
-        return instance.queues.count()
+def work_items_create(*, run: OptimizationRun) -> list[int]:
+    """One certified work item per group; legacy: one per batch of rate pool sequences.
+
+    Returns the work items still to run (all of them the first time; idempotent)."""
+    if not run.queues.exists():
+        _work_items_make(run)
+    if run.status in (RunStatus.NOT_STARTED, RunStatus.COMM_GROUP_SETUP):
+        _run_status(run, RunStatus.RUNNING_PERMUTATIONS)
+    return list(run.queues.filter(status=QueueStatus.NOT_STARTED).values_list("pk", flat=True))
+
+
+def _work_items_make(run: OptimizationRun) -> None:
+    method = run.method
     items = []
-    for group in instance.comm_groups.filter(status=GroupStatus.READY).order_by("pk"):
-        if method == "legacy":
+    for group in run.comm_groups.filter(status=GroupStatus.READY).order_by("pk"):
+        if method == Method.LEGACY:
             plans = list(group.rate_plans.order_by("pk"))
             catalogue = catalogue_from_plans(plans)
             sequences = engine.rate_pool_sequences(list(range(len(plans))), catalogue, limit=settings.LEGACY_MAX_SEQUENCES)
             codes = [[plans[i].code for i in seq] for seq in sequences]
             step = settings.LEGACY_SEQUENCES_PER_ITEM
-            items += [OptimizationQueue(instance=instance, comm_group=group, method=method, sequences=codes[i:i + step])
+            items += [OptimizationQueue(run=run, comm_group=group, method=method, sequences=codes[i:i + step])
                       for i in range(0, len(codes), step)]
         else:
-            items.append(OptimizationQueue(instance=instance, comm_group=group, method=method))
+            items.append(OptimizationQueue(run=run, comm_group=group, method=method))
     OptimizationQueue.objects.bulk_create(items)
-    return len(items)
 
 
 def work_item_claim(*, queue_id: int, worker: str) -> bool:
@@ -130,11 +166,10 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
     """Run a claimed work item and store its result. Returns False if it was not ours to run."""
     if not work_item_claim(queue_id=queue_id, worker=worker):
         return False
-    item = OptimizationQueue.objects.select_related("comm_group", "instance__session").get(pk=queue_id)
-    session = item.instance.session
+    item = OptimizationQueue.objects.select_related("comm_group__run").get(pk=queue_id)
     try:
-        data = group_data(group=item.comm_group, period=session.billing_period)
-        if item.method == "legacy":
+        data = group_data(group=item.comm_group)
+        if item.method == Method.LEGACY:
             index_of = {p.code: i for i, p in enumerate(data.plans)}
             sequences = [[index_of[c] for c in seq] for seq in item.sequences]
             cost, group_assignment, strategy = engine.legacy_evaluate_sequences(data.problem, 0, sequences)
@@ -161,10 +196,10 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
     return True
 
 
-def work_progress(*, instance) -> tuple[int, int]:
-    """(ended, total) work items of an instance."""
-    total = instance.queues.count()
-    ended = instance.queues.filter(status__in=QUEUE_ENDED).count()
+def work_progress(*, run: OptimizationRun) -> tuple[int, int]:
+    """(ended, total) work items of a run."""
+    total = run.queues.count()
+    ended = run.queues.filter(status__in=QUEUE_ENDED).count()
     return ended, total
 
 
@@ -201,27 +236,36 @@ def _to_indices(data: GroupData, blob: bytes) -> np.ndarray:
     return order[np.searchsorted(data.plan_ids[order], plan_ids)].astype(np.int32)
 
 
-def results_finalize(*, instance, period: BillingPeriod, method: str = "certified",
-                     heartbeat: Callable[[], None] | None = None) -> Totals:
+def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | None = None) -> Totals:
     """Keep each group's cheapest result (baseline and current plans compete too), write the
     per-SIM assignments and group figures, delete the losing results. Idempotent.
 
     Everything is priced on the group's data as it is now. A work item's result computed on
     other data (a sync ran in between) is discarded; in a certified session a group left
     without a certified result on this data (that, a failed item, or a 0-1 SIM group) is
-    solved here, so every group's bound covers exactly what is priced."""
+    solved here, so every group's bound covers exactly what is priced.
+
+    The run goes CleaningUp -> CompleteWithSuccess in the caller's transaction."""
+    _run_status(run, RunStatus.CLEANING_UP)
+    totals = _results_finalize(run, heartbeat)
+    _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now())
+    return totals
+
+
+def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None) -> Totals:
+    method = run.method
     # Items that never ended by now are ended as errors so nothing hangs in RUNNING.
-    instance.queues.exclude(status__in=QUEUE_ENDED).update(
+    run.queues.exclude(status__in=QUEUE_ENDED).update(
         status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the session was finalized.")
-    DeviceAssignment.objects.filter(instance=instance).delete()
+    DeviceAssignment.objects.filter(run=run).delete()
     sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
             "bound_known": True, "changed": 0}
-    for group in instance.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
+    for group in run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
         if heartbeat is not None:
             heartbeat()
         if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
             continue  # legacy rule: no assignment is computed for a group over the plan limit
-        data = group_data(group=group, period=period)
+        data = group_data(group=group)
         problem = data.problem
         n = len(data.device_ids)
         if n == 0:
@@ -250,7 +294,7 @@ def results_finalize(*, instance, period: BillingPeriod, method: str = "certifie
         for result in group.results.order_by("pk"):
             indices = _to_indices(data, bytes(result.assignment))
             candidates.append((engine.price(problem, indices).total, indices, result.method, result.strategy, result.pk))
-        if method == "certified" and not bounds:
+        if method == Method.CERTIFIED and not bounds:
             solution = engine.solve_certified(problem)
             bounds.append(solution.lower_bound)
             candidates.append((solution.total_cost, solution.assignment.astype(np.int32), "certified",
@@ -259,7 +303,7 @@ def results_finalize(*, instance, period: BillingPeriod, method: str = "certifie
 
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
-        _assignments_insert(instance=instance, group=group, data=data, assignment=assignment,
+        _assignments_insert(run=run, group=group, data=data, assignment=assignment,
                             recommended_costs=recommended_costs, current_costs=current_costs)
         group.results.exclude(pk=winner_pk).delete()
         group.current_cost = to_money(current_total) if current_total is not None else None
@@ -295,7 +339,7 @@ def results_finalize(*, instance, period: BillingPeriod, method: str = "certifie
     )
 
 
-def _assignments_insert(*, instance, group, data: GroupData, assignment, recommended_costs, current_costs) -> None:
+def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs) -> None:
     """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize."""
     plan_pk = data.plan_ids
     current = data.problem.current_plan
@@ -306,13 +350,13 @@ def _assignments_insert(*, instance, group, data: GroupData, assignment, recomme
     def rows():
         for i, device_id in enumerate(data.device_ids.tolist()):
             cur = int(current_pk[i])
-            yield (instance.pk, group.pk, device_id, data.iccids[i], f"{usage[i]:.3f}",
+            yield (run.pk, group.pk, device_id, data.iccids[i], f"{usage[i]:.3f}",
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_costs is None else f"{current_costs[i]:.4f}", f"{recommended_costs[i]:.4f}",
                    cur != int(recommended_pk[i]))
 
     rows_insert(table=DeviceAssignment._meta.db_table,
-                columns=["instance_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
+                columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
                          "recommended_plan_id", "current_cost", "recommended_cost", "changed"],
                 rows=rows())
 

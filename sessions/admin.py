@@ -2,13 +2,7 @@ from django.contrib import admin, messages
 
 from carrieropt.errors import ApplicationError
 from sessions.apply import session_apply
-from sessions.models import OptimizationInstance, OptimizationSession, ProgressEvent
-
-
-class InstanceInline(admin.TabularInline):
-    model = OptimizationInstance
-    extra = 0
-    readonly_fields = ["status", "created_at", "started_at", "finished_at"]
+from sessions.models import OptimizationSession, ProgressEvent
 
 
 @admin.action(description="Apply recommended rate plans (push to the carrier)")
@@ -31,14 +25,8 @@ class OptimizationSessionAdmin(admin.ModelAdmin):
                     "current_cost", "optimized_cost", "lower_bound", "created_at"]
     list_filter = ["status", "stage", "trigger", "method", "provider"]
     search_fields = ["=guid", "provider__name"]
-    readonly_fields = ["guid", "created_at", "started_at", "finished_at", "stage_timings"]
-    inlines = [InstanceInline]
-
-
-@admin.register(OptimizationInstance)
-class OptimizationInstanceAdmin(admin.ModelAdmin):
-    list_display = ["id", "session", "status", "created_at", "finished_at"]
-    list_filter = ["status"]
+    readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings"]
+    raw_id_fields = ["run"]
 
 
 @admin.register(ProgressEvent)

@@ -11,11 +11,11 @@ from rest_framework.response import Response
 
 from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
 from optimizer.models import CommGroup, DeviceAssignment
-from optimizer.reports import XLSX_MIME, report_file
 from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
+from sessions.reports import XLSX_MIME, report_file
 from sessions.serializers import ProgressEventOut, SessionFilter, SessionOut, SessionStartIn
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="A session is already active for this carrier account "
@@ -92,8 +92,8 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
     serializer_class = CommGroupOut
 
     def get_queryset(self):
-        return (CommGroup.objects.filter(instance__session=self.session())
-                .prefetch_related("communication_plans", "rate_plans").order_by("instance_id", "name", "pk"))
+        return (CommGroup.objects.filter(run_id=self.session().run_id)
+                .prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
 
 
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
@@ -104,7 +104,7 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     def get_queryset(self):
         session = self.session()  # 404 for a foreign session comes before any 400 about the filters
         filters = self.query(AssignmentFilter)
-        qs = (DeviceAssignment.objects.filter(instance__session=session)
+        qs = (DeviceAssignment.objects.filter(run_id=session.run_id)
               .select_related("comm_group", "current_plan", "recommended_plan").order_by("iccid", "pk"))
         if "group" in filters:
             qs = qs.filter(comm_group_id=filters["group"])

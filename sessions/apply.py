@@ -24,7 +24,7 @@ def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     """The SIMs whose recommended plan differs from the plan the optimization saw, minus those an
     earlier push of this session already applied (so applying again only retries what is left)."""
     done = RatePlanChange.objects.filter(push__session=session, status=ChangeStatus.APPLIED).values("device_id")
-    rows = (DeviceAssignment.objects.filter(instance__session=session, changed=True)
+    rows = (DeviceAssignment.objects.filter(run_id=session.run_id, changed=True)
             .exclude(device_id__in=Subquery(done))
             .values_list("device_id", "iccid", "current_plan_id", "current_plan__code", "device__rate_plan_code",
                          "recommended_plan_id", "recommended_plan__code"))

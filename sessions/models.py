@@ -1,4 +1,4 @@
-"""Runs: optimization sessions, their instances, and the progress outbox for AMOP 2.0."""
+"""Sessions as AMOP sees them: the optimization session (pointing at its optimizer run) and the progress outbox."""
 from __future__ import annotations
 
 import uuid
@@ -6,6 +6,9 @@ import uuid
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from carrieropt.money import MONEY
+from optimizer.models import Method
 
 
 class SessionStatus(models.TextChoices):
@@ -37,27 +40,13 @@ class Trigger(models.TextChoices):
     DASHBOARD = "dashboard", "Dashboard"
 
 
-class Method(models.TextChoices):
-    CERTIFIED = "certified", "Certified (optimal with lower bound)"
-    LEGACY = "legacy", "Legacy strategies"
-
-
-class InstanceStatus(models.TextChoices):
-    """The legacy system's statuses, kept because AMOP and operators know them."""
-
-    NOT_STARTED = "NotStarted", "Not started"
-    COMM_GROUP_SETUP = "CommGroupSetup", "Communication group setup"
-    RUNNING_PERMUTATIONS = "RunningPermutations", "Running permutations"
-    CLEANING_UP = "CleaningUp", "Cleaning up"
-    COMPLETE_WITH_SUCCESS = "CompleteWithSuccess", "Complete with success"
-    COMPLETE_WITH_ERRORS = "CompleteWithErrors", "Complete with errors"
-
-
 class OptimizationSession(models.Model):
     guid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="sessions")
     provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="sessions")
     billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="sessions")
+    # The optimizer's run of this session (legacy: its instance); the run never points back.
+    run = models.OneToOneField("optimizer.OptimizationRun", on_delete=models.CASCADE, related_name="+")
     status = models.CharField(max_length=20, choices=SessionStatus.choices, default=SessionStatus.PENDING)
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.START)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -74,10 +63,10 @@ class OptimizationSession(models.Model):
     stage_claimed_by = models.CharField(max_length=100, blank=True)
     stage_heartbeat_at = models.DateTimeField(null=True, blank=True)
     device_count = models.PositiveIntegerField(default=0)
-    current_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
-    baseline_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
-    optimized_cost = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
-    lower_bound = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
+    current_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    baseline_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    optimized_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
     report_path = models.CharField(max_length=500, blank=True)
     error = models.TextField(blank=True)
 
@@ -110,19 +99,6 @@ class OptimizationSession(models.Model):
         if self.optimized_cost is None or not self.lower_bound:
             return None
         return (self.optimized_cost - self.lower_bound) / self.lower_bound
-
-
-class OptimizationInstance(models.Model):
-    """The unit of work inside a session (legacy: instance), carrying the legacy status."""
-
-    session = models.ForeignKey(OptimizationSession, on_delete=models.CASCADE, related_name="instances")
-    status = models.CharField(max_length=30, choices=InstanceStatus.choices, default=InstanceStatus.NOT_STARTED)
-    created_at = models.DateTimeField(auto_now_add=True)
-    started_at = models.DateTimeField(null=True, blank=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    def __str__(self):
-        return f"Instance {self.pk} of session {self.session_id}"
 
 
 class EventKind(models.TextChoices):

@@ -18,10 +18,10 @@ from carrieropt.errors import ApplicationError
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
 from optimizer.models import GroupStatus
-from optimizer.reports import report_email, report_write
 from sessions.apply import session_apply_after_complete
 from sessions.events import event_record
-from sessions.models import ACTIVE_STATUSES, InstanceStatus, OptimizationSession, SessionStatus, Stage
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage
+from sessions.reports import report_email, report_write
 from sessions.services import session_fail
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def stage_start(session_id: int) -> None:
             status=SessionStatus.RUNNING, started_at=timezone.now())
         if claimed:
             session = OptimizationSession.objects.get(pk=session_id)
-            session.instances.update(status=InstanceStatus.COMM_GROUP_SETUP, started_at=timezone.now())
+            optimizer_services.run_start(run=session.run)
             session.stage_timings = {Stage.START: {"started": session.started_at.isoformat()}}
             session.save(update_fields=["stage_timings"])
     _advance(session_id, from_stage=Stage.START, to_stage=Stage.SYNC, progress=PROGRESS[Stage.SYNC])
@@ -140,13 +140,12 @@ def stage_sync(session_id: int) -> None:
 
 
 def stage_grouping(session_id: int) -> None:
-    session = OptimizationSession.objects.select_related("provider", "tenant").get(pk=session_id)
+    session = OptimizationSession.objects.select_related("provider", "tenant", "run__provider").get(pk=session_id)
     if session.stage != Stage.GROUPING or not session.is_active:
         return
-    instance = session.instances.order_by("pk").first()
     try:
         with transaction.atomic():
-            outcome = optimizer_services.comm_groups_build(instance=instance, provider=session.provider, method=session.method)
+            outcome = optimizer_services.comm_groups_build(run=session.run)
     except ApplicationError as exc:
         session_fail(session_id=session_id, message=exc.message)
         return
@@ -165,24 +164,20 @@ def stage_grouping(session_id: int) -> None:
 
 
 def stage_queueing(session_id: int) -> None:
-    session = OptimizationSession.objects.get(pk=session_id)
+    session = OptimizationSession.objects.select_related("run").get(pk=session_id)
     if session.stage != Stage.QUEUEING or not session.is_active:
         return
-    instance = session.instances.order_by("pk").first()
     with transaction.atomic():
         locked = OptimizationSession.objects.select_for_update().filter(pk=session_id, stage=Stage.QUEUEING).first()
         if locked is None:
             return
-        optimizer_services.work_items_create(instance=instance, method=session.method)
-        instance.status = InstanceStatus.RUNNING_PERMUTATIONS
-        instance.save(update_fields=["status"])
+        pending = optimizer_services.work_items_create(run=session.run)
         moved = _advance(session_id, from_stage=Stage.QUEUEING, to_stage=Stage.OPTIMIZING,
                          progress=PROGRESS[Stage.OPTIMIZING], next_task=False)
         if moved is None:
             return
         event_record(session=moved, progress=50)
         OptimizationSession.objects.filter(pk=session_id).update(progress=50)
-        pending = list(instance.queues.filter(status="NotStarted").values_list("pk", flat=True))
         for queue_id in pending:
             enqueue_on_commit("sessions.tasks.run_work_item", queue_id)
         if not pending:
@@ -197,8 +192,7 @@ def work_item_done(session_id: int) -> None:
             pk=session_id, stage=Stage.OPTIMIZING, status__in=ACTIVE_STATUSES).first()
         if session is None:
             return
-        instance = session.instances.order_by("pk").first()
-        ended, total = optimizer_services.work_progress(instance=instance)
+        ended, total = optimizer_services.work_progress(run=session.run)
         progress = 50 + (40 * ended // max(total, 1)) // 5 * 5
         if ended >= total:
             _advance(session_id, from_stage=Stage.OPTIMIZING, to_stage=Stage.FINALIZING, progress=PROGRESS[Stage.FINALIZING])
@@ -209,7 +203,7 @@ def work_item_done(session_id: int) -> None:
 
 
 def stage_finalizing(session_id: int) -> None:
-    session = OptimizationSession.objects.select_related("provider", "billing_period", "tenant").get(pk=session_id)
+    session = OptimizationSession.objects.select_related("provider", "billing_period", "tenant", "run").get(pk=session_id)
     if session.stage == Stage.OPTIMIZING and session.is_active:
         # Reached from the watchdog or when there was no work: move on explicitly.
         _advance(session_id, from_stage=Stage.OPTIMIZING, to_stage=Stage.FINALIZING, progress=PROGRESS[Stage.FINALIZING],
@@ -223,20 +217,13 @@ def stage_finalizing(session_id: int) -> None:
     if not stage_claim(session_id, Stage.FINALIZING, worker=worker):
         return
     heartbeat = Heartbeat(session_id, worker)
-    instance = session.instances.order_by("pk").first()
     with transaction.atomic():
-        instance.status = InstanceStatus.CLEANING_UP
-        instance.save(update_fields=["status"])
-        totals = optimizer_services.results_finalize(instance=instance, period=session.billing_period,
-                                                     method=session.method, heartbeat=heartbeat)
-        instance.status = InstanceStatus.COMPLETE_WITH_SUCCESS
-        instance.finished_at = timezone.now()
-        instance.save(update_fields=["status", "finished_at"])
+        totals = optimizer_services.results_finalize(run=session.run, heartbeat=heartbeat)
         OptimizationSession.objects.filter(pk=session_id).update(
             device_count=totals.devices, current_cost=totals.current_cost, baseline_cost=totals.baseline_cost,
             optimized_cost=totals.optimized_cost, lower_bound=totals.lower_bound)
     expected = optimizer_services.billable_device_count(provider=session.provider)
-    skipped = instance.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
+    skipped = session.run.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
     if totals.devices != expected:
         send_mail(SIM_COUNT_SUBJECT,
                   f"Optimization session {session.guid}: {totals.devices} SIMs were assigned a rate plan, "
@@ -244,7 +231,7 @@ def stage_finalizing(session_id: int) -> None:
                   None, session.provider.alert_recipients, fail_silently=True)
     session.refresh_from_db()
     heartbeat()
-    report_path = _report(session, instance)
+    report_path = _report(session)
     with transaction.atomic():
         completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
                              progress=PROGRESS[Stage.COMPLETE], update={"report_path": str(report_path or "")})
@@ -253,12 +240,12 @@ def stage_finalizing(session_id: int) -> None:
             session_apply_after_complete(session=completed)
 
 
-def _report(session, instance):
+def _report(session):
     """Write and e-mail the Excel report; a report failure never loses the results."""
     started = time.monotonic()
     try:
-        path = report_write(instance=instance)
-        report_email(instance=instance, path=path)
+        path = report_write(session=session)
+        report_email(session=session, path=path)
     except Exception:  # noqa: BLE001
         log.exception("report for session %s failed", session.pk)
         return None

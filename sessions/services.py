@@ -11,15 +11,14 @@ from django.utils import timezone
 
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
+from optimizer import services as optimizer_services
+from optimizer.models import Method
 from rateplans.models import ServiceProvider
 from rateplans.services import billing_period_current
 from sessions.events import event_record
 from sessions.models import (
     ACTIVE_STATUSES,
     EventKind,
-    InstanceStatus,
-    Method,
-    OptimizationInstance,
     OptimizationSession,
     SessionStatus,
     Stage,
@@ -47,12 +46,12 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
     period = billing_period_current(provider=provider, at=now)
     try:
         with transaction.atomic():
+            run = optimizer_services.run_create(provider=provider, billing_period=period, method=method)
             session = OptimizationSession.objects.create(
-                tenant_id=provider.tenant_id, provider=provider, billing_period=period,
+                tenant_id=provider.tenant_id, provider=provider, billing_period=period, run=run,
                 status=SessionStatus.PENDING, stage=Stage.START, trigger=trigger, method=method,
                 sync_devices=sync_devices, created_at=now, deadline=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES),
             )
-            OptimizationInstance.objects.create(session=session)
             event_record(session=session, progress=0)
             enqueue_on_commit("sessions.tasks.run_stage", session.pk, Stage.START)
     except IntegrityError:
@@ -75,8 +74,7 @@ def session_fail(*, session_id: int, message: str) -> OptimizationSession | None
         session.error = message
         session.finished_at = now
         session.save(update_fields=["status", "error", "finished_at"])
-        session.instances.exclude(status=InstanceStatus.COMPLETE_WITH_SUCCESS).update(
-            status=InstanceStatus.COMPLETE_WITH_ERRORS, finished_at=now)
+        optimizer_services.run_stop(run_id=session.run_id)
         event_record(session=session, kind=EventKind.ERROR, progress=session.progress, error_message=message)
     log.warning("session %s failed: %s", session_id, message)
     return session
@@ -91,7 +89,6 @@ def session_cancel(*, session: OptimizationSession) -> OptimizationSession:
         locked.finished_at = timezone.now()
         locked.error = "Cancelled by an operator."
         locked.save(update_fields=["status", "finished_at", "error"])
-        locked.instances.exclude(status=InstanceStatus.COMPLETE_WITH_SUCCESS).update(
-            status=InstanceStatus.COMPLETE_WITH_ERRORS, finished_at=locked.finished_at)
+        optimizer_services.run_stop(run_id=locked.run_id)
         event_record(session=locked, kind=EventKind.ERROR, progress=locked.progress, error_message=locked.error)
     return locked

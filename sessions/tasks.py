@@ -7,7 +7,6 @@ from carrieropt.errors import ApplicationError
 from devices.models import RatePlanPush
 from devices.push import PushAlreadyRunning, pushes_resume
 from optimizer import services as optimizer_services
-from optimizer.models import OptimizationQueue
 from sessions import pipeline, watchdog, webhooks, windows
 from sessions.apply import session_apply
 from sessions.models import OptimizationSession
@@ -27,8 +26,8 @@ def run_stage(session_id: int, stage: str) -> None:
 
 
 def run_work_item(queue_id: int) -> None:
-    session_id = (OptimizationQueue.objects.filter(pk=queue_id)
-                  .values_list("instance__session_id", flat=True).first())
+    session_id = (OptimizationSession.objects.filter(run__queues=queue_id)
+                  .values_list("pk", flat=True).first())
     if session_id is None:
         return
     optimizer_services.work_item_run(queue_id=queue_id, worker=pipeline.worker_name())

@@ -7,10 +7,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carrieropt.api.base import user_tenants
-from optimizer.reports import PlanCost, plan_costs, report_file
+from optimizer.selectors import PlanCost, plan_costs
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
+from sessions.reports import report_file
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
 
@@ -79,15 +80,11 @@ def cost_chart(costs: list[PlanCost]) -> dict:
 def session_detail(request, guid):
     session = get_object_or_404(
         OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
-        .select_related("provider", "billing_period", "tenant"), guid=guid)
-    instance = session.instances.order_by("pk").first()
-    groups = []
-    costs = []
-    if instance is not None:
-        groups = list(instance.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
-        for g in groups:
-            g.savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
-        costs = plan_costs(instance=instance)
+        .select_related("provider", "billing_period", "tenant", "run"), guid=guid)
+    groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
+    for g in groups:
+        g.savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
+    costs = plan_costs(run=session.run)
     savings_pct = session.savings * 100 / session.current_cost if session.savings is not None and session.current_cost else None
     return render(request, "dashboard/session.html", {
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,

@@ -20,13 +20,18 @@ def watchdog_run(*, now: dt.datetime | None = None) -> dict:
     now = now or timezone.now()
     report = {"requeued": 0, "failed_items": 0, "failed_sessions": 0, "nudged": 0}
 
-    for queue_id, session_id in optimizer_services.work_items_expired(now=now).values_list("pk", "instance__session_id"):
+    expired = list(optimizer_services.work_items_expired(now=now).values_list("pk", "run_id"))
+    session_of_run = dict(OptimizationSession.objects.filter(run_id__in={run_id for _, run_id in expired})
+                          .values_list("run_id", "pk"))
+    for queue_id, run_id in expired:
+        session_id = session_of_run.get(run_id)
         outcome = optimizer_services.work_item_release(queue_id=queue_id, max_attempts=settings.Q_CLUSTER["max_attempts"])
         if outcome == "requeued":
             async_task("sessions.tasks.run_work_item", queue_id)
             report["requeued"] += 1
         elif outcome == "failed":
-            pipeline.work_item_done(session_id)
+            if session_id is not None:
+                pipeline.work_item_done(session_id)
             report["failed_items"] += 1
 
     for session_id in OptimizationSession.objects.filter(status__in=ACTIVE_STATUSES, deadline__lt=now).values_list("pk", flat=True):
@@ -37,9 +42,9 @@ def watchdog_run(*, now: dt.datetime | None = None) -> dict:
     # A stage whose task was lost (a broker restart, a worker killed between
     # commit and enqueue) is started again; stages are idempotent.
     stall = dt.timedelta(seconds=settings.STAGE_STALL_SECONDS)
-    for session in OptimizationSession.objects.filter(status__in=ACTIVE_STATUSES, deadline__gte=now):
+    for session in OptimizationSession.objects.filter(status__in=ACTIVE_STATUSES, deadline__gte=now).select_related("run"):
         if session.stage == Stage.OPTIMIZING:
-            ended, total = optimizer_services.work_progress(instance=session.instances.order_by("pk").first())
+            ended, total = optimizer_services.work_progress(run=session.run)
             if ended >= total:
                 async_task("sessions.tasks.run_stage", session.pk, Stage.FINALIZING)
                 report["nudged"] += 1

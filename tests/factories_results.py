@@ -6,8 +6,8 @@ import factory
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 
-from optimizer.models import CommGroup, DeviceAssignment, GroupStatus
-from sessions.models import OptimizationInstance, OptimizationSession, ProgressEvent
+from optimizer.models import CommGroup, DeviceAssignment, GroupStatus, OptimizationRun
+from sessions.models import OptimizationSession, ProgressEvent
 from tests.factories import (
     BillingPeriodFactory,
     CommunicationPlanFactory,
@@ -15,6 +15,16 @@ from tests.factories import (
     RatePlanFactory,
     ServiceProviderFactory,
 )
+
+
+class OptimizationRunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = OptimizationRun
+
+    provider = factory.SubFactory(ServiceProviderFactory)
+    billing_period = factory.SubFactory(BillingPeriodFactory, provider=factory.SelfAttribute("..provider"))
+    method = "certified"
+    status = "CompleteWithSuccess"
 
 
 class OptimizationSessionFactory(factory.django.DjangoModelFactory):
@@ -29,21 +39,15 @@ class OptimizationSessionFactory(factory.django.DjangoModelFactory):
     progress = 100
     trigger = "api"
     method = "certified"
-
-
-class OptimizationInstanceFactory(factory.django.DjangoModelFactory):
-    class Meta:
-        model = OptimizationInstance
-
-    session = factory.SubFactory(OptimizationSessionFactory)
-    status = "CompleteWithSuccess"
+    run = factory.SubFactory(OptimizationRunFactory, provider=factory.SelfAttribute("..provider"),
+                             billing_period=factory.SelfAttribute("..billing_period"), method=factory.SelfAttribute("..method"))
 
 
 class CommGroupFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = CommGroup
 
-    instance = factory.SubFactory(OptimizationInstanceFactory)
+    run = factory.SubFactory(OptimizationRunFactory)
     name = factory.Sequence(lambda n: f"G{n + 1}")
     plan_key = factory.Sequence(lambda n: f"key-{n}")
     status = GroupStatus.OPTIMIZED
@@ -85,7 +89,7 @@ def session_with_results(*, provider, period=None, groups: int = 2, sims_per_gro
                                  "seconds": 1.0}},
         **session_fields,
     )
-    instance = OptimizationInstanceFactory(session=session)
+    run = session.run
     totals = {"sims": 0, "current": Decimal(0), "baseline": Decimal(0), "optimized": Decimal(0), "bound": Decimal(0)}
     index = 0
     for g in range(groups):
@@ -94,7 +98,7 @@ def session_with_results(*, provider, period=None, groups: int = 2, sims_per_gro
         large = RatePlanFactory(provider=provider, code=f"M2M-{session.pk}-{g}-100MB", included_mb=Decimal("100"),
                                 monthly_cost=Decimal("9.2500"), pooled=True)
         comm = CommunicationPlanFactory(provider=provider, name=f"CP-{session.pk}-{g}", rate_plans=[small, large])
-        group = CommGroupFactory(instance=instance, name=f"G{g + 1}", plan_key=f"{small.pk},{large.pk}")
+        group = CommGroupFactory(run=run, name=f"G{g + 1}", plan_key=f"{small.pk},{large.pk}")
         group.communication_plans.set([comm])
         group.rate_plans.set([small, large])
         current_sum = optimized_sum = Decimal(0)
@@ -105,7 +109,7 @@ def session_with_results(*, provider, period=None, groups: int = 2, sims_per_gro
             current_cost = _money(rng, 3, 20)
             recommended_cost = current_cost if recommended == small else _money(rng, 2, float(current_cost))
             DeviceAssignment.objects.create(
-                instance=instance, comm_group=group, device=device, iccid=device.iccid,
+                run=run, comm_group=group, device=device, iccid=device.iccid,
                 usage_mb=Decimal(f"{rng.uniform(0, 150):.3f}"), current_plan=small, recommended_plan=recommended,
                 current_cost=current_cost, recommended_cost=recommended_cost, changed=recommended != small,
             )

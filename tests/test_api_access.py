@@ -2,7 +2,7 @@
 import pytest
 from django.urls import URLPattern, reverse
 
-from carrieropt import api_urls
+from config import api_urls
 from tests.factories_results import ProgressEventFactory, session_with_results, token_for
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
@@ -44,10 +44,10 @@ def kwargs_for(name: str, side: dict) -> dict:
 def _side(provider):
     session = session_with_results(provider=provider, groups=1, sims_per_group=2)
     ProgressEventFactory(session=session, progress=100)
-    instance = session.instances.get()
-    assignment = instance.assignments.first()
+    run = session.run
+    assignment = run.assignments.first()
     return {"provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
-            "comm": instance.comm_groups.get().communication_plans.get(), "device": assignment.device}
+            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device}
 
 
 

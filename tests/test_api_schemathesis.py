@@ -45,15 +45,15 @@ def _keep_the_test_transaction():
 def _side(provider, user):
     session = session_with_results(provider=provider, groups=1, sims_per_group=3)
     ProgressEventFactory(session=session, progress=100)
-    instance = session.instances.get()
-    assignment = instance.assignments.first()
+    run = session.run
+    assignment = run.assignments.first()
     return {
         "token": token_for(user),
         # Real ids per path prefix, so generated requests also reach existing rows (own and foreign).
         "ids": {
             "/api/providers/": provider.pk,
             "/api/rate-plans/": assignment.recommended_plan_id,
-            "/api/communication-plans/": instance.comm_groups.get().communication_plans.get().pk,
+            "/api/communication-plans/": run.comm_groups.get().communication_plans.get().pk,
             "/api/devices/": assignment.device_id,
             "/api/sessions/": str(session.guid),
         },

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from optimizer.reports import report_write
 from sessions.models import OptimizationSession
+from sessions.reports import report_write
 from tests.factories_results import ProgressEventFactory, session_with_results, token_for
 
 ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
@@ -132,12 +132,12 @@ def test_assignments_paginate_and_filter_by_group_and_changed(api, provider_a, d
     iccids = [a["iccid"] for a in page["results"]]
     assert iccids == sorted(iccids)
 
-    group = session.instances.get().comm_groups.get(name="G2")
+    group = session.run.comm_groups.get(name="G2")
     body = api.get(url, {"group": group.pk, "page_size": 100}).json()
     assert body["count"] == 30 and {a["group_name"] for a in body["results"]} == {"G2"}
 
     changed = api.get(url, {"changed": "true", "page_size": 100}).json()
-    expected = session.instances.get().assignments.filter(changed=True).count()
+    expected = session.run.assignments.filter(changed=True).count()
     assert 0 < expected < 60
     assert changed["count"] == expected and all(a["changed"] for a in changed["results"])
     assert api.get(url, {"changed": "false"}).json()["count"] == 60 - expected
@@ -154,7 +154,7 @@ def test_report_download(api, finished, settings, tmp_path):
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
     settings.REPORTS_DIR = tmp_path
-    path = report_write(instance=finished.instances.get())
+    path = report_write(session=finished)
     finished.report_path = str(path)
     finished.save()
     response = api.get(url)

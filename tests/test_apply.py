@@ -341,7 +341,7 @@ def test_auto_apply_pushes_after_finalize_for_every_jasper_family_account(inline
     session = completed_session(provider)
     push = RatePlanPush.objects.get(session=session)
     assert push.trigger == "auto" and push.status == "succeeded", push.error
-    assert push.applied == push.total == session.instances.get().assignments.filter(changed=True).count() > 0
+    assert push.applied == push.total == session.run.assignments.filter(changed=True).count() > 0
     assert len(api_changes(server)) == push.total
 
 
@@ -400,7 +400,7 @@ def test_api_apply_answers_202_with_the_push_then_409_while_it_runs(api, provide
     body = response.json()
     push = RatePlanPush.objects.get(pk=body["id"])
     assert body["status"] == "running" and body["decision"] == "go" and body["session"] == str(session.guid)
-    assert body["total"] == body["remaining"] == session.instances.get().assignments.filter(changed=True).count() > 0
+    assert body["total"] == body["remaining"] == session.run.assignments.filter(changed=True).count() > 0
     assert body["applied"] == body["failed"] == 0 and body["trigger"] == "api"
 
     again = api.post(apply_url(session))

@@ -76,7 +76,7 @@ def test_start_watch_open_download(browser_page, live_server, settings, tmp_path
         optimized = page.locator('[data-field="optimized_cost"]').inner_text()
         assert optimized == f"{session.optimized_cost:,.2f}"
         assert page.locator("#plan-chart g.plan").count() >= 2
-        assert page.locator("#groups tbody tr").count() == session.instances.get().comm_groups.count()
+        assert page.locator("#groups tbody tr").count() == session.run.comm_groups.count()
 
         with page.expect_download() as download_info:
             page.click("#report-link")

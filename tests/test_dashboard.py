@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from django.urls import reverse
 
-from optimizer.reports import report_write
 from sessions.models import OptimizationSession
+from sessions.reports import report_write
 from tests.factories import UserFactory
-from tests.factories_results import session_with_results
+from tests.factories_results import OptimizationRunFactory, session_with_results
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -46,7 +46,8 @@ def test_list_shows_own_accounts_and_sessions_with_progress_bars(alice_client, p
     theirs = session_with_results(provider=provider_b, groups=1, sims_per_group=2)
     running = OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, status="running",
                                                  stage="optimizing", progress=50,
-                                                 billing_period=mine.billing_period)
+                                                 billing_period=mine.billing_period,
+                                                 run=OptimizationRunFactory(provider=provider_a, billing_period=mine.billing_period))
     body = alice_client.get("/").content.decode()
     assert provider_a.name in body and provider_b.name not in body
     assert str(mine.guid) in body and str(theirs.guid) not in body
@@ -94,14 +95,14 @@ def test_session_page_shows_totals_chart_groups_and_report_link(alice_client, pr
         assert f"{value:,.2f}" in body, value
     assert f"{session.gap * 100:.3f} %" in body
     assert '<svg id="plan-chart"' in body
-    codes = {a.recommended_plan.code for a in session.instances.get().assignments.all()}
+    codes = {a.recommended_plan.code for a in session.run.assignments.all()}
     for code in codes:
         assert f'data-plan="{code}"' in body
     assert body.count('class="before"') == body.count('class="after"') >= len(codes)
     assert "<td>G1</td>" in body and "<td>G2</td>" in body
     assert "report-link" not in body and "written when the session completes" in body
 
-    session.report_path = str(report_write(instance=session.instances.get()))
+    session.report_path = str(report_write(session=session))
     session.save()
     body = alice_client.get(url).content.decode()
     assert f'href="/api/sessions/{session.guid}/report/"' in body

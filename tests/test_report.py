@@ -7,8 +7,9 @@ import pytest
 from django.core import mail
 from openpyxl import load_workbook
 
-from optimizer import reports
-from optimizer.reports import XLSX_MIME, plan_costs, report_email, report_write
+from optimizer.selectors import plan_costs
+from sessions import reports
+from sessions.reports import XLSX_MIME, report_email, report_write
 from tests.factories_results import session_with_results
 
 EVIL_NOTES = {
@@ -49,9 +50,9 @@ def _summary(workbook) -> dict:
 
 def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
     session = session_with_results(provider=provider_a, groups=3, sims_per_group=17, seed=5)
-    path = report_write(instance=session.instances.get())
+    path = report_write(session=session)
     assert path.name == f"device_assignments_{session.guid}.xlsx"
-    assert path.parent == reports.report_path(instance=session.instances.get()).parent
+    assert path.parent == reports.report_path(session=session).parent
 
     wb = load_workbook(path)
     assert wb.sheetnames == ["Summary", "Groups", "Assignments"]
@@ -87,8 +88,8 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
 
 def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
     session = session_with_results(provider=provider_a, groups=2, sims_per_group=5)
-    instance = session.instances.get()
-    path = report_write(instance=instance)
+    run = session.run
+    path = report_write(session=session)
     with zipfile.ZipFile(path) as archive:
         charts = [n for n in archive.namelist() if n.startswith("xl/charts/chart")]
         assert len(charts) == 1
@@ -99,7 +100,7 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
     refs = [f.text for f in bar.findall(".//c:val//c:f", ns)]
     assert refs and all(r.startswith("'Summary'!") or r.startswith("Summary!") for r in refs), refs
 
-    costs = plan_costs(instance=instance)
+    costs = plan_costs(run=run)
     wb = load_workbook(path)
     table = {row[0]: row for row in wb["Summary"].iter_rows(values_only=True) if row and row[0] in {c.code for c in costs}}
     for c in costs:
@@ -110,7 +111,7 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
 
 def test_a_formula_looking_device_note_stays_text(provider_a):
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=8, notes=EVIL_NOTES)
-    path = report_write(instance=session.instances.get())
+    path = report_write(session=session)
     wb = load_workbook(path)
     ws = wb["Assignments"]
     notes_col = reports.ASSIGNMENT_HEADER.index("Notes") + 1
@@ -134,7 +135,7 @@ def test_a_formula_looking_device_note_stays_text(provider_a):
 
 def test_illegal_control_characters_in_text_do_not_break_the_report(provider_a):
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=2, notes={0: "bell\x07 and escape\x1b"})
-    wb = load_workbook(report_write(instance=session.instances.get()))
+    wb = load_workbook(report_write(session=session))
     notes = [r[9] for r in _sheet_rows(wb, "Assignments") if r[9]]
     assert notes == ["bell and escape"]
 
@@ -143,14 +144,14 @@ def test_mobility_accounts_get_the_group_level_layout(provider_a):
     provider_a.portal_type = "Mobility"
     provider_a.save()
     session = session_with_results(provider=provider_a, groups=3, sims_per_group=4, seed=9)
-    wb = load_workbook(report_write(instance=session.instances.get()))
+    wb = load_workbook(report_write(session=session))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments by group"]
     rows = _sheet_rows(wb, "Assignments by group")
     sims = [r for r in rows if r[1] and not str(r[0]).endswith("subtotal")]
     subtotals = [r for r in rows if str(r[0]).endswith("subtotal")]
     assert len(sims) == 12 and [s[0] for s in subtotals] == ["G1 subtotal", "G2 subtotal", "G3 subtotal"]
     assert _sum(r[6] for r in sims) == _money(session.optimized_cost)
-    groups = {g.name: g for g in session.instances.get().comm_groups.all()}
+    groups = {g.name: g for g in session.run.comm_groups.all()}
     for sub in subtotals:
         group = groups[sub[0].removesuffix(" subtotal")]
         assert _money(sub[5]) == _money(group.current_cost) and _money(sub[6]) == _money(group.optimized_cost)
@@ -165,7 +166,7 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(provider_a, monk
     # The same logic at a size a test can afford.
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 5)
     session = session_with_results(provider=provider_a, groups=2, sims_per_group=6)
-    wb = load_workbook(report_write(instance=session.instances.get()))
+    wb = load_workbook(report_write(session=session))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Assignments 2", "Assignments 3"]
     assert [wb[n].max_row for n in ("Assignments", "Assignments 2", "Assignments 3")] == [6, 6, 3]
     rows = _sheet_rows(wb, "Assignments")
@@ -177,20 +178,20 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(provider_a, monk
 def test_a_full_last_sheet_does_not_leave_an_empty_one(provider_a, monkeypatch):
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 4)
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=8)
-    wb = load_workbook(report_write(instance=session.instances.get()))
+    wb = load_workbook(report_write(session=session))
     assert wb.sheetnames[2:] == ["Assignments", "Assignments 2"]
 
 
 def test_a_session_without_assignments_still_gets_a_report(provider_a):
     session = session_with_results(provider=provider_a, groups=0)
-    wb = load_workbook(report_write(instance=session.instances.get()))
+    wb = load_workbook(report_write(session=session))
     assert wb["Assignments"].max_row == 1
 
 
 def test_rewriting_replaces_the_report_in_place(provider_a):
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=2)
-    first = report_write(instance=session.instances.get())
-    second = report_write(instance=session.instances.get())
+    first = report_write(session=session)
+    second = report_write(session=session)
     assert first == second and [p.name for p in first.parent.iterdir()] == [first.name]
     assert first.stat().st_mode & 0o777 == 0o644, "readable by the web process, not only the worker"
 
@@ -200,9 +201,8 @@ def test_report_email_goes_to_recipients_and_ops_with_the_attachment(provider_a,
     provider_a.report_recipients = "fleet@alice.example, ops@example.com"
     provider_a.save()
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=3)
-    instance = session.instances.get()
-    path = report_write(instance=instance)
-    assert report_email(instance=instance, path=path) == 1
+    path = report_write(session=session)
+    assert report_email(session=session, path=path) == 1
     (message,) = mail.outbox
     assert message.to == ["fleet@alice.example", "ops@example.com", "ops@carrieropt.example"]
     end = session.billing_period.end_date
@@ -219,6 +219,5 @@ def test_report_email_without_recipients_sends_nothing(provider_a, settings):
     provider_a.report_recipients = ""
     provider_a.save()
     session = session_with_results(provider=provider_a, groups=1, sims_per_group=1)
-    instance = session.instances.get()
-    assert report_email(instance=instance, path=report_write(instance=instance)) == 0
+    assert report_email(session=session, path=report_write(session=session)) == 0
     assert mail.outbox == []

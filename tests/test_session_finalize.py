@@ -27,7 +27,7 @@ def up_to_finalize(provider, **kwargs):
     pipeline.stage_sync(session.pk)
     pipeline.stage_grouping(session.pk)
     pipeline.stage_queueing(session.pk)
-    for item in session.instances.get().queues.all():
+    for item in session.run.queues.all():
         tasks.run_work_item(item.pk)
     session.refresh_from_db()
     assert session.stage == Stage.FINALIZING
@@ -37,7 +37,7 @@ def up_to_finalize(provider, **kwargs):
 def assert_consistent(session):
     assert session.status == "succeeded", session.error
     assert session.lower_bound is not None and session.lower_bound <= session.optimized_cost
-    for group in CommGroup.objects.filter(instance__session=session).exclude(optimized_cost=None):
+    for group in CommGroup.objects.filter(run=session.run).exclude(optimized_cost=None):
         assert group.lower_bound <= group.optimized_cost, group.name
 
 
@@ -55,8 +55,8 @@ def test_a_sync_between_the_work_items_and_finalize_is_priced_and_bounded_on_the
     session.refresh_from_db()
     assert_consistent(session)
     billable = Device.objects.filter(provider=demo.provider, status="ACTIVATED").count()
-    assert DeviceAssignment.objects.filter(instance__session=session).count() == billable == session.device_count
-    assert DeviceAssignment.objects.filter(instance__session=session, device=extra).exists()
+    assert DeviceAssignment.objects.filter(run=session.run).count() == billable == session.device_count
+    assert DeviceAssignment.objects.filter(run=session.run, device=extra).exists()
 
 
 def test_a_second_finalize_delivery_while_the_first_runs_does_nothing(demo):
@@ -80,5 +80,5 @@ def test_a_one_sim_group_keeps_the_session_bound(demo):
     pipeline.stage_finalizing(session.pk)
     session.refresh_from_db()
     assert_consistent(session)
-    group = CommGroup.objects.get(instance__session=session, communication_plans=lonely)
+    group = CommGroup.objects.get(run=session.run, communication_plans=lonely)
     assert group.device_count == 1 and group.lower_bound is not None

@@ -42,21 +42,21 @@ def test_session_runs_to_100_with_ordered_events(inline_tasks, demo):
     progress = list(session.events.order_by("sequence").values_list("progress", flat=True))
     assert progress[:5] == [0, 20, 30, 40, 50] and progress[-2:] == [90, 100]
     assert progress == sorted(progress) and len(set(progress)) == len(progress)
-    instance = session.instances.get()
-    assert instance.status == "CompleteWithSuccess"
+    run = session.run
+    assert run.status == "CompleteWithSuccess"
     assert set(session.stage_timings) >= {"start", "sync", "grouping", "queueing", "optimizing", "finalizing", "complete"}
 
 
 def test_stored_costs_recompute_from_the_assignments(inline_tasks, demo):
     session = run_session(demo.provider)
-    instance = session.instances.get()
-    rows = DeviceAssignment.objects.filter(instance=instance)
+    run = session.run
+    rows = DeviceAssignment.objects.filter(run=run)
     assert rows.count() == session.device_count > 0
     # Per-SIM costs add up to the session total to the cent.
     assert abs(rows.aggregate(s=Sum("recommended_cost"))["s"] - session.optimized_cost) < Decimal("0.01")
     assert abs(rows.aggregate(s=Sum("current_cost"))["s"] - session.current_cost) < Decimal("0.01")
     # And an independent pricing of the stored plans per group gives the stored group cost.
-    for group in CommGroup.objects.filter(instance=instance, status=GroupStatus.OPTIMIZED):
+    for group in CommGroup.objects.filter(run=run, status=GroupStatus.OPTIMIZED):
         plans = list(group.rate_plans.order_by("pk"))
         index = {p.pk: i for i, p in enumerate(plans)}
         sims = list(rows.filter(comm_group=group).values_list("usage_mb", "recommended_plan_id"))
@@ -78,7 +78,7 @@ def test_optimized_cost_is_never_above_current_or_baseline_and_bound_is_below(in
 
 def test_recommended_plans_are_allowed_by_the_communication_plan(inline_tasks, demo):
     session = run_session(demo.provider)
-    for group in CommGroup.objects.filter(instance__session=session):
+    for group in CommGroup.objects.filter(run=session.run):
         allowed = set(group.rate_plans.values_list("pk", flat=True))
         used = set(DeviceAssignment.objects.filter(comm_group=group).values_list("recommended_plan_id", flat=True))
         assert used <= allowed
@@ -99,7 +99,7 @@ def test_invalid_catalogue_fails_the_session_with_the_legacy_error(inline_tasks,
     error = session.events.get(kind="ErrorMessage")
     assert error.error_message.startswith("One or more Rate Plans have invalid Data per Overage Charge or Overage Rate")
     assert "M2M-5MB" in error.error_message
-    assert session.instances.get().status == "CompleteWithErrors"
+    assert session.run.status == "CompleteWithErrors"
     assert not DeviceAssignment.objects.exists()
 
 
@@ -107,21 +107,21 @@ def test_invalid_catalogue_fails_the_session_with_the_legacy_error(inline_tasks,
 def test_group_over_the_plan_limit_is_skipped_with_alerts_and_others_continue(inline_tasks, demo):
     session = run_session(demo.provider, method="legacy")
     assert session.status == "succeeded", session.error
-    groups = {g.name: g.status for g in CommGroup.objects.filter(instance__session=session)}
+    groups = {g.name: g.status for g in CommGroup.objects.filter(run=session.run)}
     assert GroupStatus.SKIPPED_PLAN_LIMIT in groups.values() and GroupStatus.OPTIMIZED in groups.values()
     subjects = [m.subject for m in mail.outbox]
     assert pipeline.PLAN_LIMIT_SUBJECT in subjects and pipeline.SIM_COUNT_SUBJECT in subjects
-    skipped = CommGroup.objects.get(instance__session=session, status=GroupStatus.SKIPPED_PLAN_LIMIT)
+    skipped = CommGroup.objects.get(run=session.run, status=GroupStatus.SKIPPED_PLAN_LIMIT)
     assert not DeviceAssignment.objects.filter(comm_group=skipped).exists()
 
 
 def test_a_stage_or_task_delivered_twice_changes_nothing(inline_tasks, demo):
     session = run_session(demo.provider)
-    instance = session.instances.get()
+    run = session.run
 
     def snapshot():
         return (
-            list(DeviceAssignment.objects.filter(instance=instance).order_by("device_id").values_list("device_id", "recommended_plan_id", "recommended_cost")),
+            list(DeviceAssignment.objects.filter(run=run).order_by("device_id").values_list("device_id", "recommended_plan_id", "recommended_cost")),
             OptimizationResult.objects.count(), OptimizationQueue.objects.count(), CommGroup.objects.count(),
             list(session.events.values_list("sequence", "progress")),
         )

@@ -43,7 +43,7 @@ def test_session_syncs_from_the_carrier_optimizes_and_reports_to_amop(inline_tas
     assert [n["key_name"] for n in sync_notices] == ["jasper_devices"]
     assert ProgressEvent.objects.filter(delivered_at__isnull=True).count() == 0
 
-    rows = DeviceAssignment.objects.filter(instance__session=session)
+    rows = DeviceAssignment.objects.filter(run=session.run)
     assert rows.count() == session.device_count > 0
     assert abs(rows.aggregate(s=Sum("recommended_cost"))["s"] - session.optimized_cost) < Decimal("0.01")
     assert session.report_path.endswith(".xlsx")

@@ -22,7 +22,7 @@ def test_second_start_is_refused_with_the_legacy_warning_and_email(provider_a):
 def test_start_records_the_zero_percent_event(provider_a):
     session = session_start(provider=provider_a)
     assert list(session.events.values_list("progress", "kind")) == [(0, "Progress")]
-    assert session.instances.count() == 1
+    assert session.run.status == "NotStarted"
 
 
 @pytest.mark.postgres

@@ -23,7 +23,7 @@ def finished(session_id):
 
 
 def assignment_of(session):
-    return dict(DeviceAssignment.objects.filter(instance__session=session).values_list("device_id", "recommended_plan_id"))
+    return dict(DeviceAssignment.objects.filter(run=session.run).values_list("device_id", "recommended_plan_id"))
 
 
 @override_settings(LEGACY_SEQUENCES_PER_ITEM=1000, WORK_LEASE_SECONDS=3)
@@ -50,9 +50,9 @@ def test_worker_killed_during_optimization_still_completes_with_the_same_answer(
         undisturbed = wait_for(lambda: finished(undisturbed.pk), timeout=120, interval=0.5, what="the second session")
     assert undisturbed.status == "succeeded"
     assert assignment_of(disturbed) == assignment_of(undisturbed)
-    assert DeviceAssignment.objects.filter(instance__session=disturbed).count() == disturbed.device_count
-    groups = disturbed.instances.get().comm_groups.count()
-    assert OptimizationResult.objects.filter(comm_group__instance__session=disturbed).count() <= groups
+    assert DeviceAssignment.objects.filter(run=disturbed.run).count() == disturbed.device_count
+    groups = disturbed.run.comm_groups.count()
+    assert OptimizationResult.objects.filter(comm_group__run=disturbed.run).count() <= groups
 
 
 @override_settings(LEGACY_SEQUENCES_PER_ITEM=25)
@@ -63,7 +63,7 @@ def test_two_clusters_share_the_work_of_one_session(tmp_path):
         session = session_start(provider=demo.provider, method="legacy", sync_devices=False)
         session = wait_for(lambda: finished(session.pk), timeout=180, interval=0.5, what="the session to end", clusters=[a, b])
     assert session.status == "succeeded", session.error
-    items = OptimizationQueue.objects.filter(instance__session=session)
+    items = OptimizationQueue.objects.filter(run=session.run)
     workers = set(items.values_list("claimed_by", flat=True))
     assert items.count() > 20 and len(workers) == 2, workers
     assert not items.exclude(status="CompleteWithSuccess").exists()

@@ -44,7 +44,7 @@ def test_session_past_its_deadline_is_failed_with_an_error_event(demo):
 
 def test_expired_lease_is_requeued_then_failed_after_max_attempts(demo, settings):
     session = advance_to_optimizing(session_start(provider=demo.provider, sync_devices=False))
-    item = OptimizationQueue.objects.filter(instance__session=session).first()
+    item = OptimizationQueue.objects.filter(run=session.run).first()
     past = timezone.now() - dt.timedelta(seconds=1)
     OptimizationQueue.objects.filter(pk=item.pk).update(status="RunningPermutations", claimed_by="dead:1",
                                                          lease_expires_at=past, attempts=1)

@@ -8,6 +8,7 @@ from django.test import override_settings
 from sessions.events import event_record
 from sessions.models import EventKind, OptimizationSession, ProgressEvent
 from sessions.webhooks import EVENT_HEADER, SIGNATURE_HEADER, events_deliver, signature_valid
+from tests.factories_results import OptimizationRunFactory
 from tests.webhook_receiver import Receiver
 
 SECRET = "test-webhook-secret"
@@ -15,7 +16,8 @@ SECRET = "test-webhook-secret"
 
 @pytest.fixture
 def session(provider_a, period_a):
-    return OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, billing_period=period_a, status="running")
+    return OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, billing_period=period_a,
+        run=OptimizationRunFactory(provider=provider_a, billing_period=period_a), status="running")
 
 
 def record(session, **kwargs):
@@ -90,7 +92,8 @@ def test_backoff_waits_before_retrying(session):
 
 @pytest.mark.django_db(transaction=True)
 def test_nothing_is_recorded_for_a_transaction_that_rolled_back(provider_a, period_a):
-    session = OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, billing_period=period_a, status="running")
+    session = OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, billing_period=period_a,
+        run=OptimizationRunFactory(provider=provider_a, billing_period=period_a), status="running")
     with pytest.raises(RuntimeError), transaction.atomic():
         event_record(session=session, progress=20)
         raise RuntimeError("the state change failed")

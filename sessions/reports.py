@@ -12,7 +12,6 @@ from decimal import Decimal
 
 from django.conf import settings
 from django.core.mail import EmailMessage
-from django.db.models import Count, Sum
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -20,8 +19,9 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 
-from carrieropt.money import CENT, MONEY_PLACES
+from carrieropt.money import CENT
 from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.selectors import NO_PLAN, plan_costs
 from rateplans.models import PortalType, RatePlan
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 EXCEL_MAX_TEXT = 32_767
 MONEY_FORMAT = "#,##0.00"
 PERCENT_FORMAT = "0.00%"
-NO_PLAN = "(no current plan)"
 
 ASSIGNMENT_HEADER = ["ICCID", "Group", "Current plan", "Recommended plan", "Usage MB", "Current cost",
                      "Recommended cost", "Savings", "Changed", "Notes"]
@@ -46,41 +45,8 @@ GROUP_HEADER = ["Group", "Status", "Communication plans", "Rate plans allowed", 
 PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost after"]
 
 
-@dataclass(frozen=True)
-class PlanCost:
-    """One bar pair of the before/after chart: a rate plan's SIMs and cost now and recommended."""
-
-    code: str
-    sims_before: int
-    cost_before: Decimal | None
-    sims_after: int
-    cost_after: Decimal
-
-
-def plan_costs(*, instance) -> list[PlanCost]:
-    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
-    rows = DeviceAssignment.objects.filter(instance=instance).order_by()
-    # SQLite sums decimals as floats; back to the stored 4 places so sums stay exact to the cent.
-    def places(value):
-        return None if value is None else Decimal(value).quantize(MONEY_PLACES)
-
-    before = {r["current_plan_id"]: (r["n"], places(r["cost"])) for r in
-              rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
-    after = {r["recommended_plan_id"]: (r["n"], places(r["cost"])) for r in
-             rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
-    plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
-    result = []
-    for plan in plans:
-        n_before, cost_before = before.get(plan.pk, (0, Decimal(0)))
-        n_after, cost_after = after.get(plan.pk, (0, Decimal(0)))
-        result.append(PlanCost(plan.code, n_before, cost_before, n_after, cost_after or Decimal(0)))
-    if None in before:
-        result.append(PlanCost(NO_PLAN, before[None][0], None, 0, Decimal(0)))
-    return result
-
-
-def report_path(*, instance) -> pathlib.Path:
-    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{instance.session.guid}.xlsx"
+def report_path(*, session) -> pathlib.Path:
+    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{session.guid}.xlsx"
 
 
 def report_file(stored_path: str) -> pathlib.Path | None:
@@ -153,7 +119,7 @@ class _Sheet:
         self.rows += 1
 
 
-def _write_summary(workbook: Workbook, session, instance) -> None:
+def _write_summary(workbook: Workbook, session) -> None:
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     sheet = _Sheet(workbook, "Summary", {"A": 34, "B": 42, "C": 14, "D": 14, "E": 14})
     savings = session.savings
@@ -186,7 +152,7 @@ def _write_summary(workbook: Workbook, session, instance) -> None:
     for label, value in facts:
         sheet.append([label, value])
 
-    costs = plan_costs(instance=instance)
+    costs = plan_costs(run=session.run)
     sheet.append([])
     sheet.append([sheet.strong("Cost per rate plan")])
     sheet.header(PLAN_HEADER)
@@ -212,11 +178,11 @@ def _write_summary(workbook: Workbook, session, instance) -> None:
         sheet.ws.add_chart(chart, "G2")
 
 
-def _write_groups(workbook: Workbook, instance) -> None:
+def _write_groups(workbook: Workbook, run) -> None:
     sheet = _Sheet(workbook, "Groups", {"A": 10, "B": 18, "C": 40, "D": 40, "N": 30, "O": 40})
     sheet.header(GROUP_HEADER)
     sheet.ws.freeze_panes = "A2"
-    groups = list(instance.comm_groups.prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
+    groups = list(run.comm_groups.prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
     totals = {"sims": 0}
     for g in groups:
         savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
@@ -241,9 +207,9 @@ def _write_groups(workbook: Workbook, instance) -> None:
                   sheet.money(total("baseline_cost")), sheet.money(total("optimized_cost"))])
 
 
-def _assignment_rows(instance, *, by_group: bool) -> Iterator[tuple]:
+def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
-    return (DeviceAssignment.objects.filter(instance=instance).order_by(*order)
+    return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
                          "current_cost", "recommended_cost", "changed", "device__sim_notes")
             .iterator(chunk_size=5000))
@@ -292,15 +258,15 @@ class _Subtotal:
                   s.money(self.recommended), s.money(savings), f"{self.changed} changed", ""])
 
 
-def _write_assignments(workbook: Workbook, instance, *, by_group: bool) -> tuple[int, Decimal]:
+def _write_assignments(workbook: Workbook, run, *, by_group: bool) -> tuple[int, Decimal]:
     """The SIM-level sheets; returns (SIM rows, sum of recommended costs) for the consistency check."""
-    codes = dict(RatePlan.objects.filter(provider_id=instance.session.provider_id).values_list("pk", "code"))
-    groups = dict(CommGroup.objects.filter(instance=instance).values_list("pk", "name"))
+    codes = dict(RatePlan.objects.filter(provider_id=run.provider_id).values_list("pk", "code"))
+    groups = dict(CommGroup.objects.filter(run=run).values_list("pk", "name"))
     header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
     out = _AssignmentSheets(workbook, "Assignments by group" if by_group else "Assignments", header)
     count, recommended_sum, subtotal = 0, Decimal(0), None
     for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes in \
-            _assignment_rows(instance, by_group=by_group):
+            _assignment_rows(run, by_group=by_group):
         group = groups.get(group_id, "")
         if by_group and (subtotal is None or subtotal.group_id != group_id):
             if subtotal is not None:
@@ -322,21 +288,20 @@ def _write_assignments(workbook: Workbook, instance, *, by_group: bool) -> tuple
     return count, recommended_sum
 
 
-def report_write(*, instance) -> pathlib.Path:
+def report_write(*, session) -> pathlib.Path:
     """Write the session's workbook (streamed: write-only mode) and return its path.
 
     M2M accounts get one row per SIM sorted by ICCID; Mobility accounts get the SIMs
     laid out group by group with a subtotal per group. Beyond Excel's row limit the
     rows continue on the next sheet.
     """
-    session = instance.session
-    path = report_path(instance=instance)
+    path = report_path(session=session)
     path.parent.mkdir(parents=True, exist_ok=True)
     workbook = Workbook(write_only=True)
-    _write_summary(workbook, session, instance)
-    _write_groups(workbook, instance)
+    _write_summary(workbook, session)
+    _write_groups(workbook, session.run)
     by_group = session.provider.portal_type == PortalType.MOBILITY
-    count, recommended_sum = _write_assignments(workbook, instance, by_group=by_group)
+    count, recommended_sum = _write_assignments(workbook, session.run, by_group=by_group)
     if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
         log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
                     recommended_sum, session.optimized_cost)
@@ -359,9 +324,8 @@ def _money_text(value: Decimal | None) -> str:
     return "n/a" if value is None else f"{value.quantize(CENT):,}"
 
 
-def report_email(*, instance, path: pathlib.Path) -> int:
+def report_email(*, session, path: pathlib.Path) -> int:
     """Mail the report to the account's recipients and operations; returns how many messages were sent."""
-    session = instance.session
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     recipients = provider.alert_recipients
     if not recipients:
