@@ -1,4 +1,4 @@
-"""API shapes of a session's answer: communication groups and per-SIM assignments."""
+"""API shapes of a run's answer: communication groups and per-SIM assignments."""
 from __future__ import annotations
 
 from decimal import Decimal

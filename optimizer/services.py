@@ -256,7 +256,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     method = run.method
     # Items that never ended by now are ended as errors so nothing hangs in RUNNING.
     run.queues.exclude(status__in=QUEUE_ENDED).update(
-        status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the session was finalized.")
+        status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the run was finalized.")
     DeviceAssignment.objects.filter(run=run).delete()
     sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
             "bound_known": True, "changed": 0}
