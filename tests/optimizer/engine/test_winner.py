@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from optimizer.engine import (
-    Catalogue,
     Candidate,
+    Catalogue,
     GroupAnswer,
     Problem,
     choose_winner,
