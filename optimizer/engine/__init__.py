@@ -1,5 +1,6 @@
 """Pure numpy optimizer engine (no Django): cost model, legacy strategies, certified solver, offline file I/O."""
 from .certified import lagrangian_bound, solve_certified
+from .figures import CostFigures
 from .files import FileFormatError
 from .legacy import (
     LEGACY_MAX_PLANS,
@@ -22,6 +23,7 @@ __all__ = [
     "Candidate",
     "Catalogue",
     "CatalogueError",
+    "CostFigures",
     "FileFormatError",
     "Group",
     "GroupAnswer",
