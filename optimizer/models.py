@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Q
 
 from carrieropt.money import MONEY
+from optimizer.engine.figures import CostFigures
 
 
 class Method(models.TextChoices):
@@ -80,6 +81,11 @@ class CommGroup(models.Model):
 
     def __str__(self):
         return self.name
+
+    @property
+    def figures(self) -> CostFigures:
+        """Savings, savings ratio and gap of the group's costs."""
+        return CostFigures(self.current_cost, self.optimized_cost, self.lower_bound)
 
 
 class QueueStatus(models.TextChoices):

@@ -6,19 +6,13 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment
 
 MONEY = {"max_digits": 16, "decimal_places": 4}
 RATIO = {"max_digits": 12, "decimal_places": 6}
 _money = serializers.DecimalField(**MONEY, allow_null=True)
 _ratio = serializers.DecimalField(**RATIO, allow_null=True)
-
-
-def gap(cost: Decimal | None, bound: Decimal | None) -> Decimal | None:
-    """Cost above the proven lower bound as a fraction of the bound (None without a positive bound)."""
-    if cost is None or not bound:
-        return None
-    return (cost - bound) / bound
 
 
 def money_out(value: Decimal | None) -> str | None:
@@ -61,13 +55,11 @@ class CommGroupOut(serializers.ModelSerializer):
 
     @extend_schema_field(_money)
     def get_savings(self, obj):
-        if obj.current_cost is None or obj.optimized_cost is None:
-            return None
-        return money_out(obj.current_cost - obj.optimized_cost)
+        return money_out(obj.figures.savings)
 
     @extend_schema_field(_ratio)
     def get_gap(self, obj):
-        return ratio_out(gap(obj.optimized_cost, obj.lower_bound))
+        return ratio_out(obj.figures.gap)
 
 
 class AssignmentOut(serializers.ModelSerializer):
@@ -87,9 +79,7 @@ class AssignmentOut(serializers.ModelSerializer):
 
     @extend_schema_field(_money)
     def get_savings(self, obj):
-        if obj.current_cost is None:
-            return None
-        return money_out(obj.current_cost - obj.recommended_cost)
+        return money_out(CostFigures(obj.current_cost, obj.recommended_cost).savings)
 
 
 class AssignmentFilter(serializers.Serializer):

@@ -273,17 +273,10 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             group.save(update_fields=["status"])
             continue
         current_known = bool((problem.current_plan >= 0).all())
-        current_allowed = current_known and bool(problem.allowed[0, problem.current_plan].all())
-        baseline = np.asarray(engine.baseline_assignment(problem), dtype=np.int32)
-        # (cost, assignment, method, strategy, result pk). Every candidate is priced by the
-        # same cost model here, whatever the work item reported. Current plans come first
-        # so that on a tie SIMs stay where they are.
-        baseline_total = engine.price(problem, baseline).total
-        current_total = engine.price(problem, problem.current_plan).total if current_known else None
-        candidates = []
-        if current_allowed:
-            candidates.append((current_total, problem.current_plan.astype(np.int32), "current", "keep current plans", None))
-        candidates.append((baseline_total, baseline, "baseline", "legacy baseline (closest included MB)", None))
+        # Every candidate is priced by the same cost model here, whatever the work item reported;
+        # choose_winner puts the current plans first (when they compete) so a tie keeps SIMs where they are.
+        candidates = [engine.Candidate(np.asarray(engine.baseline_assignment(problem), dtype=np.int32), "baseline",
+                                       "legacy baseline (closest included MB)")]
         fingerprint = data.fingerprint
         stale = group.results.exclude(snapshot=fingerprint)
         if stale.exists():
@@ -292,14 +285,24 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             stale.delete()
         bounds = [float(r.lower_bound) for r in group.results.all() if r.lower_bound is not None]
         for result in group.results.order_by("pk"):
-            indices = _to_indices(data, bytes(result.assignment))
-            candidates.append((engine.price(problem, indices).total, indices, result.method, result.strategy, result.pk))
+            candidates.append(engine.Candidate(_to_indices(data, bytes(result.assignment)), result.method,
+                                               result.strategy, ref=result.pk))
         if method == Method.CERTIFIED and not bounds:
             solution = engine.solve_certified(problem)
             bounds.append(solution.lower_bound)
-            candidates.append((solution.total_cost, solution.assignment.astype(np.int32), "certified",
-                               "certified (at finalize)", None))
-        cost, assignment, method_won, strategy, winner_pk = min(candidates, key=lambda c: c[0])
+            candidates.append(engine.Candidate(solution.assignment.astype(np.int32), "certified", "certified (at finalize)"))
+        winner = engine.choose_winner(
+            candidates,
+            current=engine.Candidate(problem.current_plan.astype(np.int32), "current", "keep current plans"),
+            allowed_plans=np.flatnonzero(problem.allowed[0]),
+            price=lambda assignment, problem=problem: engine.price(problem, assignment).total,
+        )
+        cost, assignment = winner.cost, winner.candidate.assignment
+        method_won, strategy, winner_pk = winner.candidate.method, winner.candidate.strategy, winner.candidate.ref
+        baseline_total = winner.costs[0]
+        current_total = winner.current_cost
+        if current_total is None and current_known:
+            current_total = engine.price(problem, problem.current_plan).total
 
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None

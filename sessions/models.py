@@ -8,6 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from carrieropt.money import MONEY
+from optimizer.engine.figures import CostFigures
 from optimizer.models import Method
 
 
@@ -88,17 +89,18 @@ class OptimizationSession(models.Model):
         return self.status in ACTIVE_STATUSES
 
     @property
+    def figures(self) -> CostFigures:
+        """Savings, savings ratio and gap of the session's totals."""
+        return CostFigures(self.current_cost, self.optimized_cost, self.lower_bound)
+
+    @property
     def savings(self):
-        if self.current_cost is None or self.optimized_cost is None:
-            return None
-        return self.current_cost - self.optimized_cost
+        return self.figures.savings
 
     @property
     def gap(self):
         """Optimized cost above the proven lower bound, as a fraction of the bound."""
-        if self.optimized_cost is None or not self.lower_bound:
-            return None
-        return (self.optimized_cost - self.lower_bound) / self.lower_bound
+        return self.figures.gap
 
 
 class EventKind(models.TextChoices):

@@ -20,6 +20,7 @@ from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 
 from carrieropt.money import CENT
+from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment
 from optimizer.selectors import NO_PLAN, plan_costs
 from rateplans.models import PortalType, RatePlan
@@ -61,12 +62,6 @@ def report_file(stored_path: str) -> pathlib.Path | None:
 
 def _local(value: dt.datetime | None, tz) -> str:
     return value.astimezone(tz).isoformat(timespec="seconds") if value else "never"
-
-
-def _ratio(part: Decimal | None, whole: Decimal | None) -> Decimal | None:
-    if part is None or not whole:
-        return None
-    return part / whole
 
 
 class _Sheet:
@@ -122,7 +117,7 @@ class _Sheet:
 def _write_summary(workbook: Workbook, session) -> None:
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     sheet = _Sheet(workbook, "Summary", {"A": 34, "B": 42, "C": 14, "D": 14, "E": 14})
-    savings = session.savings
+    figures = session.figures
     sheet.append([sheet.strong("Optimization results")])
     facts = [
         ("Tenant", sheet.text(session.tenant.name)),
@@ -137,10 +132,10 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Current cost", sheet.money(session.current_cost)),
         ("Baseline cost (closest included MB)", sheet.money(session.baseline_cost)),
         ("Optimized cost", sheet.money(session.optimized_cost)),
-        ("Savings", sheet.money(savings)),
-        ("Savings %", sheet.percent(_ratio(savings, session.current_cost))),
+        ("Savings", sheet.money(figures.savings)),
+        ("Savings %", sheet.percent(figures.savings_ratio)),
         ("Lower bound", sheet.money(session.lower_bound)),
-        ("Gap (optimized above bound)", sheet.percent(session.gap)),
+        ("Gap (optimized above bound)", sheet.percent(figures.gap)),
         ("Started", _local(session.started_at, tz)),
         ("Finished", _local(session.finished_at or timezone.now(), tz)),
         ("Last device sync", _local(provider.last_device_sync_at, tz)),
@@ -185,16 +180,14 @@ def _write_groups(workbook: Workbook, run) -> None:
     groups = list(run.comm_groups.prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
     totals = {"sims": 0}
     for g in groups:
-        savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
-        gap = _ratio(None if g.optimized_cost is None or g.lower_bound is None else g.optimized_cost - g.lower_bound,
-                     g.lower_bound)
+        figures = g.figures
         sheet.append([
             sheet.text(g.name), g.get_status_display(),
             sheet.text(", ".join(c.name for c in g.communication_plans.all())),
             sheet.text(", ".join(p.code for p in g.rate_plans.all())),
             g.device_count, sheet.money(g.current_cost), sheet.money(g.baseline_cost), sheet.money(g.optimized_cost),
-            sheet.money(savings), sheet.percent(_ratio(savings, g.current_cost)), sheet.money(g.lower_bound),
-            sheet.percent(gap), sheet.text(g.winning_method), sheet.text(g.winning_strategy), sheet.text(g.note),
+            sheet.money(figures.savings), sheet.percent(figures.savings_ratio), sheet.money(g.lower_bound),
+            sheet.percent(figures.gap), sheet.text(g.winning_method), sheet.text(g.winning_strategy), sheet.text(g.note),
         ])
         totals["sims"] += g.device_count
 
@@ -253,7 +246,7 @@ class _Subtotal:
 
     def write(self, out: _AssignmentSheets) -> None:
         s = out.next_row()
-        savings = None if self.current is None else self.current - self.recommended
+        savings = CostFigures(self.current, self.recommended).savings
         s.append([s.strong(f"{self.name} subtotal"), f"{self.sims} SIMs", "", "", self.usage, s.money(self.current),
                   s.money(self.recommended), s.money(savings), f"{self.changed} changed", ""])
 
@@ -332,8 +325,8 @@ def report_email(*, session, path: pathlib.Path) -> int:
         log.info("session %s: no report recipients configured; report not mailed", session.guid)
         return 0
     end = period.end_date
-    savings, gap = session.savings, session.gap
-    pct = _ratio(savings, session.current_cost)
+    figures = session.figures
+    savings, gap, pct = figures.savings, figures.gap, figures.savings_ratio
     lines = [
         f"The rate plan optimization of {provider.name} ({session.tenant.name}) has finished.",
         "",

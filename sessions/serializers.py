@@ -50,17 +50,16 @@ class SessionOut(serializers.ModelSerializer):
 
     @extend_schema_field(_money)
     def get_savings(self, obj):
-        return money_out(obj.savings)
+        return money_out(obj.figures.savings)
 
     @extend_schema_field(_ratio)
     def get_savings_percent(self, obj):
-        if obj.savings is None or not obj.current_cost:
-            return None
-        return ratio_out(obj.savings * 100 / obj.current_cost)
+        ratio = obj.figures.savings_ratio
+        return None if ratio is None else ratio_out(ratio * 100)
 
     @extend_schema_field(_ratio)
     def get_gap(self, obj):
-        return ratio_out(obj.gap)
+        return ratio_out(obj.figures.gap)
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_report_url(self, obj):

@@ -83,13 +83,14 @@ def session_detail(request, guid):
         .select_related("provider", "billing_period", "tenant", "run"), guid=guid)
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
     for g in groups:
-        g.savings = None if g.current_cost is None or g.optimized_cost is None else g.current_cost - g.optimized_cost
+        g.savings = g.figures.savings
     costs = plan_costs(run=session.run)
-    savings_pct = session.savings * 100 / session.current_cost if session.savings is not None and session.current_cost else None
+    figures = session.figures
+    savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     return render(request, "dashboard/session.html", {
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
         "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
-        "gap_pct": session.gap * 100 if session.gap is not None else None,
+        "gap_pct": None if figures.gap is None else figures.gap * 100,
         # jsonb does not keep key order: list the stages in the order they ran.
         "timings": sorted(((stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)),
                           key=lambda item: item[1].get("started", "")),

@@ -1,5 +1,6 @@
 """Pure numpy optimizer engine (no Django): cost model, legacy strategies, certified solver, offline file I/O."""
 from .certified import lagrangian_bound, solve_certified
+from .figures import CostFigures
 from .files import FileFormatError
 from .legacy import (
     LEGACY_MAX_PLANS,
@@ -11,21 +12,31 @@ from .legacy import (
     solve_legacy,
 )
 from .model import Billing, Catalogue, CatalogueError, Problem, ProblemError, Solution
+from .pergroup import Group, GroupAnswer, group_skip_reason, solve_per_group
 from .pricing import Pricing, plan_terms, price, sim_costs
+from .winner import Candidate, Winner, choose_winner, current_plans_compete
 
 __all__ = [
     "LEGACY_MAX_PLANS",
     "LEGACY_MAX_SEQUENCES",
     "Billing",
+    "Candidate",
     "Catalogue",
     "CatalogueError",
+    "CostFigures",
     "FileFormatError",
+    "Group",
+    "GroupAnswer",
     "LegacyBest",
     "Pricing",
     "Problem",
     "ProblemError",
     "Solution",
+    "Winner",
     "baseline_assignment",
+    "choose_winner",
+    "current_plans_compete",
+    "group_skip_reason",
     "lagrangian_bound",
     "legacy_evaluate_sequences",
     "plan_terms",
@@ -34,4 +45,5 @@ __all__ = [
     "sim_costs",
     "solve_certified",
     "solve_legacy",
+    "solve_per_group",
 ]

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from time import perf_counter
 
 import numpy as np
 
-from .legacy import group_skip_reason, legacy_best_for_group
+from .legacy import legacy_best_for_group
 from .model import Problem, Solution
-from .pricing import PlanTerms, blocks, group_cost, plan_terms, price
+from .pergroup import Group, GroupAnswer, solve_per_group
+from .pricing import PlanTerms, blocks, group_cost
+from .winner import Candidate, choose_winner
 
 # Groups whose every assignment can be listed (plans ** SIMs up to this) are solved by enumeration: exact.
 EXACT_LIMIT = 100_000
@@ -592,90 +593,37 @@ def solve_certified(
     max_sequences: int = 1000,
     exact_limit: int = EXACT_LIMIT,
 ) -> Solution:
-    """Certified assignment: per group the cheapest of (this solver, the legacy strategies, the current plans).
+    """Certified assignment: per group the winner (choose_winner) of this solver, the legacy strategies
+    and the current plans.
 
     Groups with no allowed plan, or more than `max_plans` when a limit is set, are skipped: their SIMs
     keep their current plan (-1 where unknown) and that fixed cost counts in both total and bound.
     """
-    started = perf_counter()
-    t = plan_terms(problem)
-    G, N = problem.n_groups, problem.n_sims
-    u_all, grp = problem.usage_mb, problem.group
-    by_usage = np.lexsort((u_all, grp))
-    starts = np.searchsorted(grp[by_usage], np.arange(G + 1))
-    assignment = problem.current_plan.astype(np.int64).copy()
-    group_bound = np.zeros(G)
-    skipped: list[int] = []
-    strategy: list[str] = []
-    sequence: list[tuple[str, ...] | None] = []
-    notes: list[str] = []
-    done = 0
-    for g in range(G):
-        idx = by_usage[starts[g] : starts[g + 1]]  # the group's SIMs, ascending usage
-        perm = np.argsort(idx, kind="stable")
-        orig = idx[perm]  # the same SIMs in input order: pricing them in this order matches price() bit for bit
-        plans = np.flatnonzero(problem.allowed[g])
-        name = problem.group_name(g)
-        if idx.size == 0:
-            strategy.append("no SIMs")
-            sequence.append(None)
-            continue
-        why = group_skip_reason(plans.size, max_plans)
-        if why:
-            skipped.append(g)
-            notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
-            c = group_cost(t, u_all[orig], assignment[orig])
-            group_bound[g] = c
-            strategy.append(f"skipped: {why}")
-            sequence.append(None)
-            done += idx.size
-            continue
+    share = 0.85 if compare_legacy else 1.0  # the legacy comparison takes roughly the rest
 
-        share = 0.85 if compare_legacy else 1.0  # the legacy comparison takes roughly the rest
-
-        def group_progress(fraction, done=done, size=idx.size, share=share):
-            if progress is not None:
-                progress((done + share * fraction * size) / max(N, 1))
-
-        res = solve_group(u_all[idx], plans, t, exact_limit=exact_limit, progress=group_progress)
-        best_plan = res.plan
-        best_cost = group_cost(t, u_all[orig], best_plan[perm])
-        best_how, best_seq = res.how, None
-
-        current = problem.current_plan[idx]
-        if np.all(np.isin(current, plans)):
-            c = group_cost(t, u_all[orig], current[perm])
-            if c < best_cost:
-                best_plan, best_cost, best_how, best_seq = current, c, "kept current plans (cheapest)", None
-        group_progress(1.0)
+    def solve_one(group: Group) -> GroupAnswer:
+        t, members, plans = group.terms, group.members, group.plans
+        u = problem.usage_mb[members]
+        idx = members[np.argsort(u, kind="stable")]  # the group's SIMs, ascending usage
+        perm = np.argsort(idx, kind="stable")  # back to input order: pricing in it matches price() bit for bit
+        res = solve_group(problem.usage_mb[idx], plans, t, exact_limit=exact_limit,
+                          progress=lambda fraction: group.progress(share * fraction))
+        candidates = [Candidate(res.plan[perm], "certified", res.how)]
+        group.progress(share)
         if compare_legacy:
-            lg = legacy_best_for_group(problem, g, max_sequences=max_sequences, terms=t, by_usage=idx)
-            if lg is not None and lg.cost < best_cost:
-                best_plan, best_cost, best_how, best_seq = lg.plan_by_usage, lg.cost, f"legacy: {lg.description}", lg.sequence
-        assignment[idx] = best_plan
-        group_bound[g] = min(res.bound, best_cost)
-        strategy.append(best_how)
-        sequence.append(best_seq)
-        done += idx.size
-        if progress is not None:
-            progress(done / max(N, 1))
+            lg = legacy_best_for_group(problem, group.index, max_sequences=max_sequences, terms=t, by_usage=idx)
+            if lg is not None:
+                candidates.append(Candidate(lg.plan_by_usage[perm], "legacy", f"legacy: {lg.description}", lg.sequence))
+        win = choose_winner(
+            candidates,
+            current=Candidate(problem.current_plan[members], "current", "kept current plans (cheapest)"),
+            allowed_plans=plans,
+            price=lambda plan: group_cost(t, u, plan),
+        )
+        return GroupAnswer(win.candidate.assignment, win.candidate.strategy, win.candidate.sequence,
+                           bound=min(res.bound, win.cost))
 
-    pr = price(problem, assignment)
-    if progress is not None:
-        progress(1.0)
-    return Solution(
-        assignment=assignment.astype(np.int32),
-        total_cost=pr.total,
-        lower_bound=float(group_bound.sum()),
-        group_cost=pr.per_group,
-        group_bound=group_bound,
-        method="certified",
-        seconds=perf_counter() - started,
-        skipped_groups=tuple(skipped),
-        winning_strategy=tuple(strategy),
-        winning_sequence=tuple(sequence),
-        notes=tuple(notes),
-    )
+    return solve_per_group(problem, solve_one, method="certified", max_plans=max_plans, bounded=True, progress=progress)
 
 
 __all__ = ["solve_certified", "solve_group", "lagrangian_bound", "GroupResult"]

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .model import CHARGE_TYPES, Billing, Catalogue, CatalogueError, Problem, ProblemError, Solution, relative_gap
+from .figures import CostFigures
+from .model import CHARGE_TYPES, Billing, Catalogue, CatalogueError, Problem, ProblemError, Solution
 from .pricing import price
 
 DEFAULT_GROUP = "default"
@@ -389,7 +390,8 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
     total = float(solution.total_cost)
     baseline = float(base.total) if unknown == 0 else None
     bound = solution.lower_bound
-    gap = relative_gap(total, bound)
+    figures = CostFigures(baseline, total, bound)
+    gap = figures.gap
     skipped = set(solution.skipped_groups)
     groups = {}
     for g in range(problem.n_groups):
@@ -398,7 +400,8 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         g_base = float(base.per_group[g]) if base.unpriced_per_group[g] == 0 else None
         g_total = float(solution.group_cost[g])
         g_bound = None if solution.group_bound is None else _none_if_nan(solution.group_bound[g])
-        g_gap = relative_gap(g_total, g_bound)
+        g_figures = CostFigures(g_base, g_total, g_bound)
+        g_gap = g_figures.gap
         groups[problem.group_name(g)] = {
             "devices": n,
             "total_cost": g_total,
@@ -406,7 +409,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "lower_bound": g_bound,
             "gap": g_gap,
             "gap_pct": None if g_gap is None else 100.0 * g_gap,
-            "savings": None if g_base is None else g_base - g_total,
+            "savings": g_figures.savings,
             "winning_strategy": solution.winning_strategy[g] if solution.winning_strategy else None,
             "winning_sequence": (
                 list(solution.winning_sequence[g]) if solution.winning_sequence and solution.winning_sequence[g] else None
@@ -435,8 +438,8 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         "lower_bound": bound,
         "gap": gap,
         "gap_pct": None if gap is None else 100.0 * gap,
-        "gap_definition": "(total_cost - lower_bound) / lower_bound; null without a bound",
-        "savings": None if baseline is None else baseline - total,
+        "gap_definition": "(total_cost - lower_bound) / lower_bound; null without a positive bound",
+        "savings": figures.savings,
         "solve_seconds": float(solution.seconds),
         "devices_unassigned": int((solution.assignment < 0).sum()),
         "skipped_groups": [problem.group_name(g) for g in solution.skipped_groups],

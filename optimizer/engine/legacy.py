@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from time import perf_counter
 
 import numpy as np
 
 from .model import Catalogue, Problem, ProblemError, Solution
-from .pricing import PlanTerms, blocks, group_cost, plan_terms, price
+from .pergroup import Group, GroupAnswer, solve_per_group
+from .pricing import PlanTerms, blocks, group_cost, plan_terms
 
 # The legacy system refused groups with more rate plans than this (an email asked to select 15 or fewer).
 LEGACY_MAX_PLANS = 15
@@ -21,15 +21,6 @@ STRATEGIES = (
     ("by communication plan", "largest usage first"),
     ("by communication plan", "smallest usage first"),
 )
-
-
-def group_skip_reason(n_plans: int, max_plans: int | None) -> str | None:
-    """Why a group gets no computed assignment (its SIMs keep their current plan), or None."""
-    if n_plans == 0:
-        return "no rate plans"
-    if max_plans is not None and n_plans > max_plans:
-        return f"{n_plans} rate plans > limit {max_plans}"
-    return None
 
 
 # --------------------------------------------------------------------------- baseline
@@ -333,48 +324,11 @@ def solve_legacy(
     Groups of 0 or 1 SIM keep the baseline.  Groups with more than `max_plans` plans (or none) are
     skipped as the legacy did: their SIMs keep the current plan, -1 where it is unknown.
     """
-    started = perf_counter()
-    t = plan_terms(problem)
-    G = problem.n_groups
-    assignment = problem.current_plan.astype(np.int32).copy()
-    skipped: list[int] = []
-    strategy: list[str] = []
-    sequence: list[tuple[str, ...] | None] = []
-    notes: list[str] = []
-    done = 0
-    for g in range(G):
-        positions = np.flatnonzero(problem.group == g)
-        plans = np.flatnonzero(problem.allowed[g])
-        name = problem.group_name(g)
-        if positions.size == 0:
-            strategy.append("no SIMs")
-            sequence.append(None)
-            continue
-        why = group_skip_reason(plans.size, max_plans)
-        if why:
-            skipped.append(g)
-            notes.append(f"group {name}: skipped ({why}); SIMs keep their current plan")
-            strategy.append(f"skipped: {why}")
-            sequence.append(None)
-        else:
-            res = legacy_best_for_group(problem, g, max_sequences=max_sequences, terms=t, by_usage=positions)
-            assignment[positions] = res.plan_by_usage
-            strategy.append(res.description if positions.size > 1 else "baseline (0 or 1 SIM)")
-            sequence.append(res.sequence)
-        done += positions.size
-        if progress is not None:
-            progress(done / max(problem.n_sims, 1))
-    pr = price(problem, assignment)
-    return Solution(
-        assignment=assignment,
-        total_cost=pr.total,
-        lower_bound=None,
-        group_cost=pr.per_group,
-        group_bound=None,
-        method="legacy",
-        seconds=perf_counter() - started,
-        skipped_groups=tuple(skipped),
-        winning_strategy=tuple(strategy),
-        winning_sequence=tuple(sequence),
-        notes=tuple(notes),
-    )
+
+    def solve_one(group: Group) -> GroupAnswer:
+        res = legacy_best_for_group(problem, group.index, max_sequences=max_sequences, terms=group.terms,
+                                    by_usage=group.members)
+        return GroupAnswer(res.plan_by_usage, res.description if group.members.size > 1 else "baseline (0 or 1 SIM)",
+                           res.sequence)
+
+    return solve_per_group(problem, solve_one, method="legacy", max_plans=max_plans, bounded=False, progress=progress)

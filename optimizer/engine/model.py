@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .figures import CostFigures
+
 CHARGE_TYPES = ("both", "rate", "overage")
 
 
@@ -197,14 +199,4 @@ class Solution:
     @property
     def gap(self) -> float | None:
         """(total - bound) / bound, the fraction by which the answer could at most be improved."""
-        if self.lower_bound is None:
-            return None
-        return relative_gap(self.total_cost, self.lower_bound)
-
-
-def relative_gap(cost: float, bound: float | None) -> float | None:
-    if bound is None or not np.isfinite(bound):
-        return None
-    if bound <= 0:
-        return 0.0 if cost <= max(bound, 0.0) + 1e-9 else None
-    return max(0.0, (cost - bound) / bound)
+        return CostFigures(optimized=self.total_cost, bound=self.lower_bound).gap

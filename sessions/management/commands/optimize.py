@@ -7,6 +7,7 @@ from tqdm import tqdm
 
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
+from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
 from sessions.models import Method, OptimizationSession, Trigger
 from sessions.services import session_start
@@ -67,10 +68,13 @@ def _summary(session) -> str:
     lines.append(f"  optimized cost    {optimized:>14,.2f}")
     if session.current_cost is not None:
         # From the displayed figures, so the three lines add up on screen.
-        pct = 100 * (current - optimized) / current if current else 0
-        lines.append(f"  savings           {current - optimized:>14,.2f}  ({pct:.1f} %)")
+        shown = CostFigures(current, optimized)
+        pct = 100 * shown.savings_ratio if shown.savings_ratio is not None else 0
+        lines.append(f"  savings           {shown.savings:>14,.2f}  ({pct:.1f} %)")
     if session.lower_bound is not None:
-        lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}  (optimized is within {100 * session.gap:.3f} % of it)")
+        gap = session.figures.gap
+        within = f"  (optimized is within {100 * gap:.3f} % of it)" if gap is not None else ""
+        lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}{within}")
     if session.report_path:
         lines.append(f"  report                 {session.report_path}")
     return "\n".join(lines)
