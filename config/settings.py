@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "devices",
     "optimizer",
     "sessions.apps.OptSessionsConfig",
+    "pushes",
 ]
 
 MIDDLEWARE = [
