@@ -6,6 +6,7 @@ from rest_framework import generics, status
 from rest_framework.response import Response
 
 from carrieropt.api.base import ErrorSerializer
+from pushes.counts import push_counts_many
 from pushes.models import RatePlanPush
 from pushes.recommendations import session_apply
 from pushes.serializers import PushOut
@@ -40,3 +41,12 @@ class SessionPushesApi(SessionApi, generics.ListAPIView):
     def get_queryset(self):
         return (RatePlanPush.objects.filter(session=self.session()).select_related("provider", "session")
                 .order_by("-created_at", "-pk"))
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        pushes = list(queryset) if page is None else page
+        # The live counts of the whole page in one query, not one per push.
+        counts = push_counts_many(push_ids=[push.pk for push in pushes])
+        for push in pushes:
+            push._live_counts = counts[push.pk]
+        return page

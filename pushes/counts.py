@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db.models import Count, Q
@@ -47,6 +48,16 @@ def _counts(row: dict) -> PushCounts:
 def push_counts(*, push_id: int) -> PushCounts:
     """Live counts of a push's changes, in one query."""
     return _counts(RatePlanChange.objects.filter(push_id=push_id).aggregate(**_aggregates()))
+
+
+def push_counts_many(*, push_ids: Iterable[int]) -> dict[int, PushCounts]:
+    """Live counts of several pushes, in one query (a page of the API's list)."""
+    ids = list(push_ids)
+    rows = (RatePlanChange.objects.filter(push_id__in=ids).order_by().values("push_id")
+            .annotate(**_aggregates()))
+    found = {row["push_id"]: _counts(row) for row in rows}
+    empty = _counts({name: 0 for name in _aggregates()})
+    return {pk: found.get(pk, empty) for pk in ids}
 
 
 def push_counts_refresh(*, push_id: int) -> PushCounts:

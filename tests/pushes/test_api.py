@@ -1,9 +1,11 @@
 """POST /api/sessions/{guid}/apply/ and GET /api/sessions/{guid}/pushes/."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from pushes.models import RatePlanPush
+from pushes.models import RatePlanPush, RatePlanPushBatch
 from pushes.recommendations import session_apply
 from rateplans.services import billing_period_current
 from tests.factories_results import session_with_results
@@ -60,3 +62,23 @@ def test_api_apply_and_pushes_are_tenant_scoped(api, provider_b):
 def test_api_apply_needs_credentials(client, provider_a):
     session = session_with_results(provider=provider_a)
     assert client.post(apply_url(session)).status_code == 401
+
+
+@NO_COMMITS
+def test_the_pushes_list_takes_as_many_queries_for_four_pushes_as_for_one(api, provider_a, django_assert_num_queries):
+    session = session_with_results(provider=provider_a, period=billing_period_current(provider=provider_a),
+                                   groups=2, sims_per_group=6)
+    url = reverse("api:session-pushes", kwargs={"guid": session.guid})
+    first = session_apply(session=session, trigger="test")
+    with CaptureQueriesContext(connection) as one:
+        assert api.get(url).status_code == 200
+    for _ in range(3):
+        # Ended without sending anything, so the session can be applied again: each push has the same changes.
+        RatePlanPush.objects.filter(session=session, status="running").update(status="succeeded")
+        session_apply(session=session, trigger="test")
+    assert RatePlanPushBatch.objects.filter(push__session=session).count() == 4 * first.batches.count()
+
+    with django_assert_num_queries(len(one.captured_queries)):
+        response = api.get(url)
+    rows = response.json()["results"]
+    assert len(rows) == 4 and first.total > 0 and {row["remaining"] for row in rows} == {first.total}
