@@ -3,9 +3,9 @@ from django.urls import path, re_path
 
 from carrieropt.api.base import api_not_found
 from devices import api as devices
+from pushes import api as pushes
 from rateplans import api as rateplans
 from sessions import api as sessions
-from sessions import api_apply
 
 app_name = "api"
 
@@ -26,8 +26,8 @@ urlpatterns = [
     path("sessions/<uuid:guid>/groups/", sessions.SessionGroupsApi.as_view(), name="session-groups"),
     path("sessions/<uuid:guid>/assignments/", sessions.SessionAssignmentsApi.as_view(), name="session-assignments"),
     path("sessions/<uuid:guid>/report/", sessions.SessionReportApi.as_view(), name="session-report"),
-    path("sessions/<uuid:guid>/apply/", api_apply.SessionApplyApi.as_view(), name="session-apply"),
-    path("sessions/<uuid:guid>/pushes/", api_apply.SessionPushesApi.as_view(), name="session-pushes"),
+    path("sessions/<uuid:guid>/apply/", pushes.SessionApplyApi.as_view(), name="session-apply"),
+    path("sessions/<uuid:guid>/pushes/", pushes.SessionPushesApi.as_view(), name="session-pushes"),
     # Paths ending without a slash are left to APPEND_SLASH's redirect.
     re_path(r"^(?:.*/)?$", api_not_found),
 ]

@@ -1,7 +1,7 @@
 """The one settings file: every value that differs between machines comes from the environment."""
 from pathlib import Path
 
-from carrieropt.env import database_from_url, envbool, envint, envstr
+from carrieropt.env import database_from_url, envbool, envfloat, envint, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(envstr("CARRIEROPT_VAR_DIR", str(BASE_DIR / "var")))
@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "devices",
     "optimizer",
     "sessions.apps.OptSessionsConfig",
+    "pushes",
 ]
 
 MIDDLEWARE = [
@@ -181,11 +182,22 @@ AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
 
 # Pushing recommended rate plans to the carrier (legacy rules: batches of 250, 60 SIMs/min
 # until a rate is measured, go only with 10 minutes to spare before the period ends).
+# A push stores the tuning it was created with (RatePlanPush.tuning): every worker of it agrees.
 PUSH_BATCH_SIZE = envint("PUSH_BATCH_SIZE", 250, minimum=1)
 PUSH_DEFAULT_RATE_PER_MINUTE = envint("PUSH_DEFAULT_RATE_PER_MINUTE", 60, minimum=1)
+PUSH_RATE_MIN_SAMPLE = envint("PUSH_RATE_MIN_SAMPLE", 50, minimum=1)
 PUSH_MIN_SLACK_MINUTES = envint("PUSH_MIN_SLACK_MINUTES", 10, minimum=0)
-PUSH_CALL_TIMEOUT = envint("PUSH_CALL_TIMEOUT", 30, minimum=1)
-PUSH_VERIFY_DELAY_SECONDS = envint("PUSH_VERIFY_DELAY_SECONDS", 30, minimum=0)
+PUSH_CALL_TIMEOUT = envfloat("PUSH_CALL_TIMEOUT", 30.0, minimum=0.01)
+PUSH_READ_ATTEMPTS = envint("PUSH_READ_ATTEMPTS", 5, minimum=1)
+PUSH_SEND_ATTEMPTS = envint("PUSH_SEND_ATTEMPTS", 8, minimum=1)
+PUSH_BACKOFF_BASE = envfloat("PUSH_BACKOFF_BASE", 0.5, minimum=0)
+PUSH_BACKOFF_CAP = envfloat("PUSH_BACKOFF_CAP", 30.0, minimum=0)
+PUSH_RESEND_MARGIN_SECONDS = envfloat("PUSH_RESEND_MARGIN_SECONDS", 15.0, minimum=0)
+PUSH_LEASE_SECONDS = envfloat("PUSH_LEASE_SECONDS", 120.0, minimum=1)
+PUSH_VERIFY_DELAY_SECONDS = envfloat("PUSH_VERIFY_DELAY_SECONDS", 30.0, minimum=0)
+# A batch task gives its batch back after this long, well inside django-q2's timeout.
+PUSH_RUN_SECONDS = envfloat("PUSH_RUN_SECONDS", 0.8 * Q_TIMEOUT, minimum=1)
+PUSH_MAX_BATCH_CLAIMS = envint("PUSH_MAX_BATCH_CLAIMS", 10, minimum=1)
 
 # Carrier simulator used by the demo
 SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")

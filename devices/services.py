@@ -17,8 +17,8 @@ from carrieropt.errors import ApplicationError
 from carriers import CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
 from devices.clients import client_for
-from devices.models import PUSH_ACTIVE_STATUSES, DeviceStatus, RatePlanPush, SyncKind, SyncRun, SyncStatus
-from devices.signals import device_sync_completed
+from devices.models import DeviceStatus, SyncKind, SyncRun, SyncStatus
+from devices.signals import device_sync_completed, device_sync_starting
 from devices.usage import bytes_to_mb, projected_mb
 from rateplans.models import BillingPeriod, RatePlan, ServiceProvider
 from rateplans.services import billing_period_current
@@ -72,16 +72,14 @@ def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datet
             status=SyncStatus.FAILED, finished_at=now,
             error=f"abandoned: still running after {RUN_ABANDONED_AFTER} (the process died?)")
         busy = selectors.sync_runs_running(provider=provider, kinds=exclusive_kinds)
-        # The carrier's rate limit is per account but our token bucket is per process: a sync
-        # and a push of one account in two workers would together exceed it.
-        pushing = RatePlanPush.objects.filter(provider=provider, status__in=PUSH_ACTIVE_STATUSES).first()
+        # A higher layer may hold the account's rate limit (a rate-plan push does).
+        refusals = [reason for _, reason in device_sync_starting.send(sender=SyncRun, provider=provider) if reason]
         run = SyncRun.objects.create(provider=provider, kind=kind, modified_since=modified_since)
         if busy:
             _run_fail(run, f"sync #{busy[0].pk} of this account is still running (started {busy[0].started_at:%Y-%m-%d %H:%M:%S %Z}); "
                            f"nothing was read or changed", started=time.monotonic())
-        elif pushing:
-            _run_fail(run, f"rate plan update #{pushing.pk} of this account is running and uses the carrier's rate limit; "
-                           f"sync again when it has finished. Nothing was read or changed", started=time.monotonic())
+        elif refusals:
+            _run_fail(run, refusals[0], started=time.monotonic())
     return run
 
 

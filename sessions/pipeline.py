@@ -18,11 +18,11 @@ from carrieropt.errors import ApplicationError
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
 from optimizer.models import GroupStatus
-from sessions.apply import session_apply_after_complete
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage
 from sessions.reports import report_email, report_write
 from sessions.services import session_fail
+from sessions.signals import session_completed
 
 log = logging.getLogger(__name__)
 
@@ -236,8 +236,8 @@ def stage_finalizing(session_id: int) -> None:
         completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
                              progress=PROGRESS[Stage.COMPLETE], update={"report_path": str(report_path or "")})
         if completed is not None:
-            # Queued in the completing transaction: an automatic push happens iff the completion commits.
-            session_apply_after_complete(session=completed)
+            # Sent in the completing transaction: what a receiver queues (an automatic push) runs iff it commits.
+            session_completed.send(sender=OptimizationSession, session=completed)
 
 
 def _report(session):

@@ -244,7 +244,7 @@ def test_unknown_rate_plan_is_rejected_with_its_reason_and_the_sim_not_marked_mi
 
 
 def test_no_sync_while_a_rate_plan_push_of_the_account_uses_the_carriers_rate_limit(tenant, carrier_simulator):
-    from devices.models import RatePlanPush
+    from pushes.models import RatePlanPush
     from rateplans.services import billing_period_current
 
     provider = simulated_provider(server=carrier_simulator, tenant=tenant)

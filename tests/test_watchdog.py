@@ -75,4 +75,5 @@ def test_setup_schedules_is_idempotent(db):
     call_command("setup_schedules", stdout=out)
     call_command("setup_schedules", stdout=out)
     funcs = sorted(Schedule.objects.values_list("func", flat=True))
-    assert funcs == ["sessions.tasks.deliver_events", "sessions.tasks.watchdog_run", "sessions.tasks.window_check"]
+    assert funcs == ["pushes.tasks.resume_pushes", "sessions.tasks.deliver_events", "sessions.tasks.watchdog_run",
+                     "sessions.tasks.window_check"]

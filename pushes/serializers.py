@@ -1,15 +1,10 @@
-"""REST API of rate-plan pushes: apply a session's recommendations (202/409) and follow its pushes."""
+"""The push as the API shows it: its Go/No-Go decision and live counts."""
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import generics, serializers, status
-from rest_framework.response import Response
+from rest_framework import serializers
 
-from carrieropt.api.base import ErrorSerializer
-from devices.models import RatePlanPush
-from devices.push import push_counts, push_rate_live
-from sessions.api import SessionApi
-from sessions.apply import session_apply
+from pushes.counts import push_counts, push_rate_live
+from pushes.models import RatePlanPush
 
 
 class PushOut(serializers.ModelSerializer):
@@ -38,6 +33,7 @@ class PushOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def _counts(self, obj):
+        # A list sets _live_counts for a whole page in one query (SessionPushesApi); one push counts its own.
         if getattr(obj, "_live_counts", None) is None:
             obj._live_counts = push_counts(push_id=obj.pk)
         return obj._live_counts
@@ -65,34 +61,3 @@ class PushOut(serializers.ModelSerializer):
 
     def get_rate_per_minute_measured(self, obj) -> float | None:
         return push_rate_live(push=obj, processed=self._counts(obj).processed)
-
-
-APPLY_CONFLICT = OpenApiResponse(ErrorSerializer, description=(
-    "`push_running`: a push of this carrier account is still running (`active_push` names it); "
-    "`session_not_complete`: the session has not completed."))
-
-
-class SessionApplyApi(SessionApi):
-    """Push the session's recommended rate plans to the carrier.
-
-    202 with the push: `decision` says Go (the push runs in the background; follow it at
-    /api/sessions/{id}/pushes/) or No-Go (too little time before the billing period ends:
-    recorded, e-mailed, nothing sent).
-    """
-
-    serializer_class = PushOut
-
-    @extend_schema(operation_id="sessions_apply", request=None, responses={202: PushOut, 409: APPLY_CONFLICT})
-    def post(self, request, guid):
-        push = session_apply(session=self.session(), trigger="api")
-        return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
-
-
-class SessionPushesApi(SessionApi, generics.ListAPIView):
-    """The session's pushes, newest first: decision, counts applied / failed / remaining, measured rate."""
-
-    serializer_class = PushOut
-
-    def get_queryset(self):
-        return (RatePlanPush.objects.filter(session=self.session()).select_related("provider", "session")
-                .order_by("-created_at", "-pk"))

@@ -1,4 +1,4 @@
-"""Applying a session's recommendations: its change list, and the manual and automatic triggers of a push."""
+"""A session's recommendations as a push: its change list, and the manual and automatic ways to apply it."""
 from __future__ import annotations
 
 import datetime as dt
@@ -8,12 +8,14 @@ from django.db.models import Subquery
 
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
-from devices.models import ChangeStatus, RatePlanChange, RatePlanPush
-from devices.push import PlannedChange, push_create
 from optimizer.models import DeviceAssignment
+from pushes.create import PlannedChange, PushAlreadyRunning, push_create
+from pushes.models import ChangeStatus, RatePlanChange, RatePlanPush
 from sessions.models import OptimizationSession, SessionStatus, Stage
 
 log = logging.getLogger(__name__)
+
+SESSION_APPLY_TASK = "pushes.tasks.session_apply_task"
 
 
 class SessionNotComplete(Conflict):
@@ -22,7 +24,10 @@ class SessionNotComplete(Conflict):
 
 def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     """The SIMs whose recommended plan differs from the plan the optimization saw, minus those an
-    earlier push of this session already applied (so applying again only retries what is left)."""
+    earlier push of this session already applied (so applying again only retries what is left).
+
+    The push's only query of a session's assignments: keep it the only one.
+    """
     done = RatePlanChange.objects.filter(push__session=session, status=ChangeStatus.APPLIED).values("device_id")
     rows = (DeviceAssignment.objects.filter(run_id=session.run_id, changed=True)
             .exclude(device_id__in=Subquery(done))
@@ -55,11 +60,24 @@ def session_apply(*, session: OptimizationSession, trigger: str, now: dt.datetim
 def session_apply_after_complete(*, session: OptimizationSession) -> bool:
     """Queue the automatic push of a session that just completed, when its account asks for one.
 
-    Called inside the transaction that completes the session, so the push is
-    queued exactly when the completion commits.
+    Called inside the transaction that completes the session (sessions' session_completed
+    signal), so the push is queued exactly when the completion commits.
     """
     provider = session.provider
     if not (provider.auto_apply and provider.is_jasper_family):
         return False
-    enqueue_on_commit("sessions.tasks.apply_session", session.pk, "auto")
+    enqueue_on_commit(SESSION_APPLY_TASK, session.pk, "auto")
     return True
+
+
+def session_apply_queued(*, session: OptimizationSession, trigger: str = "auto") -> RatePlanPush | None:
+    """The queued apply of a session (the automatic one after completion): at most one automatic push per session."""
+    if trigger == "auto" and RatePlanPush.objects.filter(session=session, trigger="auto").exists():
+        # A redelivered task: the automatic push already happened (or was a No-Go); once is the rule.
+        return None
+    try:
+        return session_apply(session=session, trigger=trigger)
+    except PushAlreadyRunning as exc:
+        # Not lost: the session can be applied again from the API, the admin or the command.
+        log.warning("session %s: automatic rate plan update not started: %s", session.pk, exc.message)
+        return None

@@ -7,9 +7,11 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from carrieropt.errors import ApplicationError
-from devices.models import BatchStatus, PushDecision, PushStatus, RatePlanPush
-from devices.push import PushCounts, push_batch_run, push_counts, push_verify_run
-from sessions.apply import session_apply
+from pushes.batches import push_batch_run
+from pushes.counts import PushCounts, push_counts
+from pushes.models import BatchStatus, PushDecision, PushStatus, RatePlanPush
+from pushes.recommendations import session_apply
+from pushes.verify import push_verify_run
 from sessions.models import OptimizationSession
 
 

@@ -6,10 +6,11 @@ import pytest
 
 from carriers.simulator import Faults
 from carriers.simulator.testing import running_simulator
-from devices.models import RatePlanChange, RatePlanPush, RatePlanPushBatch
-from devices.push import push_create, pushes_resume
+from pushes.create import push_create
+from pushes.models import RatePlanChange, RatePlanPush, RatePlanPushBatch
+from pushes.resume import pushes_resume
+from tests.pushes.helpers import api_changes, fleet, mid_period, moves, puts
 from tests.qcluster import qcluster, wait_for
-from tests.test_apply import api_changes, fleet, mid_period, moves, puts
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -38,7 +39,7 @@ def test_worker_killed_mid_push_then_resumed_sends_no_change_twice_and_misses_no
             stuck = set(RatePlanChange.objects.filter(push=push, status="sending").values_list("iccid", flat=True))
 
             def finished():
-                pushes_resume()  # the watchdog schedule would do this every minute
+                pushes_resume()  # the resume schedule would do this every minute
                 done = RatePlanPush.objects.get(pk=push.pk)
                 return done if not done.is_active else None
 

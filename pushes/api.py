@@ -1,0 +1,52 @@
+"""REST API of rate-plan pushes: apply a session's recommendations (202/409) and follow its pushes."""
+from __future__ import annotations
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.response import Response
+
+from carrieropt.api.base import ErrorSerializer
+from pushes.counts import push_counts_many
+from pushes.models import RatePlanPush
+from pushes.recommendations import session_apply
+from pushes.serializers import PushOut
+from sessions.api import SessionApi
+
+APPLY_CONFLICT = OpenApiResponse(ErrorSerializer, description=(
+    "`push_running`: a push of this carrier account is still running (`active_push` names it); "
+    "`session_not_complete`: the session has not completed."))
+
+
+class SessionApplyApi(SessionApi):
+    """Push the session's recommended rate plans to the carrier.
+
+    202 with the push: `decision` says Go (the push runs in the background; follow it at
+    /api/sessions/{id}/pushes/) or No-Go (too little time before the billing period ends:
+    recorded, e-mailed, nothing sent).
+    """
+
+    serializer_class = PushOut
+
+    @extend_schema(operation_id="sessions_apply", request=None, responses={202: PushOut, 409: APPLY_CONFLICT})
+    def post(self, request, guid):
+        push = session_apply(session=self.session(), trigger="api")
+        return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SessionPushesApi(SessionApi, generics.ListAPIView):
+    """The session's pushes, newest first: decision, counts applied / failed / remaining, measured rate."""
+
+    serializer_class = PushOut
+
+    def get_queryset(self):
+        return (RatePlanPush.objects.filter(session=self.session()).select_related("provider", "session")
+                .order_by("-created_at", "-pk"))
+
+    def paginate_queryset(self, queryset):
+        page = super().paginate_queryset(queryset)
+        pushes = list(queryset) if page is None else page
+        # The live counts of the whole page in one query, not one per push.
+        counts = push_counts_many(push_ids=[push.pk for push in pushes])
+        for push in pushes:
+            push._live_counts = counts[push.pk]
+        return page
