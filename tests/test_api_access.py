@@ -2,7 +2,7 @@
 import pytest
 from django.urls import URLPattern, reverse
 
-from carrieropt import api_urls
+from config import api_urls
 from tests.factories_results import ProgressEventFactory, session_with_results, token_for
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
