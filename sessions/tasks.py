@@ -4,6 +4,7 @@ from __future__ import annotations
 from carrieropt.errors import ApplicationError
 from optimizer import services as optimizer_services
 from sessions import pipeline, watchdog, webhooks, windows
+from sessions.models import OptimizationSession
 from sessions.services import session_fail
 
 
