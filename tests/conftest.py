@@ -3,7 +3,7 @@ in as them; tasks run inline; the demo fleet; the carrier simulator (carriers.si
 import pytest
 
 from tests import factories
-from tests.factories_results import token_for
+from tests.factories_results import session_with_results, token_for
 
 pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 
@@ -95,6 +95,14 @@ def demo(request, db):
 
     marker = request.node.get_closest_marker("demo")
     return demo_seed(**{"devices": 120, "seed": 4, **(marker.kwargs if marker else {})})
+
+
+@pytest.fixture
+def completed_session(settings, tmp_path):
+    """completed_session(provider=, groups=, sims_per_group=, seed=, notes=, **session_fields): a session the real
+    pipeline ran on a small seeded fleet (tests.factories_results.session_with_results), its report under tmp_path."""
+    settings.REPORTS_DIR = tmp_path / "reports"
+    return session_with_results
 
 
 def pytest_collection_modifyitems(config, items):

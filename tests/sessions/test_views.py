@@ -3,11 +3,11 @@ from django.urls import reverse
 
 from sessions.models import OptimizationSession
 from sessions.reports import report_write
-from tests.factories_results import OptimizationRunFactory, session_with_results
+from tests.factories_results import OptimizationRunFactory
 
 
-def test_pages_need_a_login(client, provider_a):
-    session = session_with_results(provider=provider_a, groups=1, sims_per_group=1)
+def test_pages_need_a_login(completed_session, client, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=1)
     for url in ["/", reverse("dashboard:session-detail", args=[session.guid])]:
         response = client.get(url)
         assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
@@ -24,9 +24,9 @@ def test_login_with_password_lands_on_the_sessions_list(client, alice, tenant_a)
     assert client.get("/").status_code == 200
 
 
-def test_list_shows_own_accounts_and_sessions_with_progress_bars(alice_client, provider_a, provider_b):
-    mine = session_with_results(provider=provider_a, groups=1, sims_per_group=2)
-    theirs = session_with_results(provider=provider_b, groups=1, sims_per_group=2)
+def test_list_shows_own_accounts_and_sessions_with_progress_bars(completed_session, alice_client, provider_a, provider_b):
+    mine = completed_session(provider=provider_a, groups=1, sims_per_group=2)
+    theirs = completed_session(provider=provider_b, groups=1, sims_per_group=2)
     running = OptimizationSession.objects.create(tenant=provider_a.tenant, provider=provider_a, status="running",
                                                  stage="optimizing", progress=50,
                                                  billing_period=mine.billing_period,
@@ -69,9 +69,10 @@ def test_start_for_another_tenants_account_is_404(alice_client, provider_b):
     assert not OptimizationSession.objects.exists()
 
 
-def test_session_page_shows_totals_chart_groups_and_report_link(alice_client, provider_a, settings, tmp_path):
+def test_session_page_shows_totals_chart_groups_and_report_link(completed_session, alice_client, provider_a, settings, tmp_path):
+    # The pipeline wrote a report; the page first shows the session as if none were written yet.
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=3, report_path="")
     settings.REPORTS_DIR = tmp_path
-    session = session_with_results(provider=provider_a, groups=2, sims_per_group=3)
     url = reverse("dashboard:session-detail", args=[session.guid])
     body = alice_client.get(url).content.decode()
     for value in (session.current_cost, session.optimized_cost, session.savings, session.lower_bound):
@@ -93,8 +94,8 @@ def test_session_page_shows_totals_chart_groups_and_report_link(alice_client, pr
     assert download.status_code == 200, "the dashboard's login session is enough to download"
 
 
-def test_session_page_of_another_tenant_is_404(alice_client, provider_b):
-    session = session_with_results(provider=provider_b, groups=1, sims_per_group=1)
+def test_session_page_of_another_tenant_is_404(completed_session, alice_client, provider_b):
+    session = completed_session(provider=provider_b, groups=1, sims_per_group=1)
     assert alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).status_code == 404
 
 
