@@ -67,6 +67,21 @@ def api(client, alice, tenant_a):
 
 
 @pytest.fixture
+def list_queries(api):
+    """list_queries(url, **params) -> (queries, count): one GET of a list endpoint as alice, every row on one page,
+    its database queries counted (token lookup included)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def measure(url, **params):
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(url, {"page_size": 1000, **params})
+        assert response.status_code == 200, response.content
+        return len(queries.captured_queries), response.json()["count"]
+    return measure
+
+
+@pytest.fixture
 def alice_client(client, alice, tenant_a):
     """The browser pages as alice (login session)."""
     client.force_login(alice)

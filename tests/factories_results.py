@@ -64,6 +64,9 @@ def token_for(user) -> str:
     return Token.objects.get_or_create(user=user)[0].key
 
 
+FLEET_POOL = 2000  # demo SIMs drawn from: ~250 activated ones on the rarest communication plan
+
+
 def fleet_seed(*, provider, groups: int = 2, sims_per_group: int = 3, seed: int | None = None,
                notes: dict[int, str] | None = None) -> list[Device]:
     """`sims_per_group` activated SIMs on each of the first `groups` communication plans of the demo catalogue
@@ -82,7 +85,8 @@ def fleet_seed(*, provider, groups: int = 2, sims_per_group: int = 3, seed: int 
     plans = {p.code: p for p in RatePlan.objects.filter(provider=provider)}
     comms = {c.name: c for c in CommunicationPlan.objects.filter(provider=provider)}
     period = billing_period_current(provider=provider)
-    pool = fleet_spec.generate_fleet(max(200, 40 * sims_per_group), seed)
+    # One pool size whatever the request, so a larger fleet of the same seed holds the smaller one.
+    pool = fleet_spec.generate_fleet(FLEET_POOL, seed)
     now = timezone.now()
     rows, usage = [], {}
     for index, spec in enumerate(specs[:groups]):

@@ -50,3 +50,16 @@ def test_devices_paginate_with_a_constant_number_of_queries(api, fleet, django_a
     assert len(rest["results"]) == 6 and rest["next"] is None
     iccids = [d["iccid"] for d in first["results"]]
     assert iccids == sorted(iccids)
+
+
+def test_device_list_queries_do_not_grow_with_the_sims(list_queries, provider_a):
+    url = reverse("api:device-list")
+    plan = RatePlanFactory(provider=provider_a)
+    for _ in range(3):
+        DeviceFactory(provider=provider_a, rate_plan=plan, rate_plan_code=plan.code)
+    few = list_queries(url)
+    for _ in range(27):
+        DeviceFactory(provider=provider_a, rate_plan=plan, rate_plan_code=plan.code)
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 3, (few, many)  # token, count, page

@@ -4,7 +4,7 @@ import re
 from django.urls import reverse
 
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
-from tests.factories import CommunicationPlanFactory, RatePlanFactory
+from tests.factories import CommunicationPlanFactory, RatePlanFactory, ServiceProviderFactory
 
 ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 
@@ -156,3 +156,42 @@ def test_carrier_url_must_be_https_except_on_loopback(api, provider_a):
     assert response.status_code == 400 and "api_base_url" in response.json()["error"]["fields"]
     response = patch(api, "provider-detail", {"api_base_url": "http://127.0.0.1:9000", "api_key": "sk-x"}, pk=provider_a.pk)
     assert response.status_code == 200
+
+
+# -- query counts: the same for 3 rows as for 30 ---------------------------------------------------------------
+
+def test_provider_list_queries_do_not_grow_with_the_accounts(list_queries, provider_a, tenant_a):
+    url = reverse("api:provider-list")
+    for _ in range(2):
+        ServiceProviderFactory(tenant=tenant_a)
+    few = list_queries(url)
+    for _ in range(27):
+        ServiceProviderFactory(tenant=tenant_a)
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 3, (few, many)  # token, count, page
+
+
+def test_rate_plan_list_queries_do_not_grow_with_the_plans(list_queries, provider_a):
+    url = reverse("api:rate-plan-list")
+    for _ in range(3):
+        RatePlanFactory(provider=provider_a)
+    few = list_queries(url)
+    for _ in range(27):
+        RatePlanFactory(provider=provider_a)
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 3, (few, many)
+
+
+def test_communication_plan_list_queries_do_not_grow_with_the_plans(list_queries, provider_a):
+    url = reverse("api:communication-plan-list")
+    plans = [RatePlanFactory(provider=provider_a) for _ in range(5)]
+    for i in range(3):
+        CommunicationPlanFactory(provider=provider_a, rate_plans=plans[: i % 5 + 1])
+    few = list_queries(url)
+    for i in range(27):
+        CommunicationPlanFactory(provider=provider_a, rate_plans=plans[: i % 5 + 1])
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 4, (few, many)  # token, count, page, the allowed rate plans

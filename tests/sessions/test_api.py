@@ -5,9 +5,10 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
+from optimizer.models import CommGroup
 from sessions.models import OptimizationSession
 from sessions.reports import report_write
-from tests.factories_results import ProgressEventFactory
+from tests.factories_results import OptimizationSessionFactory, ProgressEventFactory
 
 ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 DECIMAL = re.compile(r"^-?\d+\.\d{4}$")
@@ -173,3 +174,56 @@ def test_report_path_outside_the_reports_folder_is_never_served(api, finished, s
     finished.report_path = str(outside)
     finished.save()
     assert api.get(reverse("api:session-report", kwargs={"guid": finished.guid})).status_code == 404
+
+
+# -- query counts of the lists: the same for 3 rows as for 30 --------------------------------------------------
+
+def test_session_list_queries_do_not_grow_with_the_sessions(list_queries, completed_session, provider_a):
+    url = reverse("api:session-list")
+    period = completed_session(provider=provider_a, groups=1, sims_per_group=2).billing_period
+    for _ in range(2):
+        OptimizationSessionFactory(provider=provider_a, billing_period=period)
+    few = list_queries(url)
+    for _ in range(27):
+        OptimizationSessionFactory(provider=provider_a, billing_period=period)
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 3, (few, many)  # token, count, page with provider and billing period joined
+
+
+def test_event_list_queries_do_not_grow_with_the_events(list_queries, finished):
+    url = reverse("api:session-events", kwargs={"guid": finished.guid})
+    recorded = finished.events.count()
+    few = list_queries(url)
+    for _ in range(27):
+        ProgressEventFactory(session=finished, progress=100)
+    many = list_queries(url)
+    assert (few[1], many[1]) == (recorded, recorded + 27)
+    assert few[0] == many[0] <= 4, (few, many)  # token, session, count, page
+
+
+def test_group_list_queries_do_not_grow_with_the_groups(list_queries, completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=3, sims_per_group=2)
+    url = reverse("api:session-groups", kwargs={"guid": session.guid})
+    few = list_queries(url)
+    # 27 more groups like the pipeline's first one (a run this wide needs 27 more catalogues).
+    model = session.run.comm_groups.get(name="G1")
+    for i in range(27):
+        group = CommGroup.objects.create(
+            run=session.run, name=f"G{i + 4}", plan_key=f"copy-{i}", status=model.status,
+            device_count=model.device_count, current_cost=model.current_cost, baseline_cost=model.baseline_cost,
+            optimized_cost=model.optimized_cost, lower_bound=model.lower_bound, winning_method=model.winning_method)
+        group.communication_plans.set(model.communication_plans.all())
+        group.rate_plans.set(model.rate_plans.all())
+    many = list_queries(url)
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 6, (few, many)  # token, session, count, page, communication plans, rate plans
+
+
+def test_assignment_list_queries_do_not_grow_with_the_sims(list_queries, completed_session, provider_a):
+    few_session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
+    many_session = completed_session(provider=provider_a, groups=1, sims_per_group=30)
+    few = list_queries(reverse("api:session-assignments", kwargs={"guid": few_session.guid}))
+    many = list_queries(reverse("api:session-assignments", kwargs={"guid": many_session.guid}))
+    assert (few[1], many[1]) == (3, 30)
+    assert few[0] == many[0] <= 4, (few, many)  # token, session, count, page with group and plans joined
