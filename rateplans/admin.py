@@ -1,5 +1,5 @@
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 
 from rateplans.models import CREDENTIAL_TARGET_FIELDS, BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
 
@@ -32,27 +32,9 @@ class ServiceProviderForm(forms.ModelForm):
         return ServiceProvider.objects.values_list("api_key", flat=True).get(pk=self.instance.pk)
 
 
-@admin.action(description="Start optimization session")
-def start_optimization_session(modeladmin, request, queryset):
-    # rateplans is a lower layer than sessions and must not import it at module
-    # level; the import happens only when an operator runs the action.
-    from sessions.models import Trigger
-    from sessions.services import SessionAlreadyRunning, session_start
-
-    for provider in queryset:
-        try:
-            session = session_start(provider=provider, trigger=Trigger.ADMIN)
-        except SessionAlreadyRunning as exc:
-            modeladmin.message_user(request, f"{provider.name}: not started. {exc.message}", messages.WARNING)
-        else:
-            modeladmin.message_user(request, f"{provider.name}: started optimization session {session.guid}.",
-                                    messages.SUCCESS)
-
-
 @admin.register(ServiceProvider)
 class ServiceProviderAdmin(admin.ModelAdmin):
     form = ServiceProviderForm
-    actions = [start_optimization_session]
     list_display = ["name", "tenant", "integration", "portal_type", "billing_timezone", "billing_cycle_end_day",
                     "optimization_start_hour", "auto_apply", "active", "last_device_sync_at"]
     list_filter = ["integration", "portal_type", "auto_apply", "active", "tenant"]

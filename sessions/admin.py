@@ -1,6 +1,30 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
-from sessions.models import OptimizationSession, ProgressEvent
+from rateplans.admin import ServiceProviderAdmin
+from rateplans.models import ServiceProvider
+from sessions.models import OptimizationSession, ProgressEvent, Trigger
+from sessions.services import SessionAlreadyRunning, session_start
+
+
+@admin.action(description="Start optimization session")
+def start_optimization_session(modeladmin, request, queryset):
+    for provider in queryset:
+        try:
+            session = session_start(provider=provider, trigger=Trigger.ADMIN)
+        except SessionAlreadyRunning as exc:
+            modeladmin.message_user(request, f"{provider.name}: not started. {exc.message}", messages.WARNING)
+        else:
+            modeladmin.message_user(request, f"{provider.name}: started optimization session {session.guid}.",
+                                    messages.SUCCESS)
+
+
+# rateplans sits below sessions and does not know it: sessions adds its action to the carrier account admin.
+admin.site.unregister(ServiceProvider)
+
+
+@admin.register(ServiceProvider)
+class SessionsServiceProviderAdmin(ServiceProviderAdmin):
+    actions = [*ServiceProviderAdmin.actions, start_optimization_session]
 
 
 @admin.register(OptimizationSession)

@@ -1,8 +1,5 @@
-"""Fixtures of the push tests: test-sized timeouts, tasks run inline, carrier simulators, an API client."""
+"""Fixtures of the push tests: test-sized timeouts and carrier simulators (the rest are tests/conftest.py's)."""
 import pytest
-
-from carriers.simulator.testing import running_simulator
-from tests.factories_results import token_for
 
 
 @pytest.fixture(autouse=True)
@@ -14,26 +11,10 @@ def fast_push(settings):
     settings.PUSH_RESEND_MARGIN_SECONDS = 0.2
     settings.PUSH_VERIFY_DELAY_SECONDS = 0.05
     settings.PUSH_LEASE_SECONDS = 2
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
-def inline_tasks(monkeypatch):
-    from django_q.conf import Conf
-
-    monkeypatch.setattr(Conf, "SYNC", True)
-
-
-@pytest.fixture
-def simulator():
+def simulator(carrier_simulator_factory):
     """start(sims=, seed=, faults=) -> a simulator on 127.0.0.1; all stopped after the test."""
-    from contextlib import ExitStack
+    return carrier_simulator_factory
 
-    with ExitStack() as stack:
-        yield lambda **kwargs: stack.enter_context(running_simulator(**kwargs))
-
-
-@pytest.fixture
-def api(client, alice, tenant_a):
-    client.defaults["HTTP_AUTHORIZATION"] = f"Token {token_for(alice)}"
-    return client

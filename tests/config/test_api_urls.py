@@ -1,0 +1,149 @@
+"""Every API endpoint: anonymous callers are refused, another tenant's ids answer 404, lists hold no foreign row."""
+import pytest
+from django.urls import URLPattern, reverse
+
+from config import api_urls
+from tests.factories_results import ProgressEventFactory
+
+# Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
+# Routes with a session GUID need no entry: they all get the side's session.
+PK_ROUTES = {
+    "provider-detail": "provider",
+    "rate-plan-detail": "rate_plan",
+    "communication-plan-detail": "comm",
+    "device-detail": "device",
+}
+LIST_ROUTES = ["provider-list", "rate-plan-list", "communication-plan-list", "device-list", "session-list"]
+
+
+def _routes():
+    """(name, path parameters, methods) of every named API route, read from the URL map so none is missed."""
+    for pattern in api_urls.urlpatterns:
+        if isinstance(pattern, URLPattern) and pattern.name:
+            view = pattern.callback.cls
+            methods = [m for m in ("get", "post", "patch", "put", "delete") if hasattr(view, m)]
+            yield pattern.name, sorted(pattern.pattern.converters), methods
+
+
+ALL_ROUTES = list(_routes())
+# Routes this file knows how to point at a tenant's object; test_every_route_is_covered flags the rest.
+KNOWN = {name for name, params, _ in ALL_ROUTES if params == ["guid"] or name in PK_ROUTES or name in LIST_ROUTES}
+OBJECT_ROUTES = sorted(name for name, params, _ in ALL_ROUTES if params and name in KNOWN)
+METHODS = {name: methods for name, _, methods in ALL_ROUTES if name in KNOWN}
+
+
+def kwargs_for(name: str, side: dict) -> dict:
+    params = dict((n, p) for n, p, _ in ALL_ROUTES)[name]
+    if params == ["guid"]:
+        return {"guid": side["session"].guid}
+    if params == ["pk"]:
+        return {"pk": side[PK_ROUTES[name]].pk}
+    return {}
+
+
+def _side(provider, completed_session):
+    session = completed_session(provider=provider, groups=1, sims_per_group=2)
+    ProgressEventFactory(session=session, progress=100)
+    run = session.run
+    assignment = run.assignments.first()
+    return {"provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
+            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device}
+
+
+@pytest.fixture
+def world(completed_session, provider_a, provider_b, alice, bob):
+    return {"a": _side(provider_a, completed_session), "b": _side(provider_b, completed_session)}
+
+
+def test_every_route_is_covered_by_these_tests():
+    """A new endpoint must say here which tenant-owned object its id names (or be a list)."""
+    for name, params, _ in ALL_ROUTES:
+        if params == ["pk"]:
+            assert name in PK_ROUTES, f"add {name!r} to PK_ROUTES in tests/config/test_api_urls.py"
+        elif not params:
+            assert name in LIST_ROUTES, f"add {name!r} to LIST_ROUTES in tests/config/test_api_urls.py"
+        else:
+            assert params == ["guid"], f"{name}: no rule here for path parameters {params}"
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_anonymous_is_refused_on_every_operation(client, world, name):
+    url = reverse(f"api:{name}", kwargs=kwargs_for(name, world["b"]))
+    for method in METHODS[name]:
+        response = getattr(client, method)(url, {}, content_type="application/json")
+        assert response.status_code == 401, (method, url, response.status_code)
+        assert response.json()["error"]["code"] == "not_authenticated"
+        assert response["WWW-Authenticate"].startswith("Token")
+
+
+def test_a_wrong_token_is_refused(client, world):
+    response = client.get(reverse("api:session-list"), HTTP_AUTHORIZATION="Token not-a-real-token")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "authentication_failed"
+
+
+@pytest.mark.parametrize("name", OBJECT_ROUTES)
+def test_another_tenants_ids_answer_404(api, world, name):
+    url = reverse(f"api:{name}", kwargs=kwargs_for(name, world["b"]))
+    for method in METHODS[name]:
+        response = getattr(api, method)(url, {}, content_type="application/json")
+        assert response.status_code == 404, (method, url, response.content)
+        assert response.json()["error"]["code"] == "not_found"
+    # Nothing about B's objects changed through A's attempts.
+    world["b"]["session"].refresh_from_db()
+    assert world["b"]["session"].status == "succeeded"
+
+
+@pytest.mark.parametrize("name", [n for n in OBJECT_ROUTES if "get" in METHODS[n]])
+def test_own_ids_are_found(api, world, name, settings, tmp_path):
+    """The 404s above come from the tenant scope, not from a broken route."""
+    settings.REPORTS_DIR = tmp_path
+    path = tmp_path / "device_assignments_own.xlsx"
+    path.write_bytes(b"PK")
+    world["a"]["session"].report_path = str(path)
+    world["a"]["session"].save()
+    response = api.get(reverse(f"api:{name}", kwargs=kwargs_for(name, world["a"])))
+    assert response.status_code == 200, response.content
+
+
+def test_cancelling_an_own_ended_session_is_a_conflict_not_a_404(api, world):
+    response = api.post(reverse("api:session-cancel", kwargs=kwargs_for("session-cancel", world["a"])))
+    assert response.status_code == 409
+
+
+@pytest.mark.parametrize("name", LIST_ROUTES)
+def test_lists_hold_only_own_rows(api, world, name):
+    body = api.get(reverse(f"api:{name}"), {"page_size": 1000}).json()
+    rows = body["results"]
+    assert rows, "alice must see her own rows"
+    own_provider = world["a"]["provider"].pk
+    for row in rows:
+        provider = row["id"] if name == "provider-list" else row["provider"]
+        assert provider == own_provider, row
+
+
+@pytest.mark.parametrize("name", ["session-events", "session-groups", "session-assignments"])
+def test_nested_lists_of_own_session_hold_only_its_rows(api, world, name):
+    rows = api.get(reverse(f"api:{name}", kwargs={"guid": world["a"]["session"].guid})).json()["results"]
+    assert rows
+    foreign_iccids = {world["b"]["device"].iccid}
+    assert not foreign_iccids & {r.get("iccid") for r in rows}
+
+
+def test_filtering_by_a_foreign_provider_gives_nothing(api, world):
+    b = world["b"]["provider"].pk
+    for name in ["rate-plan-list", "communication-plan-list", "device-list", "session-list"]:
+        body = api.get(reverse(f"api:{name}"), {"provider": b}).json()
+        assert body["count"] == 0 and body["results"] == [], name
+
+
+def test_unknown_api_path_is_a_json_404(api):
+    response = api.get("/api/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_schema_and_docs_are_public(client, db):
+    assert client.get("/api/schema/").status_code == 200
+    assert client.get("/api/docs/").status_code == 200
+    assert client.get("/health/").json() == {"status": "ok"}

@@ -1,0 +1,256 @@
+"""optimize_file: outputs that recompute, every input error named by file/line/field with nothing written, no database."""
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+
+from optimizer.engine import Problem, synthetic
+from tests.optimizer.engine.reference import reference_price
+
+ROOT = Path(__file__).resolve().parents[2]
+SUMMARY_KEYS = {"total_cost", "baseline_cost", "lower_bound", "gap", "savings", "devices", "method", "solve_seconds", "groups"}
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A three-group mixed fleet written in the offline format (no database involved)."""
+    pr = synthetic.fleet(1500, pooled="mixed", groups=3, seed=21, prorate=True, fee_per_sim=0.1)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    return pr, plans, devices, tmp_path / "out" / "assignments.csv", tmp_path / "out" / "summary.json"
+
+
+def run(plans, devices, out, summary, *extra, stderr=None):
+    out.parent.mkdir(exist_ok=True)
+    stdout, err = io.StringIO(), stderr if stderr is not None else io.StringIO()
+    call_command("optimize_file", str(plans), str(devices), "--out", str(out), "--summary", str(summary), *extra,
+                 stdout=stdout, stderr=err)
+    return stdout.getvalue(), err.getvalue() if hasattr(err, "getvalue") else ""
+
+
+def read_assignment(pr: Problem, path: Path) -> np.ndarray:
+    with open(path, newline="") as fh:
+        rows = list(csv.reader(fh))
+    assert rows[0] == ["iccid", "plan_id"]
+    index = {p: i for i, p in enumerate(pr.catalogue.plan_ids)}
+    assert [r[0] for r in rows[1:]] == [str(8901260000000000000 + i) for i in range(pr.n_sims)]
+    return np.array([index[r[1]] for r in rows[1:]])
+
+
+def test_certified_run_writes_outputs_that_recompute(files):
+    pr, plans, devices, out, summary = files
+    stdout, stderr = run(plans, devices, out, summary)
+    assert "certified: total" in stdout and "gap" in stdout
+    assert "read 1,500 devices in 3 group(s)" in stderr
+    assignment = read_assignment(pr, out)
+    assert pr.allowed[pr.group, assignment].all()
+    s = json.loads(summary.read_text())
+    assert set(s) >= SUMMARY_KEYS
+    assert s["method"] == "certified" and s["devices"] == 1500
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["baseline_cost"] == pytest.approx(reference_price(pr, pr.current_plan), rel=1e-9)
+    assert s["savings"] == pytest.approx(s["baseline_cost"] - s["total_cost"])
+    assert s["lower_bound"] <= s["total_cost"]
+    assert s["gap"] == pytest.approx((s["total_cost"] - s["lower_bound"]) / s["lower_bound"])
+    assert s["gap_pct"] == pytest.approx(100 * s["gap"])
+    assert set(s["groups"]) == {"G1", "G2", "G3"}
+    for name, g in s["groups"].items():
+        assert SUMMARY_KEYS - {"groups", "method", "solve_seconds"} <= set(g), name
+        members = pr.group == pr.group_names.index(name)
+        assert g["devices"] == members.sum()
+        assert g["lower_bound"] <= g["total_cost"] + 1e-9
+    assert sum(g["total_cost"] for g in s["groups"].values()) == pytest.approx(s["total_cost"])
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_legacy_method_has_no_bound_and_never_beats_certified(files):
+    pr, plans, devices, out, summary = files
+    run(plans, devices, out, summary, "--method", "legacy")
+    s = json.loads(summary.read_text())
+    assert s["method"] == "legacy" and s["lower_bound"] is None and s["gap"] is None
+    assert s["total_cost"] == pytest.approx(reference_price(pr, read_assignment(pr, out)), rel=1e-9)
+    run(plans, devices, out, summary)
+    assert json.loads(summary.read_text())["total_cost"] <= s["total_cost"] + 1e-9
+
+
+def test_unknown_current_plans_make_the_baseline_null_and_say_so(tmp_path):
+    pr = synthetic.fleet(300, seed=22, unknown_current=0.1)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assert s["baseline_cost"] is None and s["savings"] is None
+    assert any("no current plan" in n for n in s["notes"])
+    assert s["groups"]["G1"]["devices_current_plan_unknown"] == (pr.current_plan < 0).sum()
+
+
+def test_plan_limit_skips_groups_and_keeps_current_plans(files):
+    pr, plans, devices, out, summary = files
+    run(plans, devices, out, summary, "--method", "legacy", "--max-plans", "6")
+    s = json.loads(summary.read_text())
+    over = [pr.group_names[g] for g in range(3) if pr.allowed[g].sum() > 6]
+    assert over and s["skipped_groups"] == over
+    assignment = read_assignment(pr, out)
+    for name in over:
+        members = pr.group == pr.group_names.index(name)
+        assert np.array_equal(assignment[members], pr.current_plan[members])
+
+
+PLANS = {
+    "currency": "USD",
+    "billing": {"days_in_cycle": 30, "days_remaining": 30, "prorate": False},
+    "charge_type": "both",
+    "plans": [
+        {"id": "M2M-5MB", "monthly_cost": 3.0, "included_mb": 5, "overage_rate": 0.5, "overage_block_mb": 1,
+         "fee_per_sim": 0.0, "pooled": True},
+        {"id": "M2M-50MB", "monthly_cost": 7.0, "included_mb": 50, "overage_rate": 0.1, "overage_block_mb": 1,
+         "fee_per_sim": 0.0, "pooled": True},
+    ],
+    "groups": {"G1": ["M2M-5MB", "M2M-50MB"]},
+}
+DEVICES = [
+    "iccid,usage_mb,current_plan,group",
+    "8901260000000000001,12.5,M2M-50MB,G1",
+    "8901260000000000002,0.4,M2M-5MB,G1",
+    "8901260000000000003,61.0,M2M-50MB,G1",
+]
+
+
+def plan_line(text: str, plan_index: int, field: str) -> int:
+    """Line of `field` inside the plan_index-th plan of the pretty-printed plans.json."""
+    lines = text.splitlines()
+    starts = [i for i, line in enumerate(lines) if '"id":' in line]
+    for i in range(starts[plan_index], len(lines)):
+        if f'"{field}":' in lines[i]:
+            return i + 1
+    raise AssertionError(field)
+
+
+def write_case(tmp_path, plans=PLANS, devices=DEVICES):
+    p, d = tmp_path / "plans.json", tmp_path / "devices.csv"
+    p.write_text(json.dumps(plans, indent=2))
+    d.write_text("\n".join(devices) + "\n")
+    return p, d
+
+
+def assert_refused(tmp_path, p, d, file, line, field, words):
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    with pytest.raises(CommandError) as exc:
+        run(p, d, out, summary)
+    msg = str(exc.value)
+    assert msg.startswith(f"{file}, line {line}, field {field!r}:"), msg
+    for w in words:
+        assert w in msg, msg
+    assert "nothing written" in msg
+    assert not out.exists() and not summary.exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "words"),
+    [
+        ("8901260000000000009", "usage_mb", ["malformed row", "1 fields"]),
+        ("8901260000000000009,3.0,NOPE,G1", "current_plan", ["unknown rate plan 'NOPE'"]),
+        ("8901260000000000002,3.0,M2M-5MB,G1", "iccid", ["duplicate ICCID 8901260000000000002", "first on line 3"]),
+        ("8901260000000000009,-2.5,M2M-5MB,G1", "usage_mb", ["negative usage"]),
+        ("8901260000000000009,lots,M2M-5MB,G1", "usage_mb", ["not a number", "'lots'"]),
+        ("8901260000000000009,nan,M2M-5MB,G1", "usage_mb", ["not a finite number"]),
+        ("8901260000000000009,1.0,M2M-5MB,G9", "group", ["unknown group 'G9'"]),
+        (",1.0,M2M-5MB,G1", "iccid", ["empty ICCID"]),
+    ],
+)
+def test_bad_device_rows_are_refused_by_line_and_field(tmp_path, row, field, words):
+    p, d = write_case(tmp_path, devices=DEVICES + [row, "8901260000000000010,1.0,M2M-5MB,G1"])
+    assert_refused(tmp_path, p, d, "devices.csv", 5, field, words)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("overage_rate", 0, ["rate plan 'M2M-50MB'", "must be > 0"]),
+        ("overage_rate", -0.1, ["must be > 0"]),
+        ("overage_block_mb", 0, ["rate plan 'M2M-50MB'", "must be > 0"]),
+        ("overage_block_mb", -1, ["must be > 0"]),
+        ("monthly_cost", "7", ["must be a number"]),
+    ],
+)
+def test_bad_plans_are_refused_by_line_and_field(tmp_path, field, value, words):
+    plans = json.loads(json.dumps(PLANS))
+    plans["plans"][1][field] = value
+    p, d = write_case(tmp_path, plans=plans)
+    assert_refused(tmp_path, p, d, "plans.json", plan_line(p.read_text(), 1, field), field, words)
+
+
+def test_other_file_problems_are_refused(tmp_path):
+    p, d = write_case(tmp_path, devices=["iccid,current_plan", "1,M2M-5MB"])
+    assert_refused(tmp_path, p, d, "devices.csv", 1, "usage_mb", ["missing required column"])
+    p.write_text('{"plans": [\n  {"id": "X",}\n]}')
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    with pytest.raises(CommandError, match=r"plans\.json, line 2: invalid JSON"):
+        run(p, d, out, summary)
+    plans = json.loads(json.dumps(PLANS))
+    plans["groups"]["G1"].append("GHOST")
+    p, d = write_case(tmp_path, plans=plans)
+    with pytest.raises(CommandError, match=r"field 'groups\.G1': unknown rate plan 'GHOST'"):
+        run(p, d, out, summary)
+
+
+def test_a_failure_while_writing_leaves_no_output(tmp_path):
+    p, d = write_case(tmp_path)
+    out, summary = tmp_path / "a.csv", tmp_path / "missing-dir" / "s.json"
+    with pytest.raises(CommandError, match="cannot write outputs"):
+        call_command("optimize_file", str(p), str(d), "--out", str(out), "--summary", str(summary),
+                     stdout=io.StringIO(), stderr=io.StringIO())
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    p, d = write_case(tmp_path)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    _, plain = run(p, d, out, summary)
+    assert "optimizing" not in plain and "read 3 devices" in plain
+    term = FakeTerminal()
+    run(p, d, out, summary, stderr=term)
+    assert "optimizing (certified)" in term.getvalue()
+
+
+def test_spec_example_runs_with_default_group(tmp_path):
+    plans = {k: v for k, v in PLANS.items() if k != "groups"}
+    p, d = write_case(tmp_path, plans=plans, devices=["iccid,usage_mb", "8901,12.5", "8902,0", "8903,61"])
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(p, d, out, summary)
+    s = json.loads(summary.read_text())
+    assert list(s["groups"]) == ["default"] and s["devices"] == 3
+    # Three SIMs are few enough to list every assignment: the answer is proven optimal, so the gap is zero.
+    assert s["gap"] == pytest.approx(0.0, abs=1e-8)
+    assert s["groups"]["default"]["winning_strategy"] == "exact enumeration"
+
+
+def test_runs_in_a_fresh_process_against_an_unmigrated_database(tmp_path):
+    """The command never opens the database: an empty SQLite file stays empty."""
+    p, d = write_case(tmp_path)
+    db = tmp_path / "empty.sqlite3"
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{db}"}
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    res = subprocess.run(
+        [sys.executable, "manage.py", "optimize_file", str(p), str(d), "--out", str(out), "--summary", str(summary)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    assert out.exists() and summary.exists()
+    assert not db.exists() or db.stat().st_size == 0
