@@ -34,9 +34,19 @@ def test_worker_killed_mid_push_then_resumed_sends_no_change_twice_and_misses_no
                 batch = RatePlanPushBatch.objects.filter(push=push, status="running").exclude(claimed_by="").first()
                 return batch if batch is not None and applied.count() >= 100 else None
 
-            victim = wait_for(busy_batch, timeout=60, interval=0.01, what="a batch half sent", clusters=[cluster])
-            os.kill(int(victim.claimed_by.split("/")[0].rsplit(":", 1)[1]), signal.SIGKILL)
-            stuck = set(RatePlanChange.objects.filter(push=push, status="sending").values_list("iccid", flat=True))
+            sending = RatePlanChange.objects.filter(push=push, status="sending")
+            stuck = set()
+            # Freeze the worker, look at what it has in flight, and kill it only with changes on the wire;
+            # between two calls nothing is in flight, so thaw it and look again.
+            for _ in range(50):
+                victim = wait_for(busy_batch, timeout=60, interval=0.01, what="a batch half sent", clusters=[cluster])
+                pid = int(victim.claimed_by.split("/")[0].rsplit(":", 1)[1])
+                os.kill(pid, signal.SIGSTOP)
+                stuck = set(sending.values_list("iccid", flat=True))
+                if stuck:
+                    os.kill(pid, signal.SIGKILL)
+                    break
+                os.kill(pid, signal.SIGCONT)
 
             def finished():
                 pushes_resume()  # the resume schedule would do this every minute
