@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 
 from carrieropt.money import MONEY
 from optimizer.engine.figures import CostFigures
@@ -156,11 +156,19 @@ class DeviceAssignment(models.Model):
     current_cost = models.DecimalField(**MONEY, null=True, blank=True)
     recommended_cost = models.DecimalField(**MONEY)
     changed = models.BooleanField()
+    # Stored by the database, so the workbench sorts a million SIMs by saving through an index.
+    saving = models.GeneratedField(expression=F("current_cost") - F("recommended_cost"),
+                                   output_field=models.DecimalField(**MONEY, null=True), db_persist=True)
 
     class Meta:
         ordering = ["run", "iccid"]
         constraints = [models.UniqueConstraint(fields=["run", "device"], name="assignment_unique_device_per_run")]
-        indexes = [models.Index(fields=["run", "changed"], name="assignment_run_changed")]
+        indexes = [
+            models.Index(fields=["run", "changed"], name="assignment_run_changed"),
+            # The workbench's SIM list: a page in ICCID order, or by saving, of one run.
+            models.Index(fields=["run", "iccid"], name="assignment_run_iccid"),
+            models.Index(fields=["run", "saving"], name="assignment_run_saving"),
+        ]
 
     def __str__(self):
         return f"{self.iccid}: {self.current_plan_id} -> {self.recommended_plan_id}"

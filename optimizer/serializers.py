@@ -6,6 +6,7 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from optimizer.assignments import SORTS
 from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment
 
@@ -83,5 +84,16 @@ class AssignmentOut(serializers.ModelSerializer):
 
 
 class AssignmentFilter(serializers.Serializer):
+    """Filters and order of a run's SIM list (the API's assignments, the workbench page and its CSV export)."""
+
     group = serializers.IntegerField(required=False, min_value=1, help_text="Communication group id.")
     changed = serializers.BooleanField(required=False, help_text="true: only SIMs whose plan would change.")
+    from_plan = serializers.CharField(required=False, allow_blank=True, max_length=120,
+                                      help_text="Only SIMs now on this rate plan (code).")
+    to_plan = serializers.CharField(required=False, allow_blank=True, max_length=120,
+                                    help_text="Only SIMs recommended this rate plan (code).")
+    iccid = serializers.RegexField(r"^\d{0,22}$", required=False, allow_blank=True,
+                                   help_text="ICCIDs starting with these digits.",
+                                   error_messages={"invalid": "An ICCID is digits only."})
+    sort = serializers.ChoiceField(choices=sorted(SORTS), required=False, default="iccid",
+                                   help_text="iccid, -saving (largest first), saving, or -usage.")

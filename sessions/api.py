@@ -10,7 +10,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
-from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.assignments import assignments_filtered
+from optimizer.models import CommGroup
 from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
 from rateplans.models import ServiceProvider
 from sessions import services
@@ -97,20 +98,15 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
 
 
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
-    """Per-SIM current and recommended rate plans, filtered by group or to changed SIMs only."""
+    """Per-SIM current and recommended rate plans: filtered by group, change, plans or ICCID; sorted by ICCID or saving."""
 
     serializer_class = AssignmentOut
 
     def get_queryset(self):
         session = self.session()  # 404 for a foreign session comes before any 400 about the filters
         filters = self.query(AssignmentFilter)
-        qs = (DeviceAssignment.objects.filter(run_id=session.run_id)
-              .select_related("comm_group", "current_plan", "recommended_plan").order_by("iccid", "pk"))
-        if "group" in filters:
-            qs = qs.filter(comm_group_id=filters["group"])
-        if "changed" in filters:
-            qs = qs.filter(changed=filters["changed"])
-        return qs
+        return (assignments_filtered(run_id=session.run_id, filters=filters)
+                .select_related("comm_group", "current_plan", "recommended_plan"))
 
     @extend_schema(parameters=[AssignmentFilter])
     def get(self, request, *args, **kwargs):

@@ -1,13 +1,20 @@
 """The operator dashboard: sessions with live progress, a start button per carrier account, a session's results."""
 from __future__ import annotations
 
+import csv
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carrieropt.api.base import user_tenants
+from optimizer.assignments import CSV_COLUMNS, assignments_csv_rows, assignments_filtered, plan_migrations
 from optimizer.selectors import PlanCost, plan_costs
+from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
@@ -76,15 +83,21 @@ def cost_chart(costs: list[PlanCost]) -> dict:
     return {**c, "bars": bars, "bar": bar, "ticks": ticks, "axis_y": c["top"] + plot_h, "plot_right": c["width"] - c["right"]}
 
 
-@login_required
-def session_detail(request, guid):
-    session = get_object_or_404(
+def _session(request, guid) -> OptimizationSession:
+    """The session of one of the user's tenants (404 for anyone else's)."""
+    return get_object_or_404(
         OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
         .select_related("provider", "billing_period", "tenant", "run"), guid=guid)
+
+
+@login_required
+def session_detail(request, guid):
+    session = _session(request, guid)
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
     for g in groups:
         g.savings = g.figures.savings
     costs = plan_costs(run=session.run)
+    matrix = plan_migrations(run_id=session.run_id) if costs else None
     figures = session.figures
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     return render(request, "dashboard/session.html", {
@@ -95,4 +108,63 @@ def session_detail(request, guid):
         "timings": sorted(((stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)),
                           key=lambda item: item[1].get("started", "")),
         "stage_labels": dict(Stage.choices),
+        "matrix": matrix,
+        "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
     })
+
+
+SIMS_PER_PAGE = 50
+
+
+def _sim_filters(request) -> tuple[dict, dict]:
+    """Validated filters of the SIM list from the query string, and the errors (field -> messages) if any."""
+    params = AssignmentFilter(data={k: v for k, v in request.GET.items() if k != "page"})
+    if params.is_valid():
+        return dict(params.validated_data), {}
+    return {"sort": "iccid"}, {field: [str(m) for m in msgs] for field, msgs in params.errors.items()}
+
+
+@login_required
+def session_sims(request, guid):
+    """A session's SIMs, a page at a time: filter to changes, a group, a move or an ICCID; sort by saving."""
+    session = _session(request, guid)
+    filters, errors = _sim_filters(request)
+    qs = assignments_filtered(run_id=session.run_id, filters=filters).select_related(
+        "comm_group", "current_plan", "recommended_plan")
+    page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
+    query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
+    groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
+    plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
+    return render(request, "dashboard/session_sims.html", {
+        "session": session, "page": page, "filters": filters, "errors": errors, "groups": groups, "plans": plans,
+        "query": urlencode(query), "sorts": [("iccid", "ICCID"), ("-saving", "Largest saving first"),
+                                             ("saving", "Smallest saving first"), ("-usage", "Most usage first")],
+    }, status=400 if errors else 200)
+
+
+class _Echo:
+    """A file-like object whose write returns the line: csv.writer formats, the response streams."""
+
+    def write(self, value):
+        return value
+
+
+@login_required
+def session_sims_csv(request, guid):
+    """The filtered SIM list as CSV, streamed row by row (a million rows never sit in memory)."""
+    session = _session(request, guid)
+    filters, errors = _sim_filters(request)
+    if errors:
+        return render(request, "dashboard/session_sims.html", {"session": session, "errors": errors, "page": None},
+                      status=400)
+    writer = csv.writer(_Echo())
+    rows = assignments_csv_rows(assignments_filtered(run_id=session.run_id, filters=filters))
+
+    def lines():
+        yield writer.writerow(CSV_COLUMNS)
+        for row in rows:
+            yield writer.writerow(row)
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="session-{session.guid}-sims.csv"'
+    return response

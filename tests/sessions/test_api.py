@@ -149,6 +149,24 @@ def test_assignments_paginate_and_filter_by_group_and_changed(api, completed_ses
     assert api.get(url, {"page": 99}).status_code == 404
 
 
+def test_assignments_sort_by_saving_and_filter_by_move_and_iccid(api, completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=30, seed=3)
+    url = reverse("api:session-assignments", kwargs={"guid": session.guid})
+    body = api.get(url, {"changed": "true", "sort": "-saving", "page_size": 100}).json()
+    savings = [Decimal(a["savings"]) for a in body["results"]]
+    assert savings == sorted(savings, reverse=True) and len(savings) == body["count"] > 1
+    top = body["results"][0]
+    move = api.get(url, {"from_plan": top["current_plan"], "to_plan": top["recommended_plan"], "page_size": 100}).json()
+    assert move["count"] == session.run.assignments.filter(
+        current_plan__code=top["current_plan"], recommended_plan__code=top["recommended_plan"]).count()
+    assert {(a["current_plan"], a["recommended_plan"]) for a in move["results"]} == {
+        (top["current_plan"], top["recommended_plan"])}
+    found = api.get(url, {"iccid": top["iccid"]}).json()
+    assert [a["iccid"] for a in found["results"]] == [top["iccid"]]
+    bad = api.get(url, {"sort": "cost", "iccid": "89-1"})
+    assert bad.status_code == 400 and {"sort", "iccid"} <= set(bad.json()["error"]["fields"])
+
+
 def test_report_download(api, finished, settings, tmp_path):
     url = reverse("api:session-report", kwargs={"guid": finished.guid})
     missing = api.get(url)

@@ -1,0 +1,110 @@
+"""The workbench's SIM list: every SIM of a session, filtered and sorted on the server, a page at a time, as CSV,
+and where SIMs move (the plan-migration matrix); figures from the real pipeline's stored assignments."""
+import csv
+import io
+import re
+
+import pytest
+from django.urls import reverse
+
+from optimizer.models import DeviceAssignment
+
+
+def rows_of(body: str) -> list[str]:
+    """ICCIDs of the table's rows, in page order."""
+    return re.findall(r'<tr class="[^"]*" data-iccid="(\d+)">', body)
+
+
+@pytest.fixture
+def session(completed_session, provider_a):
+    return completed_session(provider=provider_a, groups=3, sims_per_group=30, seed=5)
+
+
+def test_the_list_pages_through_every_sim_in_iccid_order(session, alice_client):
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    stored = list(DeviceAssignment.objects.filter(run=session.run).order_by("iccid").values_list("iccid", flat=True))
+    assert len(stored) == 90
+    first, second = (alice_client.get(url, {"page": n}) for n in (1, 2))
+    assert first.status_code == second.status_code == 200
+    assert rows_of(first.content.decode()) + rows_of(second.content.decode()) == stored
+    assert "90 SIMs · page 1 of 2" in first.content.decode()
+
+
+def test_changed_only_largest_saving_first_matches_the_stored_rows(session, alice_client):
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    body = alice_client.get(url, {"changed": "true", "sort": "-saving"}).content.decode()
+    changed = DeviceAssignment.objects.filter(run=session.run, changed=True)
+    expected = sorted(changed, key=lambda a: (-(a.current_cost - a.recommended_cost), a.iccid))
+    assert 0 < len(expected) < 90, "the seeded fleet has some SIMs that move and some that stay"
+    assert rows_of(body) == [a.iccid for a in expected][:50]
+    top = expected[0]
+    assert f"{top.current_cost - top.recommended_cost:,.2f}" in body
+
+
+def test_filters_by_group_move_and_iccid_prefix(session, alice_client):
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    rows = DeviceAssignment.objects.filter(run=session.run).select_related("current_plan", "recommended_plan")
+    group = rows.first().comm_group_id
+    assert set(rows_of(alice_client.get(url, {"group": group}).content.decode())) == {
+        a.iccid for a in rows if a.comm_group_id == group}
+    moved = next(a for a in rows if a.changed)
+    move = {"from_plan": moved.current_plan.code, "to_plan": moved.recommended_plan.code}
+    assert set(rows_of(alice_client.get(url, move).content.decode())) == {
+        a.iccid for a in rows if a.current_plan == moved.current_plan and a.recommended_plan == moved.recommended_plan}
+    prefix = moved.iccid[:-1]
+    assert set(rows_of(alice_client.get(url, {"iccid": prefix}).content.decode())) == {
+        a.iccid for a in rows if a.iccid.startswith(prefix)}
+
+
+def test_a_bad_filter_is_a_400_naming_the_field(session, alice_client):
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    response = alice_client.get(url, {"iccid": "89x", "sort": "price"})
+    assert response.status_code == 400
+    body = response.content.decode()
+    assert "<strong>iccid</strong>: An ICCID is digits only." in body and "<strong>sort</strong>" in body
+    assert alice_client.get(reverse("dashboard:session-sims-csv", args=[session.guid]), {"group": "0"}).status_code == 400
+
+
+def test_csv_export_holds_exactly_the_filtered_rows(session, alice_client):
+    response = alice_client.get(reverse("dashboard:session-sims-csv", args=[session.guid]), {"changed": "true"})
+    assert response.status_code == 200 and response["Content-Type"].startswith("text/csv")
+    assert f"session-{session.guid}-sims.csv" in response["Content-Disposition"]
+    table = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
+    changed = DeviceAssignment.objects.filter(run=session.run, changed=True).select_related(
+        "current_plan", "recommended_plan", "comm_group").order_by("iccid")
+    assert [r["iccid"] for r in table] == [a.iccid for a in changed]
+    for row, a in zip(table, changed, strict=True):
+        assert (row["current_plan"], row["recommended_plan"], row["group"]) == (
+            a.current_plan.code, a.recommended_plan.code, a.comm_group.name)
+        assert (float(row["current_cost"]), float(row["recommended_cost"]), float(row["saving"])) == pytest.approx(
+            (float(a.current_cost), float(a.recommended_cost), float(a.current_cost - a.recommended_cost)))
+        assert row["changed"] == "yes"
+
+
+def test_migration_matrix_counts_every_sim_once_and_links_to_its_sims(session, alice_client):
+    body = alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).content.decode()
+    matrix = body.split('id="migration-matrix"')[1].split("</table>")[0]
+    counts = [int(n) for n in re.findall(r'to_plan=[^"]*">(\d+)</a>', matrix)]
+    assert sum(counts) == 90
+    moved = DeviceAssignment.objects.filter(run=session.run, changed=True).select_related(
+        "current_plan", "recommended_plan").first()
+    link = (f"?from_plan={moved.current_plan.code}&amp;to_plan={moved.recommended_plan.code}")
+    n = DeviceAssignment.objects.filter(run=session.run, current_plan=moved.current_plan,
+                                        recommended_plan=moved.recommended_plan).count()
+    assert f'{link}">{n}</a>' in matrix
+
+
+def test_someone_elses_session_is_404_and_the_list_needs_a_login(session, client, bob, tenant_b):
+    urls = [reverse(name, args=[session.guid]) for name in ("dashboard:session-sims", "dashboard:session-sims-csv")]
+    for url in urls:
+        assert client.get(url).status_code == 302
+    client.force_login(bob)  # bob belongs to tenant B only
+    for url in urls:
+        assert client.get(url).status_code == 404
+
+
+def test_a_page_costs_the_same_queries_for_any_number_of_sims(completed_session, provider_a, alice_client,
+                                                            django_assert_max_num_queries):
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=40, seed=6)
+    with django_assert_max_num_queries(12):
+        assert alice_client.get(reverse("dashboard:session-sims", args=[session.guid])).status_code == 200
