@@ -11,6 +11,7 @@ urlpatterns = [
     path("sessions/<uuid:guid>/", views.session_detail, name="session-detail"),
     path("sessions/<uuid:guid>/sims/", views.session_sims, name="session-sims"),
     path("sessions/<uuid:guid>/sims.csv", views.session_sims_csv, name="session-sims-csv"),
+    path("providers/<int:provider_id>/", views.provider_detail, name="provider-detail"),
     path("providers/<int:provider_id>/start/", views.session_start, name="session-start"),
     path("accounts/login/", auth_views.LoginView.as_view(next_page="dashboard:session-list"), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="dashboard:login"), name="logout"),

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
+from dataclasses import dataclass
+from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -59,28 +62,45 @@ def session_start(request, provider_id: int):
     return redirect("dashboard:session-list")
 
 
-def cost_chart(costs: list[PlanCost]) -> dict:
-    """Bar geometry for the before/after chart, drawn as inline SVG (nothing fetched from elsewhere)."""
+@dataclass(frozen=True)
+class Bars:
+    """One slot of a before/after bar chart: its label, the two values, and the text shown on hover."""
+
+    label: str
+    before: Decimal | None
+    after: Decimal | None
+    before_note: str = ""
+    after_note: str = ""
+
+
+def bar_chart(slots: list[Bars]) -> dict:
+    """Bar geometry for a before/after chart, drawn as inline SVG (nothing fetched from elsewhere)."""
     c = CHART
     plot_w = c["width"] - c["left"] - c["right"]
     plot_h = c["height"] - c["top"] - c["bottom"]
-    top_value = max([float(x.cost_before or 0) for x in costs] + [float(x.cost_after) for x in costs] + [0.0])
+    top_value = max([float(x.before or 0) for x in slots] + [float(x.after or 0) for x in slots] + [0.0])
     scale = plot_h / top_value if top_value > 0 else 0.0
-    slot = plot_w / max(len(costs), 1)
+    slot = plot_w / max(len(slots), 1)
     bar = min(28.0, slot * 0.35)
     bars = []
-    for i, x in enumerate(costs):
+    for i, x in enumerate(slots):
         left = c["left"] + i * slot + slot / 2 - bar
-        before_h = float(x.cost_before or 0) * scale
-        after_h = float(x.cost_after) * scale
+        before_h = float(x.before or 0) * scale
+        after_h = float(x.after or 0) * scale
         bars.append({
-            "code": x.code, "label_x": c["left"] + i * slot + slot / 2, "cost_before": x.cost_before,
-            "cost_after": x.cost_after, "sims_before": x.sims_before, "sims_after": x.sims_after,
+            "label": x.label, "label_x": c["left"] + i * slot + slot / 2, "value_before": x.before,
+            "value_after": x.after, "before_note": x.before_note, "after_note": x.after_note,
             "before": {"x": left, "y": c["top"] + plot_h - before_h, "h": before_h},
             "after": {"x": left + bar, "y": c["top"] + plot_h - after_h, "h": after_h},
         })
     ticks = [{"y": c["top"] + plot_h - plot_h * k / 4, "value": top_value * k / 4} for k in range(5)]
     return {**c, "bars": bars, "bar": bar, "ticks": ticks, "axis_y": c["top"] + plot_h, "plot_right": c["width"] - c["right"]}
+
+
+def cost_chart(costs: list[PlanCost]) -> dict:
+    """Cost per rate plan before and after."""
+    return bar_chart([Bars(x.code, x.cost_before, x.cost_after, f"{x.sims_before} SIMs", f"{x.sims_after} SIMs")
+                      for x in costs])
 
 
 def _session(request, guid) -> OptimizationSession:
@@ -104,13 +124,45 @@ def session_detail(request, guid):
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
         "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
-        # jsonb does not keep key order: list the stages in the order they ran.
-        "timings": sorted(((stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)),
-                          key=lambda item: item[1].get("started", "")),
+        "timings": stage_timings(session),
         "stage_labels": dict(Stage.choices),
         "matrix": matrix,
         "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
     })
+
+
+def _moment(value: str | None, tz) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value).astimezone(tz) if value else None
+
+
+def stage_timings(session: OptimizationSession) -> list[dict]:
+    """The stages in the order they ran, their moments in the account's time zone."""
+    tz = session.provider.tz
+    # jsonb does not keep key order: sort by when each stage started.
+    rows = sorted(((stage, t) for stage, t in (session.stage_timings or {}).items() if isinstance(t, dict)),
+                  key=lambda item: item[1].get("started", ""))
+    return [{"stage": stage, "started": _moment(t.get("started"), tz), "finished": _moment(t.get("finished"), tz),
+             "seconds": t.get("seconds")} for stage, t in rows]
+
+
+@login_required
+def provider_detail(request, provider_id: int):
+    """An account's history: savings per billing cycle (the last completed session of each), and its sessions."""
+    provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user))
+                                 .select_related("tenant"), pk=provider_id)
+    sessions = list(OptimizationSession.objects.filter(provider=provider).select_related("billing_period")
+                    .order_by("-created_at", "-pk")[:100])
+    cycles: dict[int, OptimizationSession] = {}
+    for s in sorted((s for s in sessions if s.status == SessionStatus.SUCCEEDED), key=lambda s: s.created_at):
+        cycles[s.billing_period_id] = s  # the latest completed session of each cycle speaks for it
+    history = sorted(cycles.values(), key=lambda s: s.billing_period.start_date)
+    chart = bar_chart([Bars(f"{s.billing_period.start_date:%b %Y}", s.current_cost, s.optimized_cost,
+                            f"current plans, {s.device_count} SIMs",
+                            f"recommended: saves {s.savings:,.2f}" if s.savings is not None else "")
+                       for s in history]) if history else None
+    return render(request, "dashboard/provider.html", {
+        "provider": provider, "sessions": sessions, "history": history, "chart": chart,
+        "status_labels": dict(SessionStatus.choices)})
 
 
 SIMS_PER_PAGE = 50

@@ -75,7 +75,7 @@ def test_start_watch_open_download(browser_page, live_server, settings, tmp_path
         page.wait_for_selector("#plan-chart")
         optimized = page.locator('[data-field="optimized_cost"]').inner_text()
         assert optimized == f"{session.optimized_cost:,.2f}"
-        assert page.locator("#plan-chart g.plan").count() >= 2
+        assert page.locator("#plan-chart g.bars").count() >= 2
         assert page.locator("#groups tbody tr").count() == session.run.comm_groups.count()
 
         with page.expect_download() as download_info:

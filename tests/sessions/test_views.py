@@ -81,7 +81,7 @@ def test_session_page_shows_totals_chart_groups_and_report_link(completed_sessio
     assert '<svg id="plan-chart"' in body
     codes = {a.recommended_plan.code for a in session.run.assignments.all()}
     for code in codes:
-        assert f'data-plan="{code}"' in body
+        assert f'data-label="{code}"' in body
     assert body.count('class="before"') == body.count('class="after"') >= len(codes)
     assert "<td>G1</td>" in body and "<td>G2</td>" in body
     assert "report-link" not in body and "written when the session completes" in body

@@ -108,3 +108,27 @@ def test_a_page_costs_the_same_queries_for_any_number_of_sims(completed_session,
     session = completed_session(provider=provider_a, groups=2, sims_per_group=40, seed=6)
     with django_assert_max_num_queries(12):
         assert alice_client.get(reverse("dashboard:session-sims", args=[session.guid])).status_code == 200
+
+
+def test_account_page_shows_savings_per_cycle_from_the_last_completed_session_and_its_sessions(
+        completed_session, provider_a, alice_client):
+    first = completed_session(provider=provider_a, groups=1, sims_per_group=10, seed=8)
+    latest = completed_session(provider=provider_a, groups=2, sims_per_group=10, seed=9)
+    body = alice_client.get(reverse("dashboard:provider-detail", args=[provider_a.pk])).content.decode()
+    assert '<svg id="cycle-chart"' in body
+    cycles = body.split('id="cycles"')[1].split("</table>")[0]
+    # Both ran in the current cycle: the later one speaks for it.
+    assert cycles.count("<tr data-period=") == 1 and f"{latest.savings:,.2f}" in cycles
+    listed = body.split('id="account-sessions"')[1]
+    assert str(latest.guid) in listed and str(first.guid) in listed
+    assert alice_client.get(reverse("dashboard:provider-detail", args=[provider_a.pk + 999])).status_code == 404
+
+
+def test_stage_times_are_in_the_accounts_time_zone_in_plain_words(session, alice_client):
+    session.provider.billing_timezone = "America/Chicago"
+    session.provider.save()
+    body = alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).content.decode()
+    timings = body.split('id="timings"')[1].split("</table>")[0]
+    visible = re.sub(r"<[^>]+>", "", timings)
+    assert " CST" in visible and not re.search(r"\d{4}-\d\d-\d\dT\d\d", visible), "no raw ISO timestamps"
+    assert re.search(r'<td class="num">\d+\.\d s</td>', timings)
