@@ -55,10 +55,13 @@ def main() -> None:
     os.environ.setdefault("DEBUG", "1")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
     if args.database_url.startswith("postgres"):
-        sys.path.insert(0, str(ROOT / "bench"))
-        from sync import ensure_database
+        import importlib.util
 
-        ensure_database(args.database_url)
+        # bench/ is not put on the path: its optimizer.py would shadow the optimizer app.
+        spec = importlib.util.spec_from_file_location("bench_sync", ROOT / "bench" / "sync.py")
+        bench_sync = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(bench_sync)
+        bench_sync.ensure_database(args.database_url)
     import django
 
     django.setup()
@@ -123,7 +126,9 @@ def main() -> None:
     rows = [
         ("changes planned", f"{args.changes:,}"),
         ("minutes left at the decision", f"{args.minutes_left:g}"),
-        ("account rate limit", f"{args.rate_limit} calls/s = {push.rate_per_minute:.0f} SIMs/min"),
+        ("account rate limit", f"{args.rate_limit} calls/s (at most {args.rate_limit * 30} SIMs/min)"),
+        ("rate the decision planned with", f"{push.rate_per_minute:.0f} SIMs/min ({push.rate_source})"),
+        ("rate the push measured", f"{push.measured_rate or 0:.1f} SIMs/min"),
         ("decision", f"{push.decision}: expected {push.expected:,}"),
         ("batches sent", f"{batches:,} of {push.batches.count():,}"),
         ("applied (sent and accepted)", f"{push.applied:,}"),

@@ -94,10 +94,10 @@ def push_decide(*, provider: ServiceProvider, period: BillingPeriod, changes: in
         reason = f"Go: {facts}, leaving {left - needed:,.1f} min (at least {slack:g} needed)."
     elif fit_batches >= 1:
         go, expected = True, fit_batches * batch_size
+        batches = f"{fit_batches:,} batch{'es' if fit_batches > 1 else ''} of {batch_size:,}"
         reason = (f"Go for part: {facts}, so not all fit with {slack:g} min to spare. About {expected:,} changes "
-                  f"({fit_batches:,} batches of {batch_size:,}, largest savings first) can be sent in time; each "
-                  f"batch is checked again before it is sent, and the changes left when the period would end "
-                  f"first are not sent and reported.")
+                  f"({batches}, largest savings first) can be sent in time; each batch is checked again before "
+                  f"it is sent, and the changes left when the period would end first are not sent and reported.")
     else:
         go, expected = False, 0
         reason = (f"No-Go: {facts}; not even one batch of {min(changes, batch_size):,} fits with at least "

@@ -98,10 +98,11 @@ def push_stop_in_time(*, push_id: int, from_batch: int, reason: str) -> RatePlan
             return None
         now = timezone.now()
         later = RatePlanChange.objects.filter(push=push, batch__gte=from_batch, status__in=CHANGE_OPEN_STATUSES)
-        later.filter(sends=0).update(status=ChangeStatus.NOT_SENT, finished_at=now, error=f"Not sent. {reason}")
+        stopped = f"the push stopped before batch {from_batch}: the billing period would end first"
+        later.filter(sends=0).update(status=ChangeStatus.NOT_SENT, finished_at=now, error=f"Not sent: {stopped}.")
         later.filter(sends__gt=0).update(
             status=ChangeStatus.FAILED, finished_at=now,
-            error=f"Outcome unknown: stopped after a send; the verification read tells whether it landed. {reason}")
+            error=f"Outcome unknown: {stopped}, after a send; the verification read tells whether it landed.")
         RatePlanPushBatch.objects.filter(push=push, number__gte=from_batch).exclude(status=BatchStatus.DONE).update(
             status=BatchStatus.DONE, finished_at=now, lease_expires_at=None)
         counts = push_counts_refresh(push_id=push.pk)
@@ -110,7 +111,7 @@ def push_stop_in_time(*, push_id: int, from_batch: int, reason: str) -> RatePlan
         push.save(update_fields=["stopped_early", "status", "claimed_by", "lease_expires_at"])
         enqueue_on_commit(VERIFY_TASK, push.pk)
     log.warning("push %s stopped before batch %s: %s (%s applied, %s not sent)", push_id, from_batch, reason,
-                counts.applied, counts.not_sent)
+                f"{counts.applied:,}", f"{counts.not_sent:,}")
     return push
 
 

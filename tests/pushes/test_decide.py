@@ -115,7 +115,8 @@ def test_each_batch_is_checked_again_and_the_push_stops_at_the_last_that_fits(si
     assert set(api_changes(server)) == best
     not_sent = RatePlanChange.objects.filter(push=push, status="not_sent")
     assert not_sent.count() == 200 and not not_sent.filter(sends__gt=0).exists()
-    assert all("Not sent. Billing period ending" in c.error for c in not_sent)
+    assert {c.error for c in not_sent} == {
+        "Not sent: the push stopped before batch 5: the billing period would end first."}
 
     mail.outbox.clear()
     assert push_verify_run(push_id=push.pk) == "done"
