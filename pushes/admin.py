@@ -24,7 +24,7 @@ class RatePlanPushBatchInline(admin.TabularInline):
 @admin.register(RatePlanPush)
 class RatePlanPushAdmin(admin.ModelAdmin):
     list_display = ["id", "provider", "session", "trigger", "status", "decision", "total", "applied", "rejected",
-                    "discrepancies", "failed", "remaining", "verify_mismatches", "rate", "created_at", "finished_at"]
+                    "discrepancies", "failed", "not_sent", "remaining", "verify_mismatches", "rate", "created_at", "finished_at"]
     list_filter = ["status", "decision", "trigger", "provider"]
     search_fields = ["decision_reason", "error"]
     list_select_related = ["provider", "session"]
@@ -35,7 +35,8 @@ class RatePlanPushAdmin(admin.ModelAdmin):
     # The stored counts are refreshed every few seconds while a push runs; no query per row.
     @admin.display(description="remaining")
     def remaining(self, obj):
-        return obj.total - obj.applied - obj.rejected - obj.discrepancies - obj.failed if obj.is_active else 0
+        return (obj.total - obj.applied - obj.rejected - obj.discrepancies - obj.failed - obj.not_sent
+                if obj.is_active else 0)
 
     @admin.display(description="SIMs/min")
     def rate(self, obj):

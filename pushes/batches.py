@@ -18,7 +18,8 @@ from carriers import CarrierError, CarrierNotFound, CarrierRequestRejected, Retr
 from devices.models import Device
 from pushes import clients
 from pushes.counts import PushCounts, push_counts_refresh
-from pushes.lifecycle import BATCH_TASK, push_abort, push_advance
+from pushes.decide import batch_fits
+from pushes.lifecycle import BATCH_TASK, push_abort, push_advance, push_stop_in_time
 from pushes.models import (
     CHANGE_OPEN_STATUSES,
     BatchStatus,
@@ -273,28 +274,34 @@ def device_show_plan(device_id: int, code: str, plan_ids: dict[str, int]) -> Non
 
 
 def push_batch_run(*, batch_id: int, worker: str | None = None,
-                   progress: Callable[[PushCounts], None] | None = None) -> str:
-    """Run one batch if this delivery wins its claim. Returns "not_ours", "done", "yield", "lost" or "abort".
+                   progress: Callable[[PushCounts], None] | None = None, now: dt.datetime | None = None) -> str:
+    """Run one batch if this delivery wins its claim. Returns "not_ours", "done", "yield", "lost", "abort" or "deadline".
 
     A duplicate or late delivery of the task finds the batch claimed or done and
     does nothing. The next batch is queued only when this one is done, so an
-    account never sees more than its own rate limit from one push.
+    account never sees more than its own rate limit from one push. `now` is
+    the moment the time left is checked for (default: now).
     """
     batch = RatePlanPushBatch.objects.select_related("push__provider").filter(pk=batch_id).first()
     if batch is None or batch.push.status != PushStatus.RUNNING:
         return "not_ours"
     push, tuning = batch.push, PushTuning.of(batch.push)
     claimed_by = worker or worker_name()
-    now = timezone.now()
+    clock = timezone.now()  # leases are real time even when the time left is checked for another moment
     if batch.attempts >= tuning.max_batch_claims and batch.status == BatchStatus.PENDING:
         _batch_give_up(batch, reason=f"batch {batch.number} was claimed {batch.attempts} times without finishing")
         push_advance(push_id=push.pk)
         return "abort"
     claimed = RatePlanPushBatch.objects.filter(pk=batch_id, status=BatchStatus.PENDING).update(
         status=BatchStatus.RUNNING, claimed_by=claimed_by, attempts=F("attempts") + 1,
-        lease_expires_at=now + dt.timedelta(seconds=tuning.lease_seconds), started_at=now)
+        lease_expires_at=clock + dt.timedelta(seconds=tuning.lease_seconds), started_at=clock)
     if not claimed:
         return "not_ours"
+    # Checked again before every batch, at the rate this push measures: the period may end before this batch would.
+    fit = batch_fits(push=push, batch_number=batch.number, verify_delay_seconds=tuning.verify_delay, now=now)
+    if not fit.fits:
+        push_stop_in_time(push_id=push.pk, from_batch=batch.number, reason=fit.reason)
+        return "deadline"
     started = time.monotonic()
     runner = _BatchRun(batch=batch, push=push, tuning=tuning, claimed_by=claimed_by, progress=progress)
     try:

@@ -20,6 +20,7 @@ class PushCounts:
     rejected: int
     discrepancy: int
     failed: int
+    not_sent: int
     verified: int
     verify_mismatches: int
 
@@ -65,7 +66,7 @@ def push_counts_refresh(*, push_id: int) -> PushCounts:
     counts = push_counts(push_id=push_id)
     RatePlanPush.objects.filter(pk=push_id).update(
         applied=counts.applied, rejected=counts.rejected, discrepancies=counts.discrepancy, failed=counts.failed,
-        verify_mismatches=counts.verify_mismatches)
+        not_sent=counts.not_sent, verify_mismatches=counts.verify_mismatches)
     return counts
 
 

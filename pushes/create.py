@@ -5,6 +5,7 @@ import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -39,6 +40,7 @@ class PlannedChange:
     from_plan_code: str
     to_plan_id: int
     to_plan_code: str
+    saving: Decimal | None = None  # what the move saves this cycle, when known: sent first when time is short
 
 
 class PushAlreadyRunning(Conflict):
@@ -67,8 +69,10 @@ def push_create(*, provider: ServiceProvider, changes: Sequence[PlannedChange], 
     if running is not None:
         raise _already_running(running)
     tuning = PushTuning.from_settings(provider=provider)
-    decision = push_decide(provider=provider, period=period, changes=len(changes), batch_size=tuning.batch_size, now=now)
-    ordered = sorted(changes, key=lambda c: c.iccid)
+    decision = push_decide(provider=provider, period=period, changes=len(changes), batch_size=tuning.batch_size,
+                           verify_delay_seconds=tuning.verify_delay, now=now)
+    # Largest savings first, so the batches that fit when time is short carry the most money; then by ICCID.
+    ordered = sorted(changes, key=lambda c: (c.saving is None, -(c.saving or 0), c.iccid))
     clock = timezone.now()  # timestamps are real time even when the decision is asked about another moment
     if not decision.go:
         status = PushStatus.NO_GO
@@ -80,7 +84,8 @@ def push_create(*, provider: ServiceProvider, changes: Sequence[PlannedChange], 
                 provider=provider, session_id=session_id, trigger=trigger, status=status,
                 decision=PushDecision.GO if decision.go else PushDecision.NO_GO, decision_reason=decision.reason,
                 period_ends_at=decision.period_ends_at, minutes_left=decision.minutes_left,
-                minutes_needed=decision.minutes_needed, rate_per_minute=decision.rate_per_minute,
+                minutes_needed=decision.minutes_needed, expected=decision.expected,
+                rate_per_minute=decision.rate_per_minute,
                 rate_source=decision.rate_source, batch_size=tuning.batch_size, total=len(ordered),
                 tuning=tuning.as_json(), started_at=clock if status == PushStatus.RUNNING else None,
                 finished_at=None if status == PushStatus.RUNNING else clock,

@@ -84,6 +84,37 @@ def push_abort(*, push_id: int, reason: str) -> RatePlanPush | None:
     return push
 
 
+def push_stop_in_time(*, push_id: int, from_batch: int, reason: str) -> RatePlanPush | None:
+    """Stop a push before batch `from_batch` because the billing period would end first.
+
+    Its unsent changes (this batch and every later one) are "not sent: billing
+    period ending", with why; a change a dead worker recorded a send for may have
+    landed, so it goes to the verification read like everything sent, and the
+    push ends once what it did send is verified.
+    """
+    with transaction.atomic():
+        push = RatePlanPush.objects.select_for_update().filter(pk=push_id, status=PushStatus.RUNNING).first()
+        if push is None:
+            return None
+        now = timezone.now()
+        later = RatePlanChange.objects.filter(push=push, batch__gte=from_batch, status__in=CHANGE_OPEN_STATUSES)
+        stopped = f"the push stopped before batch {from_batch}: the billing period would end first"
+        later.filter(sends=0).update(status=ChangeStatus.NOT_SENT, finished_at=now, error=f"Not sent: {stopped}.")
+        later.filter(sends__gt=0).update(
+            status=ChangeStatus.FAILED, finished_at=now,
+            error=f"Outcome unknown: {stopped}, after a send; the verification read tells whether it landed.")
+        RatePlanPushBatch.objects.filter(push=push, number__gte=from_batch).exclude(status=BatchStatus.DONE).update(
+            status=BatchStatus.DONE, finished_at=now, lease_expires_at=None)
+        counts = push_counts_refresh(push_id=push.pk)
+        push.refresh_from_db()
+        push.stopped_early, push.status, push.claimed_by, push.lease_expires_at = reason, PushStatus.VERIFYING, "", None
+        push.save(update_fields=["stopped_early", "status", "claimed_by", "lease_expires_at"])
+        enqueue_on_commit(VERIFY_TASK, push.pk)
+    log.warning("push %s stopped before batch %s: %s (%s applied, %s not sent)", push_id, from_batch, reason,
+                f"{counts.applied:,}", f"{counts.not_sent:,}")
+    return push
+
+
 def push_finish(*, push_id: int, claimed_by: str) -> RatePlanPush | None:
     """End a verified push: succeeded, finished with errors, or failed when push_abort stopped it; then report."""
     with transaction.atomic():

@@ -34,7 +34,9 @@ class RatePlanPush(models.Model):
     decision_reason = models.TextField(blank=True)
     period_ends_at = models.DateTimeField(help_text="When the billing period ends (midnight, account time zone).")
     minutes_left = models.FloatField(help_text="Minutes between the decision and the end of the billing period.")
-    minutes_needed = models.FloatField(help_text="min(changes, batch size) / rate.")
+    minutes_needed = models.FloatField(help_text="Every change and its verification read at the rate, in minutes.")
+    expected = models.PositiveIntegerField(
+        default=0, help_text="Changes the Go/No-Go expected to send before the period ends (all, or the batches that fit).")
     rate_per_minute = models.FloatField(help_text="SIMs per minute the decision assumed.")
     rate_source = models.CharField(max_length=200, blank=True)
     batch_size = models.PositiveIntegerField(default=250)
@@ -44,6 +46,7 @@ class RatePlanPush(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     discrepancies = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
+    not_sent = models.PositiveIntegerField(default=0, help_text="Not sent: the billing period would end first.")
     verify_mismatches = models.PositiveIntegerField(default=0)
     send_seconds = models.FloatField(default=0, help_text="Time spent sending, summed over batch runs.")
     measured_rate = models.FloatField(null=True, blank=True, help_text="SIMs per minute this push achieved.")
@@ -56,6 +59,8 @@ class RatePlanPush(models.Model):
     verify_started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
+    stopped_early = models.TextField(
+        blank=True, help_text="Why the push stopped before its last batch: the billing period would end first.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -112,6 +117,7 @@ class ChangeStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected by the carrier"
     DISCREPANCY = "discrepancy", "Skipped: plan changed on the carrier"
     FAILED = "failed", "Failed"
+    NOT_SENT = "not_sent", "Not sent: billing period ending"
 
 
 CHANGE_OPEN_STATUSES = (ChangeStatus.PENDING, ChangeStatus.SENDING)

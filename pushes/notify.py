@@ -32,15 +32,20 @@ def report_email(push: RatePlanPush) -> None:
         ("Skipped: the SIM's plan changed on the carrier after the optimization", changes.filter(status=ChangeStatus.DISCREPANCY)),
         ("Refused by the carrier", changes.filter(status=ChangeStatus.REJECTED)),
         ("Failed", changes.filter(status=ChangeStatus.FAILED)),
+        ("Not sent: the billing period would end before they could be sent and verified",
+         changes.filter(status=ChangeStatus.NOT_SENT)),
         ("Applied, but the carrier does not show the new plan (read twice)",
          changes.filter(status=ChangeStatus.APPLIED, verified=False)),
         ("Applied, but could not be read back", changes.filter(status=ChangeStatus.APPLIED, verified__isnull=True)),
     ]
-    attention = counts.total - counts.verified
+    attention = counts.total - counts.verified - counts.not_sent
     lines = [f"Carrier account: {push.provider.name} ({push.provider.integration})",
              _title(push) + f": {push.get_status_display()}.", push.error,
+             f"Stopped early: {push.stopped_early} {counts.not_sent:,} changes were not sent; those SIMs stay on "
+             f"their current plans this billing period." if push.stopped_early else "",
              f"{counts.total:,} changes: {counts.applied:,} applied ({counts.verified:,} verified on the carrier), "
-             f"{counts.discrepancy:,} skipped as discrepancies, {counts.rejected:,} refused, {counts.failed:,} failed.",
+             f"{counts.discrepancy:,} skipped as discrepancies, {counts.rejected:,} refused, {counts.failed:,} failed"
+             + (f", {counts.not_sent:,} not sent (billing period ending)." if counts.not_sent else "."),
              f"Measured rate: {push.measured_rate:.1f} SIMs/min." if push.measured_rate else ""]
     for title, rows in sections:
         total = rows.count()
@@ -55,4 +60,6 @@ def report_email(push: RatePlanPush) -> None:
         if total > REPORT_LINES:
             lines.append(f"  … and {total - REPORT_LINES:,} more (see the admin or the API)")
     subject = REPORT_SUBJECT.format(account=push.provider.name, applied=counts.applied, attention=attention)
+    if counts.not_sent:
+        subject += f", {counts.not_sent:,} not sent (billing period ending)"
     send_mail(subject, "\n".join(line for line in lines if line), None, push.provider.alert_recipients, fail_silently=True)

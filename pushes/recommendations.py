@@ -32,14 +32,15 @@ def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     rows = (DeviceAssignment.objects.filter(run_id=session.run_id, changed=True)
             .exclude(device_id__in=Subquery(done))
             .values_list("device_id", "iccid", "current_plan_id", "current_plan__code", "device__rate_plan_code",
-                         "recommended_plan_id", "recommended_plan__code"))
+                         "recommended_plan_id", "recommended_plan__code", "current_cost", "recommended_cost"))
     changes = []
-    for device_id, iccid, from_id, from_code, device_code, to_id, to_code in rows:
+    for device_id, iccid, from_id, from_code, device_code, to_id, to_code, before, after in rows:
         # A SIM whose plan is not in the catalogue had no current_plan; the carrier's name for it is kept on the device.
         from_code = from_code or device_code
         if from_code != to_code:
             changes.append(PlannedChange(device_id=device_id, iccid=iccid, from_plan_id=from_id,
-                                         from_plan_code=from_code or "", to_plan_id=to_id, to_plan_code=to_code))
+                                         from_plan_code=from_code or "", to_plan_id=to_id, to_plan_code=to_code,
+                                         saving=None if before is None else before - after))
     return changes
 
 

@@ -17,6 +17,8 @@ class PushOut(serializers.ModelSerializer):
     discrepancies = serializers.SerializerMethodField(
         help_text="Skipped: the carrier's plan was no longer the one the optimization saw.")
     failed = serializers.SerializerMethodField()
+    not_sent = serializers.SerializerMethodField(
+        help_text="Not sent: the billing period would have ended before they were sent and verified.")
     remaining = serializers.SerializerMethodField(help_text="Changes not yet settled.")
     verified = serializers.SerializerMethodField(help_text="Applied changes the carrier showed on the read-back.")
     verify_mismatches = serializers.SerializerMethodField(
@@ -27,9 +29,9 @@ class PushOut(serializers.ModelSerializer):
     class Meta:
         model = RatePlanPush
         fields = ["id", "provider", "provider_name", "session", "trigger", "status", "decision", "decision_reason",
-                  "period_ends_at", "minutes_left", "minutes_needed", "rate_per_minute", "rate_source", "batch_size",
-                  "total", "applied", "rejected", "discrepancies", "failed", "remaining", "verified",
-                  "verify_mismatches", "rate_per_minute_measured", "created_at", "started_at", "finished_at", "error"]
+                  "period_ends_at", "minutes_left", "minutes_needed", "expected", "rate_per_minute", "rate_source", "batch_size",
+                  "total", "applied", "rejected", "discrepancies", "failed", "not_sent", "remaining", "verified",
+                  "verify_mismatches", "rate_per_minute_measured", "created_at", "started_at", "finished_at", "error", "stopped_early"]
         read_only_fields = fields
 
     def _counts(self, obj):
@@ -49,6 +51,9 @@ class PushOut(serializers.ModelSerializer):
 
     def get_failed(self, obj) -> int:
         return self._counts(obj).failed
+
+    def get_not_sent(self, obj) -> int:
+        return self._counts(obj).not_sent
 
     def get_remaining(self, obj) -> int:
         return self._counts(obj).remaining
