@@ -28,6 +28,7 @@ urlpatterns = [
     path("sessions/<uuid:guid>/report/", sessions.SessionReportApi.as_view(), name="session-report"),
     path("sessions/<uuid:guid>/apply/", pushes.SessionApplyApi.as_view(), name="session-apply"),
     path("sessions/<uuid:guid>/pushes/", pushes.SessionPushesApi.as_view(), name="session-pushes"),
+    path("pushes/<int:pk>/", pushes.PushApi.as_view(), name="push-detail"),
     # Paths ending without a slash are left to APPEND_SLASH's redirect.
     re_path(r"^(?:.*/)?$", api_not_found),
 ]

@@ -167,7 +167,8 @@ class DeviceAssignment(models.Model):
             models.Index(fields=["run", "changed"], name="assignment_run_changed"),
             # The workbench's SIM list: a page in ICCID order, or by saving, of one run.
             models.Index(fields=["run", "iccid"], name="assignment_run_iccid"),
-            models.Index(fields=["run", "saving"], name="assignment_run_saving"),
+            # And (run, saving DESC NULLS LAST, iccid), "largest saving first": made by migration 0004 for each
+            # database (SQLite has no NULLS LAST in an index; its NULLs sort last in DESC anyway).
         ]
 
     def __str__(self):

@@ -96,4 +96,4 @@ class AssignmentFilter(serializers.Serializer):
                                    help_text="ICCIDs starting with these digits.",
                                    error_messages={"invalid": "An ICCID is digits only."})
     sort = serializers.ChoiceField(choices=sorted(SORTS), required=False, default="iccid",
-                                   help_text="iccid, -saving (largest first), saving, or -usage.")
+                                   help_text="iccid, or -saving (largest saving first).")

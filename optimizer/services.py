@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -248,6 +248,10 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
     The run goes CleaningUp -> CompleteWithSuccess in the caller's transaction."""
     _run_status(run, RunStatus.CLEANING_UP)
     totals = _results_finalize(run, heartbeat)
+    if connection.vendor == "postgresql":
+        # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
     _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now())
     return totals
 

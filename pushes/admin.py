@@ -6,6 +6,7 @@ from django.utils.html import format_html
 from carrieropt.errors import ApplicationError
 from pushes.counts import push_rate_live
 from pushes.models import RatePlanChange, RatePlanPush, RatePlanPushBatch
+from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply
 from sessions.admin import OptimizationSessionAdmin
 from sessions.models import OptimizationSession
@@ -79,6 +80,9 @@ class RatePlanChangeAdmin(admin.ModelAdmin):
 
 @admin.action(description="Apply recommended rate plans (push to the carrier)")
 def apply_recommendations(modeladmin, request, queryset):
+    if not can_apply(request.user):
+        modeladmin.message_user(request, APPLY_REFUSED, messages.ERROR)
+        return
     for session in queryset.select_related("provider"):
         try:
             push = session_apply(session=session, trigger="admin")

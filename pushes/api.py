@@ -5,9 +5,10 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
 from rest_framework.response import Response
 
-from carrieropt.api.base import ErrorSerializer
+from carrieropt.api.base import ErrorSerializer, TenantApi
 from pushes.counts import push_counts_many
 from pushes.models import RatePlanPush
+from pushes.permissions import CanApply
 from pushes.recommendations import session_apply
 from pushes.serializers import PushOut
 from sessions.api import SessionApi
@@ -18,7 +19,7 @@ APPLY_CONFLICT = OpenApiResponse(ErrorSerializer, description=(
 
 
 class SessionApplyApi(SessionApi):
-    """Push the session's recommended rate plans to the carrier.
+    """Push the session's recommended rate plans to the carrier (needs pushes.apply_recommendations: else 403).
 
     202 with the push: `decision` says Go (the push runs in the background; follow it at
     /api/sessions/{id}/pushes/) or No-Go (too little time before the billing period ends:
@@ -27,10 +28,22 @@ class SessionApplyApi(SessionApi):
 
     serializer_class = PushOut
 
+    def get_permissions(self):
+        return [*super().get_permissions(), CanApply()]
+
     @extend_schema(operation_id="sessions_apply", request=None, responses={202: PushOut, 409: APPLY_CONFLICT})
     def post(self, request, guid):
         push = session_apply(session=self.session(), trigger="api")
         return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PushApi(TenantApi, generics.RetrieveAPIView):
+    """One push with its Go/No-Go decision and live counts (sent, applied, refused, not sent, remaining, rate)."""
+
+    serializer_class = PushOut
+
+    def get_queryset(self):
+        return RatePlanPush.objects.filter(provider__tenant__in=self.tenants).select_related("provider", "session")
 
 
 class SessionPushesApi(SessionApi, generics.ListAPIView):

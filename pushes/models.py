@@ -64,6 +64,8 @@ class RatePlanPush(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-pk"]
+        # Tenant members see recommendations; only those given this may push them to the carrier.
+        permissions = [("apply_recommendations", "Can push recommended rate plans to the carrier")]
         constraints = [
             # "One push at a time per account" lives in the database, so two triggers cannot both start one.
             models.UniqueConstraint(fields=["provider"], condition=Q(status__in=["running", "verifying"]),

@@ -189,8 +189,7 @@ def session_sims(request, guid):
     plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
     return render(request, "dashboard/session_sims.html", {
         "session": session, "page": page, "filters": filters, "errors": errors, "groups": groups, "plans": plans,
-        "query": urlencode(query), "sorts": [("iccid", "ICCID"), ("-saving", "Largest saving first"),
-                                             ("saving", "Smallest saving first"), ("-usage", "Most usage first")],
+        "query": urlencode(query), "sorts": [("iccid", "ICCID"), ("-saving", "Largest saving first")],
     }, status=400 if errors else 200)
 
 

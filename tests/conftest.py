@@ -16,7 +16,20 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture
 def alice(db):
-    return factories.UserFactory(username="alice")
+    """Alice operates tenant A: she may apply recommendations (push them to the carrier)."""
+    from django.contrib.auth.models import Permission
+
+    user = factories.UserFactory(username="alice")
+    user.user_permissions.add(Permission.objects.get(codename="apply_recommendations"))
+    return user
+
+
+@pytest.fixture
+def reader(db, tenant_a):
+    """A member of tenant A who may look but not apply."""
+    user = factories.UserFactory(username="reader")
+    tenant_a.users.add(user)
+    return user
 
 
 @pytest.fixture

@@ -1,0 +1,11 @@
+"""Dashboard URLs of the push (mounted at /): apply a session's recommendations, follow a push."""
+from django.urls import path
+
+from pushes import views
+
+app_name = "pushes"
+
+urlpatterns = [
+    path("sessions/<uuid:guid>/apply/", views.session_apply_page, name="session-apply"),
+    path("pushes/<int:pk>/", views.push_detail, name="push-detail"),
+]
