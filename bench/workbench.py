@@ -98,6 +98,7 @@ def main() -> None:
     sims_url = reverse("dashboard:session-sims", args=[session.guid])
     pages = [
         ("session page (totals, chart, matrix)", reverse("dashboard:session-detail", args=[session.guid]), {}),
+        ("usage against allowances (every group)", reverse("dashboard:session-usage", args=[session.guid]), {}),
         ("SIM list, first page", sims_url, {}),
         ("changed only", sims_url, {"changed": "true"}),
         ("changed, largest saving first", sims_url, {"changed": "true", "sort": "-saving"}),

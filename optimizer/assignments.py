@@ -5,7 +5,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.db.models import Count, F, QuerySet, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 
 from optimizer.models import DeviceAssignment
 
@@ -104,3 +104,58 @@ def plan_migrations(*, run_id: int) -> MigrationMatrix:
             cost_after=row["after"])
     plans = sorted({p for key in cells for p in key}, key=lambda p: (p == UNKNOWN_PLAN, p))
     return MigrationMatrix(plans=plans, cells=cells)
+
+
+@dataclass(frozen=True)
+class UsageBin:
+    """SIMs of a group whose usage is above `low` MB and at most `high` MB (None: no upper end)."""
+
+    low: Decimal | None  # None: the bin of SIMs that used nothing
+    high: Decimal | None
+    sims: int
+
+
+@dataclass(frozen=True)
+class PoolFill:
+    """A pool after the recommendation: its members' usage against their allowance."""
+
+    group_id: int
+    plan: str
+    sims: int
+    usage_mb: Decimal
+    allowance_mb: Decimal
+
+    @property
+    def fill(self) -> float | None:
+        return float(self.usage_mb / self.allowance_mb) if self.allowance_mb else None
+
+
+def usage_histograms(*, run_id: int, allowances: list[Decimal]) -> dict[int, list[UsageBin]]:
+    """Per group, SIMs counted between consecutive plan allowances (0, then each allowance, then above the
+    largest): how many fit in each plan. One grouped query for every group of the run."""
+    edges = sorted(set(allowances))
+    bins = [(None, Decimal(0))] + [(lo, hi) for lo, hi in zip([Decimal(0), *edges], edges, strict=False) if hi > lo]
+    bins.append((edges[-1] if edges else Decimal(0), None))
+    counts = {}
+    for i, (lo, hi) in enumerate(bins):
+        if lo is None:
+            cond = Q(usage_mb__lte=0)
+        elif hi is None:
+            cond = Q(usage_mb__gt=lo)
+        else:
+            cond = Q(usage_mb__gt=lo, usage_mb__lte=hi)
+        counts[f"b{i}"] = Count("pk", filter=cond)
+    rows = DeviceAssignment.objects.filter(run_id=run_id).order_by().values("comm_group_id").annotate(**counts)
+    return {row["comm_group_id"]: [UsageBin(lo, hi, row[f"b{i}"]) for i, (lo, hi) in enumerate(bins)]
+            for row in rows}
+
+
+def pool_fills(*, run_id: int) -> list[PoolFill]:
+    """Every pool of the recommendation (a group's SIMs on one pooled plan): usage against allowance."""
+    rows = (DeviceAssignment.objects.filter(run_id=run_id, recommended_plan__pooled=True).order_by()
+            .values("comm_group_id", "recommended_plan__code", "recommended_plan__included_mb")
+            .annotate(sims=Count("pk"), usage=Sum("usage_mb")))
+    return sorted((PoolFill(group_id=r["comm_group_id"], plan=r["recommended_plan__code"], sims=r["sims"],
+                            usage_mb=r["usage"] or Decimal(0),
+                            allowance_mb=r["recommended_plan__included_mb"] * r["sims"]) for r in rows),
+                  key=lambda p: (p.group_id, p.plan))

@@ -10,6 +10,7 @@ urlpatterns = [
     path("", views.session_list, name="session-list"),
     path("sessions/<uuid:guid>/", views.session_detail, name="session-detail"),
     path("sessions/<uuid:guid>/sims/", views.session_sims, name="session-sims"),
+    path("sessions/<uuid:guid>/usage/", views.session_usage, name="session-usage"),
     path("sessions/<uuid:guid>/sims.csv", views.session_sims_csv, name="session-sims-csv"),
     path("providers/<int:provider_id>/", views.provider_detail, name="provider-detail"),
     path("providers/<int:provider_id>/start/", views.session_start, name="session-start"),

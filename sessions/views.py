@@ -15,7 +15,15 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carrieropt.api.base import user_tenants
-from optimizer.assignments import CSV_COLUMNS, assignments_csv_rows, assignments_filtered, plan_migrations
+from optimizer.assignments import (
+    CSV_COLUMNS,
+    UsageBin,
+    assignments_csv_rows,
+    assignments_filtered,
+    plan_migrations,
+    pool_fills,
+    usage_histograms,
+)
 from optimizer.selectors import PlanCost, plan_costs
 from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
@@ -163,6 +171,51 @@ def provider_detail(request, provider_id: int):
     return render(request, "dashboard/provider.html", {
         "provider": provider, "sessions": sessions, "history": history, "chart": chart,
         "status_labels": dict(SessionStatus.choices)})
+
+
+HISTOGRAM = {"width": 760, "height": 210, "top": 16, "bottom": 60, "left": 60, "right": 10}
+
+
+def _mb(value: Decimal) -> str:
+    return f"{value / 1024:g} GB" if value >= 1024 else f"{value:g} MB"
+
+
+def histogram_chart(bins: list[UsageBin], plans: dict[Decimal, list[str]]) -> dict:
+    """Bars of SIMs per usage bin, each bin labelled with its range and the group's plans it fits."""
+    c = HISTOGRAM
+    plot_w, plot_h = c["width"] - c["left"] - c["right"], c["height"] - c["top"] - c["bottom"]
+    top = max([b.sims for b in bins] + [1])
+    slot = plot_w / max(len(bins), 1)
+    bars = []
+    for i, b in enumerate(bins):
+        if b.low is None:
+            label = "0 MB"
+        elif b.high is None:
+            label = f"> {_mb(b.low)}"
+        else:
+            label = f"≤ {_mb(b.high)}"
+        h = plot_h * b.sims / top
+        bars.append({"x": c["left"] + i * slot + slot * 0.15, "w": slot * 0.7, "y": c["top"] + plot_h - h, "h": h,
+                     "sims": b.sims, "label": label, "label_x": c["left"] + i * slot + slot / 2,
+                     "plans": ", ".join(plans.get(b.high, [])) if b.high is not None else ""})
+    return {**c, "bars": bars, "axis_y": c["top"] + plot_h, "plot_right": c["width"] - c["right"], "top": top}
+
+
+@login_required
+def session_usage(request, guid):
+    """Per group: how the SIMs' usage falls between the plans' allowances, and how full each pool is."""
+    session = _session(request, guid)
+    groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
+    catalogue = list(session.provider.rate_plans.values_list("included_mb", flat=True))
+    histograms = usage_histograms(run_id=session.run_id, allowances=catalogue)
+    fills = pool_fills(run_id=session.run_id)
+    for g in groups:
+        plans: dict[Decimal, list[str]] = {}
+        for p in g.rate_plans.all():
+            plans.setdefault(p.included_mb, []).append(p.code)
+        g.histogram = histogram_chart(histograms[g.pk], plans) if g.pk in histograms else None
+        g.pools = [f for f in fills if f.group_id == g.pk]
+    return render(request, "dashboard/session_usage.html", {"session": session, "groups": groups})
 
 
 SIMS_PER_PAGE = 50

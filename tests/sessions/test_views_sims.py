@@ -132,3 +132,32 @@ def test_stage_times_are_in_the_accounts_time_zone_in_plain_words(session, alice
     visible = re.sub(r"<[^>]+>", "", timings)
     assert " CST" in visible and not re.search(r"\d{4}-\d\d-\d\dT\d\d", visible), "no raw ISO timestamps"
     assert re.search(r'<td class="num">\d+\.\d s</td>', timings)
+
+
+def test_usage_page_counts_each_groups_sims_between_allowances_and_fills_pools_with_stored_usage(session, alice_client):
+    from decimal import Decimal
+
+    body = alice_client.get(reverse("dashboard:session-usage", args=[session.guid])).content.decode()
+    rows = list(DeviceAssignment.objects.filter(run=session.run).select_related("recommended_plan"))
+    edges = sorted(set(session.provider.rate_plans.values_list("included_mb", flat=True)))
+    for group in session.run.comm_groups.all():
+        section = body.split(f'id="group-{group.pk}"')[1].split("</section>")[0]
+        bins = {label: int(n) for label, n in re.findall(r'class="bin" data-label="([^"]+)" data-sims="(\d+)"', section)}
+        usages = [a.usage_mb for a in rows if a.comm_group_id == group.pk]
+        assert sum(bins.values()) == len(usages) == group.device_count
+        # The bin up to the smallest positive allowance holds exactly the SIMs that used some data but no more.
+        smallest = next(e for e in edges if e > 0)
+        label = f"≤ {smallest:g} MB" if smallest < 1024 else f"≤ {smallest / 1024:g} GB"
+        assert bins[label] == sum(1 for u in usages if 0 < u <= smallest)
+        assert bins["0 MB"] == sum(1 for u in usages if u <= 0)
+        pooled = {}
+        for a in rows:
+            if a.comm_group_id == group.pk and a.recommended_plan.pooled:
+                pooled.setdefault(a.recommended_plan.code, []).append(a)
+        for code, members in pooled.items():
+            row = section.split(f'<tr data-plan="{code}">')[1].split("</tr>")[0]
+            usage = sum((a.usage_mb for a in members), Decimal(0))
+            allowance = members[0].recommended_plan.included_mb * len(members)
+            assert f'<td class="num">{len(members)}</td>' in row
+            assert f"{usage:,.1f} MB" in row and f"{allowance:,.1f} MB" in row
+    assert any(r.recommended_plan.pooled for r in rows), "the seeded fleet is recommended some pooled plans"
