@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from carrieropt.api.base import ErrorSerializer, TenantApi
 from pushes.counts import push_counts_many
 from pushes.models import RatePlanPush
-from pushes.permissions import CanApply
+from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply
 from pushes.serializers import PushOut
 from sessions.api import SessionApi
@@ -28,12 +29,13 @@ class SessionApplyApi(SessionApi):
 
     serializer_class = PushOut
 
-    def get_permissions(self):
-        return [*super().get_permissions(), CanApply()]
-
-    @extend_schema(operation_id="sessions_apply", request=None, responses={202: PushOut, 409: APPLY_CONFLICT})
+    @extend_schema(operation_id="sessions_apply", request=None,
+                   responses={202: PushOut, 403: ErrorSerializer, 409: APPLY_CONFLICT})
     def post(self, request, guid):
-        push = session_apply(session=self.session(), trigger="api")
+        session = self.session()  # another tenant's session is 404 before any permission is looked at
+        if not can_apply(request.user):
+            raise PermissionDenied(APPLY_REFUSED)
+        push = session_apply(session=session, trigger="api")
         return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -1,8 +1,6 @@
 """Who may push recommended plans to a carrier: tenant members given `pushes.apply_recommendations`."""
 from __future__ import annotations
 
-from rest_framework.permissions import BasePermission
-
 APPLY_PERMISSION = "pushes.apply_recommendations"
 APPLY_REFUSED = ("Applying recommendations changes SIMs on the carrier and needs the permission "
                  "'Can push recommended rate plans to the carrier' (pushes.apply_recommendations); ask an "
@@ -11,12 +9,3 @@ APPLY_REFUSED = ("Applying recommendations changes SIMs on the carrier and needs
 
 def can_apply(user) -> bool:
     return bool(user and user.is_authenticated and user.has_perm(APPLY_PERMISSION))
-
-
-class CanApply(BasePermission):
-    """DRF: 403 for a tenant member without the permission."""
-
-    message = APPLY_REFUSED
-
-    def has_permission(self, request, view) -> bool:
-        return can_apply(request.user)

@@ -3,6 +3,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from config import api_urls
+from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
@@ -12,6 +13,7 @@ PK_ROUTES = {
     "rate-plan-detail": "rate_plan",
     "communication-plan-detail": "comm",
     "device-detail": "device",
+    "push-detail": "push",
 }
 LIST_ROUTES = ["provider-list", "rate-plan-list", "communication-plan-list", "device-list", "session-list"]
 
@@ -46,8 +48,11 @@ def _side(provider, completed_session):
     ProgressEventFactory(session=session, progress=100)
     run = session.run
     assignment = run.assignments.first()
+    push = RatePlanPush.objects.create(
+        provider=provider, session=session, status="no_go", decision="no_go",
+        period_ends_at=session.billing_period.ends_at(), minutes_left=1, minutes_needed=2, rate_per_minute=60)
     return {"provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
-            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device}
+            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device, "push": push}
 
 
 @pytest.fixture
