@@ -222,8 +222,10 @@ SIMS_PER_PAGE = 50
 
 
 def _sim_filters(request) -> tuple[dict, dict]:
-    """Validated filters of the SIM list from the query string, and the errors (field -> messages) if any."""
-    params = AssignmentFilter(data={k: v for k, v in request.GET.items() if k != "page"})
+    """Validated filters of the SIM list from the query string, and the errors (field -> messages) if any.
+
+    An empty value is no filter: the form's "all" and "any" choices submit `group=` and `from_plan=`."""
+    params = AssignmentFilter(data={k: v for k, v in request.GET.items() if k != "page" and v != ""})
     if params.is_valid():
         return dict(params.validated_data), {}
     return {"sort": "iccid"}, {field: [str(m) for m in msgs] for field, msgs in params.errors.items()}

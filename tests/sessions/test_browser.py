@@ -1,12 +1,15 @@
 """The dashboard in a real headless Chromium: start a session on seeded data, watch it reach 100 %, get the report."""
 import os
+from contextlib import ExitStack
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import pytest
+from django.contrib.auth.models import Permission
 from django.db import connections
 from openpyxl import load_workbook
 
+from carriers.simulator.testing import running_simulator
 from devices.demo import demo_seed
 from sessions.models import OptimizationSession
 from tests.factories import UserFactory
@@ -26,6 +29,12 @@ pytestmark = [
 
 
 @pytest.fixture
+def stack():
+    with ExitStack() as s:
+        yield s
+
+
+@pytest.fixture
 def browser_page(monkeypatch):
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
@@ -41,15 +50,25 @@ def browser_page(monkeypatch):
             browser.close()
 
 
-def test_start_watch_open_download(browser_page, live_server, settings, tmp_path):
+def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, settings, tmp_path):
+    """Start a session, watch it reach 100 %, open it and its report, filter its SIMs to the changes, look at
+    usage against allowances, apply the changes with a confirmation and watch the push reach the (simulated)
+    carrier and be verified, then see the account's history; a screenshot of each page in var/screenshots."""
     page = browser_page
     settings.REPORTS_DIR = tmp_path / "reports"  # the web side serves what the worker wrote there
+    # The Go/No-Go's first estimate before any push has measured this account: the simulator answers
+    # at loopback speed, not at a real carrier's default.
+    settings.PUSH_DEFAULT_RATE_PER_MINUTE = 60_000
+    carrier = stack.enter_context(running_simulator(sims=3000, seed=11))  # the same fleet as the demo seed
     demo = demo_seed(devices=3000, seed=11)
+    demo.provider.api_base_url = carrier.url
+    demo.provider.save(update_fields=["api_base_url"])
     operator = UserFactory(username="operator", password=PASSWORD)
     demo.tenant.users.add(operator)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
 
-    env = {"MEDIA_ROOT": str(tmp_path), "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    env = {"MEDIA_ROOT": str(tmp_path), "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+           "PUSH_VERIFY_DELAY_SECONDS": "1"}
     with qcluster(workers=2, env=env, log_path=tmp_path / "cluster.log"):
         page.goto(f"{live_server.url}/")
         page.fill("#id_username", "operator")
@@ -87,6 +106,53 @@ def test_start_watch_open_download(browser_page, live_server, settings, tmp_path
         download.save_as(saved)
         page.screenshot(path=str(SCREENSHOTS / "session.png"), full_page=True)
 
+        # The SIMs of the session: filter to the changes through the form, then look at one move.
+        page.click("#sims-link")
+        page.wait_for_selector("#sim-filters")
+        page.check("#sim-filters input[name=changed]")
+        page.select_option("#sim-filters select[name=sort]", "-saving")
+        page.click("#sim-filters button[type=submit]")
+        page.wait_for_url("**changed=true**")
+        changed = session.run.assignments.filter(changed=True).count()
+        assert changed > 0
+        assert page.locator("#sim-count").inner_text().startswith(f"{changed} SIM")
+        assert page.locator("#sims tbody tr:not(.changed)").count() == 0, "only changed SIMs are listed"
+        page.screenshot(path=str(SCREENSHOTS / "sims.png"), full_page=True)
+
+        page.goto(f"{live_server.url}/sessions/{session.guid}/usage/")
+        page.wait_for_selector("section.group")
+        assert page.locator("section.group").count() >= 1
+        page.screenshot(path=str(SCREENSHOTS / "usage.png"), full_page=True)
+
+        # Apply from the browser: preview, confirm, watch the push reach the simulated carrier and finish.
+        page.goto(f"{live_server.url}/sessions/{session.guid}/")
+        page.click("#apply-link")
+        page.wait_for_selector("#go-no-go.success")
+        assert page.locator('#preview [data-field="changes"]').inner_text() == f"{changed:,}"
+        # Without pushes.apply_recommendations the operator sees the preview and cannot apply.
+        assert page.locator("#read-only").is_visible() and page.locator("#apply-form").count() == 0
+        page.screenshot(path=str(SCREENSHOTS / "apply-read-only.png"), full_page=True)
+        operator.user_permissions.add(Permission.objects.get(codename="apply_recommendations"))
+        page.reload()
+        page.screenshot(path=str(SCREENSHOTS / "apply.png"), full_page=True)
+        page.check("#apply-form input[name=confirm]")
+        page.click("#apply-form button[name=apply]")
+        page.wait_for_selector("#push-counts")
+        page.locator("#push-status.succeeded").wait_for(timeout=120_000)
+        assert page.locator('#push-counts [data-field="applied"]').inner_text() == f"{changed}"
+        assert page.locator('#push-counts [data-field="verified"]').inner_text() == f"{changed}"
+        page.screenshot(path=str(SCREENSHOTS / "push.png"), full_page=True)
+
+        # The account's history: this cycle's savings and the session.
+        page.goto(f"{live_server.url}/providers/{demo.provider.pk}/")
+        page.wait_for_selector("#cycle-chart")
+        assert page.locator(f'#account-sessions tr[data-guid="{session.guid}"]').count() == 1
+        page.screenshot(path=str(SCREENSHOTS / "account.png"), full_page=True)
+
+    # What the carrier holds now is what the session recommended, for every SIM it changed.
+    on_carrier = carrier.carrier.snapshot()
+    moved = dict(session.run.assignments.filter(changed=True).values_list("iccid", "recommended_plan__code"))
+    assert {iccid: on_carrier[iccid][1] for iccid in moved} == moved
     workbook = load_workbook(saved, read_only=True)
     rows = list(workbook["Assignments"].iter_rows(min_row=2, values_only=True))
     assert len(rows) == session.device_count

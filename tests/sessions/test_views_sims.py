@@ -41,6 +41,16 @@ def test_changed_only_largest_saving_first_matches_the_stored_rows(session, alic
     assert f"{top.current_cost - top.recommended_cost:,.2f}" in body
 
 
+def test_the_form_as_a_browser_submits_it_leaves_empty_choices_unfiltered(session, alice_client):
+    """'all groups', 'any plan' and an empty ICCID box come as empty values: no filter, not a 400."""
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    response = alice_client.get(url, {"changed": "true", "group": "", "from_plan": "", "to_plan": "", "iccid": "",
+                                      "sort": "-saving"})
+    assert response.status_code == 200
+    changed = DeviceAssignment.objects.filter(run=session.run, changed=True).count()
+    assert f"{changed} SIM" in response.content.decode()
+
+
 def test_filters_by_group_move_and_iccid_prefix(session, alice_client):
     url = reverse("dashboard:session-sims", args=[session.guid])
     rows = DeviceAssignment.objects.filter(run=session.run).select_related("current_plan", "recommended_plan")
