@@ -149,6 +149,13 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         assert page.locator(f'#account-sessions tr[data-guid="{session.guid}"]').count() == 1
         page.screenshot(path=str(SCREENSHOTS / "account.png"), full_page=True)
 
+        # On a phone the session page is one column: nothing but the tables' own scroll is wider than the screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.goto(f"{live_server.url}/sessions/{session.guid}/")
+        page.wait_for_selector("#totals")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+        page.screenshot(path=str(SCREENSHOTS / "session-phone.png"), full_page=True)
+
     # What the carrier holds now is what the session recommended, for every SIM it changed.
     on_carrier = carrier.carrier.snapshot()
     moved = dict(session.run.assignments.filter(changed=True).values_list("iccid", "recommended_plan__code"))
