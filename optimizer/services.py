@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from carrieropt.bulk import rows_insert
 from carrieropt.errors import ApplicationError
-from carrieropt.money import to_money
+from carrieropt.money import money_shares, to_money
 from devices.models import Device
 from optimizer import engine
 from optimizer.models import (
@@ -262,7 +262,9 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     run.queues.exclude(status__in=QUEUE_ENDED).update(
         status=QueueStatus.ERRORS, finished_at=timezone.now(), error="Not finished when the run was finalized.")
     DeviceAssignment.objects.filter(run=run).delete()
-    sums = {"devices": 0, "current": 0.0, "current_known": True, "baseline": 0.0, "optimized": 0.0, "bound": 0.0,
+    # The run's figures are sums of the groups' stored (rounded) figures, so groups add up to the run exactly.
+    zero = Decimal(0)
+    sums = {"devices": 0, "current": zero, "current_known": True, "baseline": zero, "optimized": zero, "bound": zero,
             "bound_known": True, "changed": 0}
     for group in run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
         if heartbeat is not None:
@@ -311,7 +313,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
         _assignments_insert(run=run, group=group, data=data, assignment=assignment,
-                            recommended_costs=recommended_costs, current_costs=current_costs)
+                            recommended_costs=recommended_costs, current_costs=current_costs,
+                            recommended_total=cost, current_total=current_total)
         group.results.exclude(pk=winner_pk).delete()
         group.current_cost = to_money(current_total) if current_total is not None else None
         group.baseline_cost = to_money(baseline_total)
@@ -326,28 +329,33 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
 
         sums["devices"] += n
         sums["changed"] += int((problem.current_plan != assignment).sum())
-        if current_total is None:
+        if group.current_cost is None:
             sums["current_known"] = False
         else:
-            sums["current"] += current_total
-        sums["baseline"] += baseline_total
-        sums["optimized"] += cost
-        if bounds:
-            sums["bound"] += max(bounds)
+            sums["current"] += group.current_cost
+        sums["baseline"] += group.baseline_cost
+        sums["optimized"] += group.optimized_cost
+        if group.lower_bound is not None:
+            sums["bound"] += group.lower_bound
         else:
             sums["bound_known"] = False
     return Totals(
         devices=sums["devices"],
-        current_cost=to_money(sums["current"]) if sums["current_known"] else None,
-        baseline_cost=to_money(sums["baseline"]),
-        optimized_cost=to_money(sums["optimized"]),
-        lower_bound=to_money(sums["bound"]) if sums["bound_known"] else None,
+        current_cost=sums["current"] if sums["current_known"] else None,
+        baseline_cost=sums["baseline"],
+        optimized_cost=sums["optimized"],
+        lower_bound=sums["bound"] if sums["bound_known"] else None,
         changed=sums["changed"],
     )
 
 
-def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs) -> None:
-    """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize."""
+def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
+                        recommended_total: float, current_total: float | None) -> None:
+    """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize.
+
+    Each SIM's cost is rounded so that the group's rows add up to exactly the group's stored cost."""
+    recommended_money = money_shares(recommended_costs, recommended_total)
+    current_money = None if current_costs is None else money_shares(current_costs, current_total)
     plan_pk = data.plan_ids
     current = data.problem.current_plan
     current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1)
@@ -359,7 +367,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
             cur = int(current_pk[i])
             yield (run.pk, group.pk, device_id, data.iccids[i], f"{usage[i]:.3f}",
                    cur if cur >= 0 else None, int(recommended_pk[i]),
-                   None if current_costs is None else f"{current_costs[i]:.4f}", f"{recommended_costs[i]:.4f}",
+                   None if current_costs is None else current_money[i], recommended_money[i],
                    cur != int(recommended_pk[i]))
 
     rows_insert(table=DeviceAssignment._meta.db_table,

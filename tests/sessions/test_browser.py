@@ -163,10 +163,10 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
     workbook = load_workbook(saved, read_only=True)
     rows = list(workbook["Assignments"].iter_rows(min_row=2, values_only=True))
     assert len(rows) == session.device_count
-    # Each cell holds a stored 4-place value; summed exactly, the SIM rows agree with the pipeline's
-    # total within half a cent (the total is rounded once, the rows each).
+    # Each cell holds a stored 4-place value; the rows are rounded so that they add up to the session's
+    # stored total exactly (carrieropt.money.money_shares).
     rows_total = sum(Decimal(str(r[6])) for r in rows)
-    assert abs(rows_total - session.optimized_cost) < Decimal("0.005"), (rows_total, session.optimized_cost)
+    assert rows_total == session.optimized_cost, (rows_total, session.optimized_cost)
     assert os.path.getsize(SCREENSHOTS / "session.png") > 10_000
     # Connections opened by ORM calls made while Playwright's loop ran were still open when the
     # test database was dropped ("being accessed by other users"); close them here.
