@@ -12,7 +12,8 @@ from django.utils import timezone
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from optimizer.models import Method
+from carrieropt.errors import ValidationFailed
+from optimizer.models import ChargeType, Method
 from rateplans.models import ServiceProvider
 from rateplans.services import billing_period_current
 from sessions.events import event_record
@@ -35,21 +36,33 @@ class SessionAlreadyRunning(Conflict):
     code = "session_active"
 
 
-def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str = Method.CERTIFIED,
+def _choice(field: str, value, choices) -> str:
+    if value not in choices.values:
+        raise ValidationFailed(f"{field}: {value!r} is not one of {', '.join(choices.values)}.", field=field)
+    return value
+
+
+def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str | None = None,
+                  charge_type: str | None = None, must_beat_current: bool | None = None,
                   sync_devices: bool = True, now: dt.datetime | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
 
+    An option left None is the account's default (what a scheduled session runs with).
     The refusal comes from the partial unique index, so twenty concurrent
     starts make exactly one session whatever the timing.
     """
+    method = _choice("method", provider.default_method if method is None else method, Method)
+    charge_type = _choice("charge_type", provider.default_charge_type if charge_type is None else charge_type, ChargeType)
+    must_beat_current = provider.default_must_beat_current if must_beat_current is None else bool(must_beat_current)
     now = now or timezone.now()
     period = billing_period_current(provider=provider, at=now)
+    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current}
     try:
         with transaction.atomic():
-            run = optimizer_services.run_create(provider=provider, billing_period=period, method=method)
+            run = optimizer_services.run_create(provider=provider, billing_period=period, **options)
             session = OptimizationSession.objects.create(
                 tenant_id=provider.tenant_id, provider=provider, billing_period=period, run=run,
-                status=SessionStatus.PENDING, stage=Stage.START, trigger=trigger, method=method,
+                status=SessionStatus.PENDING, stage=Stage.START, trigger=trigger, **options,
                 sync_devices=sync_devices, created_at=now, deadline=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES),
             )
             event_record(session=session, progress=0)
