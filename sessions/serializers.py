@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from optimizer.serializers import MONEY, RATIO, money_out, ratio_out
-from rateplans.models import ServiceProvider
+from rateplans.models import BillingPeriod, ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, SessionStatus
 
 _money = serializers.DecimalField(**MONEY, allow_null=True)
@@ -83,6 +83,16 @@ class SessionStartIn(serializers.Serializer):
         required=False, help_text="Keep a group on its current plans unless the answer is strictly cheaper (legacy "
                                   "SkipLowerCostCheck off). Absent: the account's default_must_beat_current.")
     sync_devices = serializers.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    session_guid = serializers.UUIDField(
+        required=False, help_text="The caller's own id for the session (AMOP's OptimizationSessionGuid), used as its "
+                                  "`id`. Starting again with the same GUID answers that session (200) instead of "
+                                  "making another; with another account or other options it is a 409.")
+    # The view narrows the queryset to the caller's billing periods; the service checks it is the account's.
+    billing_period = serializers.PrimaryKeyRelatedField(
+        queryset=BillingPeriod.objects.none(), required=False,
+        help_text="Id of the account's billing period to optimize (AMOP's BillPeriodId). Absent: the current one.")
+    billing_period_end = serializers.DateField(
+        required=False, help_text="Or the last day of the billing cycle to optimize (YYYY-MM-DD).")
 
 
 class SessionFilter(serializers.Serializer):
