@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optimizer', '0004_assignment_saving_and_list_indexes'),
+        ('optimizer', '0005_run_options'),
     ]
 
     operations = [
