@@ -132,6 +132,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for each choice set, whichever field carries it (a session's method, an account's default_method).
+    "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType"},
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis

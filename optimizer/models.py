@@ -5,12 +5,8 @@ from django.db import models
 from django.db.models import F, Q
 
 from carrieropt.money import MONEY
+from carrieropt.options import ChargeType, Method  # noqa: F401 — re-exported: the run's options
 from optimizer.engine.figures import CostFigures
-
-
-class Method(models.TextChoices):
-    CERTIFIED = "certified", "Certified (optimal with lower bound)"
-    LEGACY = "legacy", "Legacy strategies"
 
 
 class RunStatus(models.TextChoices):
@@ -36,6 +32,10 @@ class OptimizationRun(models.Model):
     provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="optimization_runs")
     billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="optimization_runs")
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED)
+    charge_type = models.CharField(max_length=10, choices=ChargeType.choices, default=ChargeType.BOTH)
+    must_beat_current = models.BooleanField(
+        default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
+                                 "(legacy SkipLowerCostCheck off).")
     status = models.CharField(max_length=30, choices=RunStatus.choices, default=RunStatus.NOT_STARTED)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

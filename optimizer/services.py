@@ -54,8 +54,10 @@ class GroupingOutcome:
     skipped_no_plans: list[CommunicationPlan]
 
 
-def run_create(*, provider: ServiceProvider, billing_period: BillingPeriod, method: str) -> OptimizationRun:
-    return OptimizationRun.objects.create(provider=provider, billing_period=billing_period, method=method)
+def run_create(*, provider: ServiceProvider, billing_period: BillingPeriod, method: str,
+               charge_type: str = "both", must_beat_current: bool = False) -> OptimizationRun:
+    return OptimizationRun.objects.create(provider=provider, billing_period=billing_period, method=method,
+                                          charge_type=charge_type, must_beat_current=must_beat_current)
 
 
 def run_start(*, run: OptimizationRun) -> None:
@@ -168,7 +170,7 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
         return False
     item = OptimizationQueue.objects.select_related("comm_group__run").get(pk=queue_id)
     try:
-        data = group_data(group=item.comm_group)
+        data = group_data(group=item.comm_group, charge_type=item.comm_group.run.charge_type)
         if item.method == Method.LEGACY:
             index_of = {p.code: i for i, p in enumerate(data.plans)}
             sequences = [[index_of[c] for c in seq] for seq in item.sequences]
@@ -271,7 +273,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             heartbeat()
         if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
             continue  # legacy rule: no assignment is computed for a group over the plan limit
-        data = group_data(group=group)
+        data = group_data(group=group, charge_type=run.charge_type)
         problem = data.problem
         n = len(data.device_ids)
         if n == 0:
@@ -309,6 +311,21 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         current_total = winner.current_cost
         if current_total is None and current_known:
             current_total = engine.price(problem, problem.current_plan).total
+        note = ""
+        if run.must_beat_current and not winner.kept_current:
+            if current_total is None:
+                unknown = int((problem.current_plan < 0).sum())
+                note = (f"Must beat current plans: not checked, {unknown} SIM(s) have no current plan, "
+                        "so the current cost is unknown.")
+            elif not to_money(cost) < to_money(current_total):  # as stored: a saving under 0.0001 is none
+                # Current plans outside the allowed set did not compete; the option makes them the answer
+                # unless something is strictly cheaper. The answers considered now include them, so the
+                # bound is the lower of the two.
+                note = (f"Kept current plans: optimized cost {cost:.2f} is not below the current {current_total:.2f} "
+                        "(must beat current plans).")
+                assignment, cost = problem.current_plan.astype(np.int32), current_total
+                method_won, strategy, winner_pk = "current", "keep current plans (must beat current)", None
+                bounds = [min(max(bounds), current_total)] if bounds else bounds
 
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
@@ -322,6 +339,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         group.lower_bound = to_money(max(bounds)) if bounds else None
         group.winning_method = method_won
         group.winning_strategy = str(strategy)[:500]
+        if note and note not in group.note:  # finalize may run again: say it once
+            group.note = f"{group.note} {note}".strip()
         if group.status == GroupStatus.READY or (group.status == GroupStatus.KEPT_BASELINE
                                                  and method_won not in ("baseline", "current")):
             group.status = GroupStatus.OPTIMIZED

@@ -31,6 +31,9 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "BillingPeriodEndDate": period.end_date.isoformat(),
         "DeviceCount": session.device_count,
         "TenantId": session.tenant_id,
+        "Method": session.method,
+        "ChargeType": session.charge_type,
+        "SkipLowerCostCheck": not session.must_beat_current,
     }}
     return {"data": {
         "path": PATHS[kind],

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from carrieropt.money import MONEY
 from optimizer.engine.figures import CostFigures
-from optimizer.models import Method
+from optimizer.models import ChargeType, Method
 
 
 class SessionStatus(models.TextChoices):
@@ -53,6 +53,11 @@ class OptimizationSession(models.Model):
     progress = models.PositiveSmallIntegerField(default=0)
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
     method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED)
+    charge_type = models.CharField(max_length=10, choices=ChargeType.choices, default=ChargeType.BOTH,
+                                   help_text="What the costs count: both, rate charge only or overage only.")
+    must_beat_current = models.BooleanField(
+        default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
+                                 "(legacy SkipLowerCostCheck off).")
     sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)

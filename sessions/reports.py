@@ -127,6 +127,8 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Billing period", f"{period.start_date.isoformat()} to {period.end_date.isoformat()}"),
         ("Session", str(session.guid)),
         ("Method", session.get_method_display()),
+        ("Charge type", session.get_charge_type_display()),
+        ("Must beat current plans", "yes" if session.must_beat_current else "no"),
         ("Trigger", session.get_trigger_display()),
         ("SIMs", session.device_count),
         ("Current cost", sheet.money(session.current_cost)),

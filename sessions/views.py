@@ -15,6 +15,8 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from carrieropt.api.base import user_tenants
+from carrieropt.errors import ValidationFailed
+from carrieropt.options import ChargeType, Method
 from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
@@ -46,6 +48,7 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
         provider.active_session = active.get(provider.pk)
     return render(request, "dashboard/sessions.html",
                   {"providers": providers, "sessions": sessions, "refusal": refusal,
+                   "methods": Method.choices, "charge_types": ChargeType.choices,
                    "stage_labels": dict(Stage.choices), "status_labels": dict(SessionStatus.choices)}, status=status)
 
 
@@ -60,12 +63,17 @@ def session_start(request, provider_id: int):
     provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user)), pk=provider_id)
     try:
         # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
-        session = services.session_start(provider=provider, trigger=Trigger.DASHBOARD,
-                                         sync_devices=request.POST.get("sync_devices") == "on")
+        # The form always sends the options (preselected with the account's defaults); absent ones are the defaults.
+        session = services.session_start(
+            provider=provider, trigger=Trigger.DASHBOARD, sync_devices=request.POST.get("sync_devices") == "on",
+            method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
+            must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None)
     except services.SessionAlreadyRunning as exc:
         # The same refusal the API answers with 409, shown on the page that asked.
         refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
         return _list_page(request, refusal=refusal, status=409)
+    except ValidationFailed as exc:
+        return _list_page(request, refusal={"provider": provider, "message": exc.message}, status=400)
     messages.success(request, f"Started optimization session {session.guid} for {provider.name}.")
     return redirect("dashboard:session-list")
 
