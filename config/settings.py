@@ -184,6 +184,9 @@ AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
 
+# Prometheus: /metrics is served only when a token is set, and only to "Authorization: Bearer <token>".
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+
 # Pushing recommended rate plans to the carrier (legacy rules: batches of 250, 60 SIMs/min
 # until a rate is measured, go only with 10 minutes to spare before the period ends).
 # A push stores the tuning it was created with (RatePlanPush.tuning): every worker of it agrees.
