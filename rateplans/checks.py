@@ -8,7 +8,7 @@ from django.db.migrations.recorder import MigrationRecorder
 
 from carrieropt import crypto
 
-ENCRYPTING_MIGRATION = ("rateplans", "0003_encrypt_api_key")
+ENCRYPTING_MIGRATION = ("rateplans", "0004_encrypt_api_key")
 
 
 @register()

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from carrieropt.fields import EncryptedTextField, SecretFieldsMixin, sealed_value
+from carrieropt.options import ChargeType, Method
 
 MONEY = {"max_digits": 12, "decimal_places": 4}
 MEGABYTES = {"max_digits": 16, "decimal_places": 3}
@@ -79,6 +80,14 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     )
     optimization_start_hour = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
     auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
+    # What a session of this account runs with unless its start says otherwise (scheduled sessions always do).
+    default_method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED,
+                                      help_text="Optimization method of sessions that do not choose one.")
+    default_charge_type = models.CharField(max_length=10, choices=ChargeType.choices, default=ChargeType.BOTH,
+                                           help_text="What sessions that do not choose count: both, rate or overage.")
+    default_must_beat_current = models.BooleanField(
+        default=False, help_text="Sessions that do not choose keep a group on its current plans unless the answer "
+                                 "is cheaper (legacy SkipLowerCostCheck off).")
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])

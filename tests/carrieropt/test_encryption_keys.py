@@ -128,16 +128,12 @@ def io_call(*args) -> str:
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_encrypts_the_stored_keys_and_back(tenant_a):
     executor = MigrationExecutor(connection)
-    before, after = [("rateplans", "0002_carrier_url_https")], [("rateplans", "0003_encrypt_api_key")]
+    before, after = [("rateplans", "0003_provider_session_defaults")], [("rateplans", "0004_encrypt_api_key")]
     try:
         executor.migrate(before)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "INSERT INTO rateplans_serviceprovider (tenant_id, name, integration, portal_type, api_base_url, "
-                "username, api_key, billing_timezone, billing_cycle_end_day, optimization_start_hour, auto_apply, "
-                "active, report_recipients, rate_limit_per_second, max_concurrency, max_pages, created_at) VALUES "
-                "(%s, 'Old', 'Jasper', 'M2M', 'https://rws.example.com', 'u', 'sk-stored-in-plain', 'UTC', 31, 0, "
-                "false, true, '', 5, 2, 100, CURRENT_TIMESTAMP)", [tenant_a.pk])
+        Plain = MigrationExecutor(connection).loader.project_state(before).apps.get_model("rateplans", "ServiceProvider")
+        Plain.objects.create(tenant_id=tenant_a.pk, name="Old", api_base_url="https://rws.example.com", username="u",
+                             api_key="sk-stored-in-plain")
         pk = ServiceProvider.objects.values_list("pk", flat=True).get(name="Old")
         with override_settings(FIELD_ENCRYPTION_KEYS=[OLD_KEY]):
             MigrationExecutor(connection).migrate(after)

@@ -43,7 +43,7 @@ def _is_token(value: str) -> bool:
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("rateplans", "0002_carrier_url_https"),
+        ("rateplans", "0003_provider_session_defaults"),
     ]
 
     operations = [
