@@ -1,6 +1,8 @@
 """The one settings file: every value that differs between machines comes from the environment."""
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from carrieropt.env import database_from_url, envbool, envfloat, envint, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -184,6 +186,9 @@ AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
 
+# Prometheus: /metrics is served only when a token is set, and only to "Authorization: Bearer <token>".
+METRICS_TOKEN = envstr("METRICS_TOKEN")
+
 # Pushing recommended rate plans to the carrier (legacy rules: batches of 250, 60 SIMs/min
 # until a rate is measured, go only with 10 minutes to spare before the period ends).
 # A push stores the tuning it was created with (RatePlanPush.tuning): every worker of it agrees.
@@ -208,6 +213,15 @@ SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
 
 # Device sync: a full sync (which also marks SIMs the carrier no longer lists) at least this often.
 DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)
+# Usage coverage: a session prices a SIM only with usage of the current cycle stored by a sync no older
+# than this (a sync of the session itself always is); below MIN_USAGE_COVERAGE of the billable SIMs
+# covered, the session ends "succeeded with warnings" and is never applied automatically.
+USAGE_MAX_AGE_HOURS = envfloat("USAGE_MAX_AGE_HOURS", 24.0, minimum=0)
+MIN_USAGE_COVERAGE = envfloat("MIN_USAGE_COVERAGE", 0.99, minimum=0)
+if MIN_USAGE_COVERAGE > 1:
+    raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
+# A SIM whose usage call failed is asked again this many more times within the same usage sync.
+USAGE_RETRY_ROUNDS = envint("USAGE_RETRY_ROUNDS", 2, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -35,6 +35,7 @@ from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus,
 from sessions.reports import report_file
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
+NO_USAGE_SHOWN = 200  # ICCIDs listed on the session page; all of them are in the report and the API
 
 
 def _list_page(request, *, refusal: dict | None = None, status: int = 200):
@@ -147,6 +148,8 @@ def session_detail(request, guid):
         "stage_labels": dict(Stage.choices),
         "matrix": matrix,
         "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
+        "no_usage_shown": session.no_usage_iccids[:NO_USAGE_SHOWN],
+        "no_usage_more": max(0, len(session.no_usage_iccids) - NO_USAGE_SHOWN),
     })
 
 
@@ -172,7 +175,7 @@ def provider_detail(request, provider_id: int):
     sessions = list(OptimizationSession.objects.filter(provider=provider).select_related("billing_period")
                     .order_by("-created_at", "-pk")[:100])
     cycles: dict[int, OptimizationSession] = {}
-    for s in sorted((s for s in sessions if s.status == SessionStatus.SUCCEEDED), key=lambda s: s.created_at):
+    for s in sorted((s for s in sessions if s.is_complete), key=lambda s: s.created_at):
         cycles[s.billing_period_id] = s  # the latest completed session of each cycle speaks for it
     history = sorted(cycles.values(), key=lambda s: s.billing_period.start_date)
     chart = bar_chart([Bars(f"{s.billing_period.start_date:%b %Y}", s.current_cost, s.optimized_cost,

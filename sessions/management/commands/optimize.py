@@ -51,9 +51,12 @@ class Command(BaseCommand):
         if not wait:
             return
         session = self._wait(session.pk, timeout)
-        if session.status != "succeeded":
+        if not session.is_complete:
             raise CommandError(f"Session {session.pk} ended {session.status}: {session.error}")
-        self.stdout.write(self.style.SUCCESS(_summary(session)))
+        if session.warnings:
+            self.stdout.write(self.style.WARNING(f"{_summary(session)}\nWarning: {session.warnings}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(_summary(session)))
 
     def _wait(self, session_id, timeout):
         deadline = time.monotonic() + timeout
