@@ -169,6 +169,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The clusters' status in the database, so any process can tell whether one is alive (carrieropt.workers).
+    Q_CLUSTER["broker_class"] = "carrieropt.broker.OrmBroker"
 
 # Optimization
 OPTIMIZATION_WINDOW_DAYS = envint("OPTIMIZATION_WINDOW_DAYS", 8, minimum=1)

@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from carrieropt.api.base import user_tenants
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
+from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
@@ -76,6 +77,8 @@ def session_start(request, provider_id: int):
     except ValidationFailed as exc:
         return _list_page(request, refusal={"provider": provider, "message": exc.message}, status=400)
     messages.success(request, f"Started optimization session {session.guid} for {provider.name}.")
+    if not clusters_alive():
+        messages.warning(request, f"Session {session.guid}: {NO_CLUSTER}.")
     return redirect("dashboard:session-list")
 
 

@@ -8,10 +8,13 @@ from tqdm import tqdm
 
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
+from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, Trigger
 from sessions.services import session_start
+
+CLUSTER_CHECK_SECONDS = 20  # while waiting: a cluster that dies is noticed within this (its status expires in 15 s)
 
 
 class Command(BaseCommand):
@@ -39,6 +42,12 @@ class Command(BaseCommand):
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
+        if not clusters_alive():
+            # Said at once: without a cluster nothing moves, and --wait would only find out at its timeout.
+            if wait:
+                raise CommandError(f"Session {session.pk}: {NO_CLUSTER}.")
+            self.stderr.write(self.style.WARNING(f"Warning: {NO_CLUSTER}."))
+            return
         if not wait:
             return
         session = self._wait(session.pk, timeout)
@@ -51,6 +60,7 @@ class Command(BaseCommand):
 
     def _wait(self, session_id, timeout):
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
         with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), desc="optimizing") as bar:
             last = -1
             while True:
@@ -63,6 +73,11 @@ class Command(BaseCommand):
                     last = session.progress
                 if not session.is_active:
                     return session
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
+                    if not clusters_alive():
+                        raise CommandError(f"Session {session_id} is {session.stage} at {session.progress} % and the "
+                                           f"worker cluster stopped: {NO_CLUSTER}.")
                 if time.monotonic() > deadline:
                     raise CommandError(f"Session {session_id} still {session.stage} after {timeout}s; is a worker running "
                                        "(`manage.py qcluster`)?")
