@@ -148,6 +148,7 @@ class JasperClient(CarrierClient):
     def _call(self, method: str, path: str, *, what: str, params: dict | None = None, json: dict | None = None,
               iccid: str | None = None, field: str | None = None) -> Any:
         attempts = self.retry.max_attempts
+        endpoint = call_endpoint(method, path)
         for attempt in range(attempts):
             self.breaker.before_call(label=self.label)
             retry_after: float | None = None
@@ -163,10 +164,13 @@ class JasperClient(CarrierClient):
                 except httpx.TimeoutException:
                     failure = f"{what}: no answer within {self.timeout:g}s"
                     self.stats.add(timeouts=1)
+                    self.stats.count_call(endpoint, "timeout")
                 except httpx.TransportError as exc:
                     # The exception text names host and port only; it never carries headers.
                     failure = f"{what}: connection failed ({type(exc).__name__}: {exc})"
+                    self.stats.count_call(endpoint, "connection_error")
             if response is not None:
+                self.stats.count_call(endpoint, call_outcome(response.status_code))
                 if response.status_code == 429 or response.status_code >= 500:
                     failure = f"{what}: HTTP {response.status_code}{self._carrier_says(response)}"
                     if response.status_code == 429:
@@ -239,3 +243,18 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
     except ValueError:
         return None
 
+
+def call_endpoint(method: str, path: str) -> str:
+    """The API operation a call is, in the names of the client's methods (for counting calls)."""
+    if method == "PUT":
+        return "change_rate_plan"
+    if path.endswith("/ctdUsages"):
+        return "get_ctd_usage"
+    return "list_devices" if path == "/devices" else "get_device"
+
+
+def call_outcome(status: int) -> str:
+    """ok, throttled (429) or http_<status> for any other answer that is not a success."""
+    if 200 <= status < 300:
+        return "ok"
+    return "throttled" if status == 429 else f"http_{status}"

@@ -11,7 +11,7 @@ from carrieropt.tasks import enqueue_on_commit
 from optimizer.models import DeviceAssignment
 from pushes.create import PlannedChange, PushAlreadyRunning, push_create
 from pushes.models import ChangeStatus, RatePlanChange, RatePlanPush
-from sessions.models import OptimizationSession, SessionStatus, Stage
+from sessions.models import COMPLETED_STATUSES, OptimizationSession, SessionStatus, Stage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def session_apply(*, session: OptimizationSession, trigger: str, now: dt.datetim
     Raises SessionNotComplete or PushAlreadyRunning (both 409 in the API).
     """
     session = OptimizationSession.objects.select_related("provider", "billing_period__provider").get(pk=session.pk)
-    if session.status != SessionStatus.SUCCEEDED or session.stage != Stage.COMPLETE:
+    if session.status not in COMPLETED_STATUSES or session.stage != Stage.COMPLETE:
         raise SessionNotComplete(
             f"Session {session.guid} is {session.status} at stage {session.stage}; only a completed session's "
             f"recommendations can be applied.", field="status")
@@ -67,12 +67,18 @@ def session_apply_after_complete(*, session: OptimizationSession) -> bool:
     provider = session.provider
     if not (provider.auto_apply and provider.is_jasper_family):
         return False
+    if session.status != SessionStatus.SUCCEEDED:
+        # Succeeded with warnings (too few SIMs had usage): an operator reviews it and applies it by hand.
+        log.warning("session %s: automatic rate plan update refused: %s", session.pk, session.warnings)
+        return False
     enqueue_on_commit(SESSION_APPLY_TASK, session.pk, "auto")
     return True
 
 
 def session_apply_queued(*, session: OptimizationSession, trigger: str = "auto") -> RatePlanPush | None:
     """The queued apply of a session (the automatic one after completion): at most one automatic push per session."""
+    if trigger == "auto" and session.status != SessionStatus.SUCCEEDED:
+        return None  # with warnings: never applied automatically
     if trigger == "auto" and RatePlanPush.objects.filter(session=session, trigger="auto").exists():
         # A redelivered task: the automatic push already happened (or was a No-Go); once is the rule.
         return None

@@ -12,7 +12,7 @@ from pushes.models import RatePlanPush
 from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply, session_changes
 from pushes.tuning import PushTuning
-from sessions.models import OptimizationSession, SessionStatus, Stage
+from sessions.models import OptimizationSession, Stage
 
 
 @login_required
@@ -21,7 +21,7 @@ def session_apply_page(request, guid):
     session = get_object_or_404(OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
                                 .select_related("provider", "billing_period__provider", "run"), guid=guid)
     allowed = can_apply(request.user)
-    complete = session.status == SessionStatus.SUCCEEDED and session.stage == Stage.COMPLETE
+    complete = session.is_complete and session.stage == Stage.COMPLETE
     error, status = "", 200
     if request.method == "POST":
         if not allowed:

@@ -39,6 +39,7 @@ def schedule_should_start(*, provider: ServiceProvider, now: dt.datetime) -> tup
         if this_period.filter(created_at__gte=last_day_start, status=SessionStatus.SUCCEEDED).exists():
             return False, "already re-run on the last day of the cycle"
         return True, "last day of the cycle"
+    # A session that succeeded with warnings (usage missing) does not count: the window tries again.
     if this_period.filter(status=SessionStatus.SUCCEEDED).exists():
         return False, "this billing period is already optimized"
     return True, "inside the optimization window"

@@ -56,6 +56,10 @@ class Faults:
     never_last_page: bool = False  # lastPage is always false (a carrier that never ends)
     outage: bool = False  # every API call answers 500
     script: deque[str] = field(default_factory=deque)  # the next calls' fate, in order: 500/429/timeout/ok
+    # ctdUsages of these ICCIDs is refused (HTTP 400) every time, or only the first time it is asked:
+    # a carrier whose usage service has no record of some SIMs, or stumbles on a few.
+    usage_refused: frozenset[str] = frozenset()
+    usage_refused_once: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         if not 0 <= self.error_rate <= 1:
@@ -286,6 +290,9 @@ class SimulatedCarrier:
         if len(parts) == 1 and method == "PUT":
             return self._edit_device(i, body)
         if parts[1:] == ["ctdUsages"] and method == "GET":
+            if parts[0] in self.faults.usage_refused or parts[0] in self.faults.usage_refused_once:
+                self.faults.usage_refused_once.discard(parts[0])
+                return _error(400, f"Usage of {parts[0]} is not available")
             details = self._details(i)
             return _json(200, {
                 "iccid": details["iccid"], "imsi": details["imsi"], "msisdn": details["msisdn"],
