@@ -13,6 +13,12 @@ DEBUG = envbool("DEBUG", False)
 # Without DEBUG a real key must come from the environment; the check in
 # carrieropt.checks reports it as an error instead of crashing at import.
 SECRET_KEY = envstr("SECRET_KEY") or ("insecure-dev-key-only-for-debug" if DEBUG else "")
+# Carrier API keys are encrypted at rest with these Fernet keys (carrieropt.crypto), comma-separated: the
+# first encrypts, every one decrypts. Required without DEBUG (check carrieropt.E101); with DEBUG a key
+# derived from SECRET_KEY is added last, for development only.
+FIELD_ENCRYPTION_KEYS = [k.strip() for k in envstr("FIELD_ENCRYPTION_KEYS").split(",") if k.strip()]
+# Not read from the environment: the development key exists exactly when this process started with DEBUG.
+FIELD_ENCRYPTION_DEVELOPMENT_KEY = DEBUG
 ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")

@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from carrieropt.fields import EncryptedTextField, SecretFieldsMixin, sealed_value
 from carrieropt.options import ChargeType, Method
 
 MONEY = {"max_digits": 12, "decimal_places": 4}
@@ -60,7 +61,7 @@ class PortalType(models.TextChoices):
     MOBILITY = "Mobility", "Mobility"
 
 
-class ServiceProvider(models.Model):
+class ServiceProvider(SecretFieldsMixin, models.Model):
     """One carrier account of a tenant (legacy: service provider)."""
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
@@ -70,8 +71,8 @@ class ServiceProvider(models.Model):
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
     username = models.CharField(max_length=200)
-    # Write-only: never rendered by admin or API, never logged.
-    api_key = models.CharField(max_length=300)
+    # Write-only: never rendered by admin or API, never logged; encrypted at rest (FIELD_ENCRYPTION_KEYS).
+    api_key = EncryptedTextField(max_length=300)
     billing_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     billing_cycle_end_day = models.PositiveSmallIntegerField(
         default=31, validators=[MinValueValidator(1), MaxValueValidator(31)],
@@ -107,6 +108,11 @@ class ServiceProvider(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.integration})"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether a key is stored, without decrypting it."""
+        return bool(sealed_value(self, "api_key"))
 
     @property
     def is_jasper_family(self) -> bool:

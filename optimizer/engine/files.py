@@ -393,6 +393,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
     figures = CostFigures(baseline, total, bound)
     gap = figures.gap
     skipped = set(solution.skipped_groups)
+    changed = solution.assignment != problem.current_plan
     groups = {}
     for g in range(problem.n_groups):
         members = problem.group == g
@@ -404,6 +405,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         g_gap = g_figures.gap
         groups[problem.group_name(g)] = {
             "devices": n,
+            "changes": int((changed & members).sum()),
             "total_cost": g_total,
             "baseline_cost": g_base,
             "lower_bound": g_bound,
@@ -433,6 +435,8 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "prorate": problem.billing.prorate,
         },
         "devices": problem.n_sims,
+        "changes": int(changed.sum()),
+        "changes_definition": "devices whose assigned plan differs from current_plan (an empty current_plan differs)",
         "total_cost": total,
         "baseline_cost": baseline,
         "lower_bound": bound,

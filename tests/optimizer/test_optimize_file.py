@@ -68,6 +68,8 @@ def test_certified_run_writes_outputs_that_recompute(files):
         assert g["devices"] == members.sum()
         assert g["lower_bound"] <= g["total_cost"] + 1e-9
     assert sum(g["total_cost"] for g in s["groups"].values()) == pytest.approx(s["total_cost"])
+    assert s["changes"] == int((assignment != pr.current_plan).sum()) > 0
+    assert sum(g["changes"] for g in s["groups"].values()) == s["changes"]
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
