@@ -6,6 +6,7 @@ import logging
 
 from django.db.models import Subquery
 
+from carrieropt.actors import AUTOMATIC
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
 from optimizer.models import DeviceAssignment
@@ -44,7 +45,8 @@ def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     return changes
 
 
-def session_apply(*, session: OptimizationSession, trigger: str, now: dt.datetime | None = None) -> RatePlanPush:
+def session_apply(*, session: OptimizationSession, trigger: str, applied_by: str = "",
+                  now: dt.datetime | None = None) -> RatePlanPush:
     """Push a completed session's recommended plans to the carrier (Go/No-Go decided by the push).
 
     Raises SessionNotComplete or PushAlreadyRunning (both 409 in the API).
@@ -55,7 +57,8 @@ def session_apply(*, session: OptimizationSession, trigger: str, now: dt.datetim
             f"Session {session.guid} is {session.status} at stage {session.stage}; only a completed session's "
             f"recommendations can be applied.", field="status")
     return push_create(provider=session.provider, changes=session_changes(session=session),
-                       period=session.billing_period, session_id=session.pk, trigger=trigger, now=now)
+                       period=session.billing_period, session_id=session.pk, trigger=trigger, applied_by=applied_by,
+                       now=now)
 
 
 def session_apply_after_complete(*, session: OptimizationSession) -> bool:
@@ -83,7 +86,7 @@ def session_apply_queued(*, session: OptimizationSession, trigger: str = "auto")
         # A redelivered task: the automatic push already happened (or was a No-Go); once is the rule.
         return None
     try:
-        return session_apply(session=session, trigger=trigger)
+        return session_apply(session=session, trigger=trigger, applied_by=AUTOMATIC if trigger == "auto" else trigger)
     except PushAlreadyRunning as exc:
         # Not lost: the session can be applied again from the API, the admin or the command.
         log.warning("session %s: automatic rate plan update not started: %s", session.pk, exc.message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
 from carrieropt.errors import ApplicationError
 from pushes.counts import push_counts, push_rate_live
@@ -30,7 +31,7 @@ def session_apply_page(request, guid):
             error, status = "Tick the box to confirm that these SIMs change plan on the carrier.", 400
         else:
             try:
-                push = session_apply(session=session, trigger="dashboard")
+                push = session_apply(session=session, trigger="dashboard", applied_by=user_actor(request.user))
             except ApplicationError as exc:
                 error, status = exc.message, 409
             else:

@@ -2,6 +2,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from carrieropt.actors import user_actor
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
 from rateplans.admin import ServiceProviderAdmin
@@ -39,7 +40,8 @@ def start_optimization_session(modeladmin, request, queryset):
         })
     for provider in queryset:
         try:
-            session = session_start(provider=provider, trigger=Trigger.ADMIN, **form.options())
+            session = session_start(provider=provider, trigger=Trigger.ADMIN, started_by=user_actor(request.user),
+                                    **form.options())
         except (SessionAlreadyRunning, ValidationFailed) as exc:
             modeladmin.message_user(request, f"{provider.name}: not started. {exc.message}", messages.WARNING)
         else:
@@ -62,10 +64,11 @@ class SessionsServiceProviderAdmin(ServiceProviderAdmin):
 @admin.register(OptimizationSession)
 class OptimizationSessionAdmin(admin.ModelAdmin):
     list_display = ["id", "guid", "provider", "status", "stage", "progress", "trigger", "method", "charge_type",
-                    "must_beat_current", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
+                    "must_beat_current", "started_by", "cancelled_by", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
     list_filter = ["status", "stage", "trigger", "method", "charge_type", "must_beat_current", "provider"]
-    search_fields = ["=guid", "provider__name"]
-    readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings"]
+    search_fields = ["=guid", "provider__name", "started_by", "cancelled_by"]
+    readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings", "started_by",
+                       "cancelled_by"]
     raw_id_fields = ["run"]
 
 

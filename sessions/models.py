@@ -63,6 +63,9 @@ class OptimizationSession(models.Model):
         default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
                                  "(legacy SkipLowerCostCheck off).")
     sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    started_by = models.CharField(max_length=150, blank=True,
+                                  help_text="The user who started it, or schedule / command (sessions before this was recorded: blank).")
+    cancelled_by = models.CharField(max_length=150, blank=True, help_text="The user who cancelled it.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

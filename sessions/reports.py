@@ -131,6 +131,7 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Charge type", session.get_charge_type_display()),
         ("Must beat current plans", "yes" if session.must_beat_current else "no"),
         ("Trigger", session.get_trigger_display()),
+        ("Started by", sheet.text(session.started_by or "not recorded")),
         ("SIMs", session.device_count),
         ("SIMs with usage of the cycle", session.sims_with_usage),
         ("SIMs without usage data (kept on their plan, fixed charge only)", session.no_usage_count),

@@ -46,7 +46,7 @@ class SessionOut(serializers.ModelSerializer):
     class Meta:
         model = OptimizationSession
         fields = ["id", "session_id", "tenant", "provider", "provider_name", "billing_period", "status", "stage",
-                  "percentage", "trigger", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
+                  "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
                   "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
                   "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings"]

@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from carrieropt.actors import SCHEDULE, command_actor
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
@@ -86,7 +87,7 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
                   charge_type: str | None = None, must_beat_current: bool | None = None,
                   sync_devices: bool = True, now: dt.datetime | None = None, guid: uuid.UUID | None = None,
                   billing_period: BillingPeriod | None = None, billing_period_end: dt.date | None = None,
-                  ) -> OptimizationSession:
+                  started_by: str | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
 
     An option left None is the account's default (what a scheduled session runs with); the billing
@@ -101,7 +102,10 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
     now = now or timezone.now()
     period = _period_for_start(provider=provider, billing_period=billing_period, billing_period_end=billing_period_end,
                                sync_devices=sync_devices, now=now)
-    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current}
+    if started_by is None:  # only what acts alone may leave it out: the schedule and the command
+        started_by = {Trigger.SCHEDULED: SCHEDULE, Trigger.MANUAL: command_actor()}.get(trigger, "")
+    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current,
+               "started_by": started_by}
     if guid is not None:
         options["guid"] = guid
     try:
@@ -175,15 +179,16 @@ def session_fail(*, session_id: int, message: str) -> OptimizationSession | None
     return session
 
 
-def session_cancel(*, session: OptimizationSession) -> OptimizationSession:
+def session_cancel(*, session: OptimizationSession, cancelled_by: str) -> OptimizationSession:
     with transaction.atomic():
         locked = OptimizationSession.objects.select_for_update().get(pk=session.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict(f"Session {locked.guid} has already ended ({locked.status}).", field="status")
         locked.status = SessionStatus.CANCELLED
         locked.finished_at = timezone.now()
-        locked.error = "Cancelled by an operator."
-        locked.save(update_fields=["status", "finished_at", "error"])
+        locked.cancelled_by = cancelled_by
+        locked.error = f"Cancelled by {cancelled_by or 'an operator'}."
+        locked.save(update_fields=["status", "finished_at", "error", "cancelled_by"])
         optimizer_services.run_stop(run_id=locked.run_id)
         event_record(session=locked, kind=EventKind.ERROR, progress=locked.progress, error_message=locked.error)
     return locked

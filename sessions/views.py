@@ -14,6 +14,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
@@ -67,7 +68,7 @@ def session_start(request, provider_id: int):
         # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
         # The form always sends the options (preselected with the account's defaults); absent ones are the defaults.
         session = services.session_start(
-            provider=provider, trigger=Trigger.DASHBOARD, sync_devices=request.POST.get("sync_devices") == "on",
+            provider=provider, trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
             method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
             must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None)
     except services.SessionAlreadyRunning as exc:

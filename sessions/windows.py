@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from carrieropt.actors import SCHEDULE
 from rateplans.cycles import cycle_bounds
 from rateplans.models import ServiceProvider
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Trigger
@@ -55,7 +56,7 @@ def windows_check(*, now: dt.datetime | None = None) -> list[OptimizationSession
             log.info("window check %s: %s", provider, reason)
             continue
         try:
-            started.append(session_start(provider=provider, trigger=Trigger.SCHEDULED, now=now))
+            started.append(session_start(provider=provider, trigger=Trigger.SCHEDULED, started_by=SCHEDULE, now=now))
         except SessionAlreadyRunning:
             log.info("window check %s: a session started meanwhile", provider)
     return started

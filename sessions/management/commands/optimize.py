@@ -6,6 +6,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from carrieropt.actors import command_actor
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
 from carrieropt.workers import NO_CLUSTER, clusters_alive
@@ -38,7 +39,8 @@ class Command(BaseCommand):
             raise CommandError(f"--provider {provider}: no carrier account with that id")
         try:
             session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, charge_type=charge_type,
-                                    must_beat_current=must_beat_current, sync_devices=not no_sync)
+                                    must_beat_current=must_beat_current, sync_devices=not no_sync,
+                                    started_by=command_actor())
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
