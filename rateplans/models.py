@@ -80,7 +80,10 @@ class ServiceProvider(models.Model):
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
-    max_concurrency = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)],
+        help_text="Calls in flight at once. Cisco's API policy is one per account; raise it only if the carrier "
+                  "granted this account more.")
     max_pages = models.PositiveIntegerField(default=100_000, validators=[MinValueValidator(1)])
     last_device_sync_at = models.DateTimeField(null=True, blank=True)
     last_usage_sync_at = models.DateTimeField(null=True, blank=True)
