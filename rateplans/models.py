@@ -53,6 +53,15 @@ class Integration(models.TextChoices):
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
 
 
+def validate_syncable_integration(value: str) -> None:
+    """Only integrations carrieropt can sync may be chosen: for the others no SIM or usage would ever arrive,
+    so an account of theirs could never be optimized. (Stored accounts of them stay readable.)"""
+    if value in (Integration.TELEGENCE, Integration.THINGSPACE):
+        raise ValidationError(
+            f"{value} accounts cannot be synced by carrieropt yet, so optimization is not available for them; "
+            f"choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers).")
+
+
 class PortalType(models.TextChoices):
     M2M = "M2M", "M2M"
     MOBILITY = "Mobility", "Mobility"
@@ -63,7 +72,8 @@ class ServiceProvider(models.Model):
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
     name = models.CharField(max_length=200)
-    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
+    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER,
+                                   validators=[validate_syncable_integration])
     portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
