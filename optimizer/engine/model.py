@@ -24,6 +24,11 @@ class ProblemError(ValueError):
     """Arrays handed to the engine that do not describe a valid problem."""
 
 
+def _plain(x) -> str:
+    """A number as a person writes it (numpy scalars print as np.float64(...) otherwise)."""
+    return repr(x.item()) if isinstance(x, np.generic) else repr(x)
+
+
 def _array(value, dtype, name: str, shape: tuple[int, ...] | None = None) -> np.ndarray:
     arr = np.ascontiguousarray(np.asarray(value, dtype=dtype))
     if shape is not None and arr.shape != shape:
@@ -91,10 +96,10 @@ class Billing:
 
     def __post_init__(self):
         if int(self.days_in_cycle) <= 0:
-            raise ProblemError(f"days_in_cycle must be > 0, got {self.days_in_cycle!r}")
+            raise ProblemError(f"days_in_cycle must be > 0, got {_plain(self.days_in_cycle)}")
         if not 0 <= int(self.days_remaining) <= int(self.days_in_cycle):
             raise ProblemError(
-                f"days_remaining must be between 0 and days_in_cycle ({self.days_in_cycle}), got {self.days_remaining!r}"
+                f"days_remaining must be between 0 and days_in_cycle ({_plain(self.days_in_cycle)}), got {_plain(self.days_remaining)}"
             )
 
     @property
@@ -140,7 +145,7 @@ class Problem:
             raise ProblemError(f"allowed must have shape (groups, {len(self.catalogue)}), got {allowed.shape}")
         g = allowed.shape[0]
         if n and (group.min() < 0 or group.max() >= g):
-            raise ProblemError(f"group values must lie in [0, {g}), got range [{group.min()}, {group.max()}]")
+            raise ProblemError(f"group values must lie in [0, {g}), got range [{int(group.min())}, {int(group.max())}]")
         if self.charge_type not in CHARGE_TYPES:
             raise ProblemError(f"charge_type must be one of {CHARGE_TYPES}, got {self.charge_type!r}")
         if self.group_names is not None:
@@ -154,7 +159,7 @@ class Problem:
         else:
             current = _array(self.current_plan, np.int32, "current_plan", (n,))
             if n and (current.min() < -1 or current.max() >= p):
-                raise ProblemError(f"current_plan values must lie in [-1, {p}), got [{current.min()}, {current.max()}]")
+                raise ProblemError(f"current_plan values must lie in [-1, {p}), got [{int(current.min())}, {int(current.max())}]")
         comm = None
         if self.comm_plan is not None:
             comm = _array(self.comm_plan, np.int32, "comm_plan", (n,))
