@@ -155,6 +155,7 @@ class JasperClient(CarrierClient):
         """One API call: throttling waits and is retried (its own budget), timeouts / 5xx / broken JSON are
         retried up to max_attempts, and only a call that fails for good counts against the breaker."""
         attempts = self.retry.max_attempts
+        endpoint = call_endpoint(method, path)
         failed = throttled = 0
         while True:
             self.breaker.before_call(label=self.label)
@@ -170,16 +171,20 @@ class JasperClient(CarrierClient):
                 except httpx.TimeoutException:
                     failure = f"{what}: no answer within {self.timeout:g}s"
                     self.stats.add(timeouts=1)
+                    self.stats.count_call(endpoint, "timeout")
                 except httpx.TransportError as exc:
                     # The exception text names host and port only; it never carries headers.
                     failure = f"{what}: connection failed ({type(exc).__name__}: {exc})"
+                    self.stats.count_call(endpoint, "connection_error")
                 finally:
                     self.stats.call_ended()
             broken = False
             if response is not None:
                 body, parsed = _json_or_none(response)
                 code = _error_code(body)
-                if code == THROTTLED_CODE or response.status_code == 429:
+                is_throttled = code == THROTTLED_CODE or response.status_code == 429
+                self.stats.count_call(endpoint, "throttled" if is_throttled else call_outcome(response.status_code))
+                if is_throttled:
                     # Throttling, whatever the HTTP status (Control Center answers 400 + 40000029): the
                     # account's budget, not this call or this SIM. Slow the account down and wait.
                     throttled += 1
@@ -299,3 +304,19 @@ def _carrier_says(body: Any) -> str:
     if not (code or message):
         return ""
     return f", errorCode {code!s}: {message}"
+
+
+def call_endpoint(method: str, path: str) -> str:
+    """The API operation a call is, in the names of the client's methods (for counting calls)."""
+    if method == "PUT":
+        return "change_rate_plan"
+    if path.endswith("/ctdUsages"):
+        return "get_ctd_usage"
+    return "list_devices" if path == "/devices" else "get_device"
+
+
+def call_outcome(status: int) -> str:
+    """ok, throttled (429; _call also counts 400 + errorCode 40000029 as throttled) or http_<status> otherwise."""
+    if 200 <= status < 300:
+        return "ok"
+    return "throttled" if status == 429 else f"http_{status}"

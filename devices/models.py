@@ -147,3 +147,24 @@ class DeviceStaging(models.Model):
 
     def __str__(self):
         return self.iccid
+
+
+class CarrierCallCount(models.Model):
+    """Calls to a carrier account's API by operation and outcome, summed over every process that made them.
+
+    Each client adds its counts when it is closed (one UPDATE per endpoint and outcome), so the
+    metrics endpoint reads one table however many workers called the carrier."""
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="carrier_call_counts")
+    endpoint = models.CharField(max_length=40, help_text="list_devices, get_device, get_ctd_usage or change_rate_plan")
+    outcome = models.CharField(max_length=40, help_text="ok, throttled, timeout, connection_error or http_<status>")
+    calls = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "endpoint", "outcome"]
+        constraints = [models.UniqueConstraint(fields=["provider", "endpoint", "outcome"],
+                                               name="carrier_calls_unique_outcome")]
+
+    def __str__(self):
+        return f"{self.endpoint} {self.outcome}: {self.calls}"

@@ -13,6 +13,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from carrieropt.fields import EncryptedTextField, SecretFieldsMixin, sealed_value
+from carrieropt.options import ChargeType, Method
+
 MONEY = {"max_digits": 12, "decimal_places": 4}
 MEGABYTES = {"max_digits": 16, "decimal_places": 3}
 
@@ -67,7 +70,7 @@ class PortalType(models.TextChoices):
     MOBILITY = "Mobility", "Mobility"
 
 
-class ServiceProvider(models.Model):
+class ServiceProvider(SecretFieldsMixin, models.Model):
     """One carrier account of a tenant (legacy: service provider)."""
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
@@ -78,8 +81,8 @@ class ServiceProvider(models.Model):
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
     username = models.CharField(max_length=200)
-    # Write-only: never rendered by admin or API, never logged.
-    api_key = models.CharField(max_length=300)
+    # Write-only: never rendered by admin or API, never logged; encrypted at rest (FIELD_ENCRYPTION_KEYS).
+    api_key = EncryptedTextField(max_length=300)
     billing_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     billing_cycle_end_day = models.PositiveSmallIntegerField(
         default=31, validators=[MinValueValidator(1), MaxValueValidator(31)],
@@ -87,6 +90,14 @@ class ServiceProvider(models.Model):
     )
     optimization_start_hour = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
     auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
+    # What a session of this account runs with unless its start says otherwise (scheduled sessions always do).
+    default_method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED,
+                                      help_text="Optimization method of sessions that do not choose one.")
+    default_charge_type = models.CharField(max_length=10, choices=ChargeType.choices, default=ChargeType.BOTH,
+                                           help_text="What sessions that do not choose count: both, rate or overage.")
+    default_must_beat_current = models.BooleanField(
+        default=False, help_text="Sessions that do not choose keep a group on its current plans unless the answer "
+                                 "is cheaper (legacy SkipLowerCostCheck off).")
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
@@ -110,6 +121,11 @@ class ServiceProvider(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.integration})"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether a key is stored, without decrypting it."""
+        return bool(sealed_value(self, "api_key"))
 
     @property
     def is_jasper_family(self) -> bool:

@@ -78,6 +78,10 @@ class Faults:
     # The next calls' fate, in order: 500 / 429 (throttled) / timeout / malformed / ok, or "code:NNNNNNNN" to
     # answer with that Control Center errorCode (401 for 10000001, 403 for 10000030, 404 for 20000001, else 400).
     script: deque[str] = field(default_factory=deque)
+    # ctdUsages of these ICCIDs is refused (HTTP 400, errorCode 10000013: about that SIM) every time, or only the
+    # first time it is asked: a carrier whose usage service has no record of some SIMs, or stumbles on a few.
+    usage_refused: frozenset[str] = frozenset()
+    usage_refused_once: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         if not 0 <= self.error_rate <= 1:
@@ -350,6 +354,9 @@ class SimulatedCarrier:
         if not sub and method == "PUT":
             return self._edit_device(i, body)
         if sub == ["ctdUsages"] and method == "GET":
+            if parts[1] in self.faults.usage_refused or parts[1] in self.faults.usage_refused_once:
+                self.faults.usage_refused_once.discard(parts[1])
+                return _error(400, "invalid_value", f"Usage of {parts[1]} is not available")
             details = self._details(i)
             return _json(200, {
                 "iccid": details["iccid"], "imsi": details["imsi"], "msisdn": details["msisdn"],

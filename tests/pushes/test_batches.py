@@ -139,7 +139,7 @@ def test_a_sim_changed_on_the_carrier_after_the_optimization_is_skipped_and_repo
             assert portal.put(f"/devices/{change.iccid}", json={"ratePlan": plan}).status_code == 200
     server.carrier.clear_log()
 
-    push = session_apply(session=session, trigger="test")
+    push = session_apply(session=session, trigger="test", applied_by="carol")
     push.refresh_from_db()
 
     assert push.status == "finished_with_errors" and push.discrepancies == 2
@@ -155,6 +155,7 @@ def test_a_sim_changed_on_the_carrier_after_the_optimization_is_skipped_and_repo
     assert Device.objects.get(pk=by_hand.device_id).rate_plan_code == third
     report = [m for m in mail.outbox if m.subject.startswith("Rate plan update finished")][-1]
     assert "2 need attention" in report.subject and by_hand.iccid in report.body and to_target.iccid in report.body
+    assert "Applied by: carol." in report.body
 
 
 def test_refusals_and_an_outage_are_reported_and_applying_again_sends_only_what_is_left(inline_tasks, simulator):

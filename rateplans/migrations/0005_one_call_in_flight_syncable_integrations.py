@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rateplans', '0002_carrier_url_https'),
+        ('rateplans', '0004_encrypt_api_key'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0004_rate_plan_push_moved_to_pushes'),
+        ('devices', '0005_carrier_call_counts'),
     ]
 
     operations = [
