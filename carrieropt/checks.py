@@ -24,3 +24,12 @@ def settings_check(app_configs, **kwargs):
     if settings.DATABASES["default"]["ENGINE"].endswith("sqlite3") and q["workers"] > 1 and not settings.DEBUG and not settings.Q_CLUSTER.get("redis"):
         problems.append(CheckWarning("SQLite with several workers serialises writes; use PostgreSQL (DATABASE_URL) for production.", id="carrieropt.W001"))
     return problems
+
+
+@register()
+def encryption_keys_check(app_configs, **kwargs):
+    """FIELD_ENCRYPTION_KEYS: present without DEBUG, and every entry a Fernet key (never quoted back)."""
+    from carrieropt import crypto
+
+    return [Error(text, hint="Set FIELD_ENCRYPTION_KEYS in the environment (comma-separated; the first encrypts).",
+                  id="carrieropt.E101") for text in crypto.problems()]

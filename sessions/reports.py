@@ -21,7 +21,7 @@ from openpyxl.styles import Font
 
 from carrieropt.money import CENT
 from optimizer.engine.figures import CostFigures
-from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from optimizer.selectors import NO_PLAN, plan_costs
 from rateplans.models import PortalType, RatePlan
 
@@ -44,6 +44,7 @@ GROUP_HEADER = ["Group", "Status", "Communication plans", "Rate plans allowed", 
                 "Baseline cost", "Optimized cost", "Savings", "Savings %", "Lower bound", "Gap", "Method",
                 "Strategy", "Note"]
 PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost after"]
+KEPT_NOTES = dict(KeptReason.choices)
 
 
 def report_path(*, session) -> pathlib.Path:
@@ -127,8 +128,13 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Billing period", f"{period.start_date.isoformat()} to {period.end_date.isoformat()}"),
         ("Session", str(session.guid)),
         ("Method", session.get_method_display()),
+        ("Charge type", session.get_charge_type_display()),
+        ("Must beat current plans", "yes" if session.must_beat_current else "no"),
         ("Trigger", session.get_trigger_display()),
+        ("Started by", sheet.text(session.started_by or "not recorded")),
         ("SIMs", session.device_count),
+        ("SIMs with usage of the cycle", session.sims_with_usage),
+        ("SIMs without usage data (kept on their plan, fixed charge only)", session.no_usage_count),
         ("Current cost", sheet.money(session.current_cost)),
         ("Baseline cost (closest included MB)", sheet.money(session.baseline_cost)),
         ("Optimized cost", sheet.money(session.optimized_cost)),
@@ -144,6 +150,8 @@ def _write_summary(workbook: Workbook, session) -> None:
     for stage, timing in (session.stage_timings or {}).items():
         seconds = timing.get("seconds") if isinstance(timing, dict) else None
         facts.append((f"Stage {stage} (seconds)", seconds if seconds is not None else "running"))
+    if session.warnings:
+        facts.append(("Warning", sheet.text(session.warnings)))
     for label, value in facts:
         sheet.append([label, value])
 
@@ -204,7 +212,7 @@ def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
     return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
-                         "current_cost", "recommended_cost", "changed", "device__sim_notes")
+                         "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason")
             .iterator(chunk_size=5000))
 
 
@@ -239,7 +247,7 @@ class _Subtotal:
 
     def add(self, usage, current, recommended, changed) -> None:
         self.sims += 1
-        self.usage += usage
+        self.usage += usage or 0
         self.current = None if current is None or self.current is None else self.current + current
         self.recommended += recommended
         self.changed += int(changed)
@@ -258,8 +266,10 @@ def _write_assignments(workbook: Workbook, run, *, by_group: bool) -> tuple[int,
     header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
     out = _AssignmentSheets(workbook, "Assignments by group" if by_group else "Assignments", header)
     count, recommended_sum, subtotal = 0, Decimal(0), None
-    for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes in \
+    for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept in \
             _assignment_rows(run, by_group=by_group):
+        if kept:
+            notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
         group = groups.get(group_id, "")
         if by_group and (subtotal is None or subtotal.group_id != group_id):
             if subtotal is not None:
@@ -281,6 +291,16 @@ def _write_assignments(workbook: Workbook, run, *, by_group: bool) -> tuple[int,
     return count, recommended_sum
 
 
+def _write_no_usage(workbook: Workbook, session) -> None:
+    """Every billable SIM without usage of the cycle: kept on its plan, not optimized."""
+    sheet = _Sheet(workbook, "No usage data", {"A": 24})
+    sheet.append([sheet.strong(f"{session.no_usage_count:,} SIMs without usage data for this cycle: kept on their "
+                               f"current plan, not changes; their cost is the plan's fixed charge only (overage unknown)")])
+    sheet.header(["ICCID"])
+    for iccid in session.no_usage_iccids[:ROWS_PER_SHEET - 2]:
+        sheet.append([sheet.text(iccid)])
+
+
 def report_write(*, session) -> pathlib.Path:
     """Write the session's workbook (streamed: write-only mode) and return its path.
 
@@ -295,6 +315,8 @@ def report_write(*, session) -> pathlib.Path:
     _write_groups(workbook, session.run)
     by_group = session.provider.portal_type == PortalType.MOBILITY
     count, recommended_sum = _write_assignments(workbook, session.run, by_group=by_group)
+    if session.no_usage_iccids:
+        _write_no_usage(workbook, session)
     if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
         log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
                     recommended_sum, session.optimized_cost)
@@ -337,6 +359,9 @@ def report_email(*, session, path: pathlib.Path) -> int:
         f"Last device sync: {_local(provider.last_device_sync_at, tz)}",
         f"Last usage sync: {_local(provider.last_usage_sync_at, tz)}",
         f"Total SIM cards: {session.device_count:,}",
+        f"SIMs with usage data: {session.sims_with_usage:,}",
+        f"SIMs without usage data: {session.no_usage_count:,} (kept on their plans, cost at the fixed charge only; "
+        f"listed in the report)" if session.no_usage_count else "SIMs without usage data: 0",
         "",
         f"Current cost: {_money_text(session.current_cost)}",
         f"Optimized cost: {_money_text(session.optimized_cost)}",
@@ -345,6 +370,8 @@ def report_email(*, session, path: pathlib.Path) -> int:
         "",
         f"The device assignments are attached ({pathlib.Path(path).name}).",
     ]
+    if session.warnings:
+        lines += ["", f"Warning: {session.warnings}"]
     message = EmailMessage(
         subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
         body="\n".join(lines), to=recipients,

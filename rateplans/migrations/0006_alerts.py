@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rateplans', '0002_carrier_url_https'),
+        ('rateplans', '0005_one_call_in_flight_syncable_integrations'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optsessions', '0005_session_run'),
+        ('optsessions', '0008_session_started_cancelled_by'),
     ]
 
     operations = [
