@@ -35,7 +35,9 @@ def alert_raise(*, provider: ServiceProvider, kind: str, key: str, subject: str,
         recipients = provider.alert_recipients
         alert = Alert.objects.create(provider=provider, kind=kind, key=key, subject=subject[:300], body=body,
                                      recipients=", ".join(recipients), first_at=now, last_at=now)
-        transaction.on_commit(lambda: _send(alert.pk))
+    # Sent once the alert row is written (not on_commit: an incident raised inside a transaction that then
+    # rolls back, like a failing sync, must still be told).
+    _send(alert.pk)
     return alert
 
 
