@@ -146,13 +146,20 @@ class OptimizationResult(models.Model):
 class DeviceAssignment(models.Model):
     """A SIM's current and recommended rate plan, priced by the cost model."""
 
-    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments")
-    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments")
+    # Up to a million rows a run, written once by finalize (COPY) in the run's transaction from ids it has just
+    # read. The run, its groups and the plans are not checked again by database constraints (at commit PostgreSQL checked
+    # every row of every such key: most of finalize's time); deleting a run or a plan still cascades / is
+    # refused through Django's on_delete. The run needs no index of its own: every index below starts with it.
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments",
+                            db_constraint=False, db_index=False)
+    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments", db_constraint=False)
     device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
     iccid = models.CharField("ICCID", max_length=20)
     usage_mb = models.DecimalField(max_digits=16, decimal_places=3)
-    current_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    recommended_plan = models.ForeignKey("rateplans.RatePlan", on_delete=models.PROTECT, related_name="+")
+    current_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", db_constraint=False, db_index=False)
+    recommended_plan = models.ForeignKey("rateplans.RatePlan", on_delete=models.PROTECT, related_name="+",
+                                         db_constraint=False, db_index=False)
     current_cost = models.DecimalField(**MONEY, null=True, blank=True)
     recommended_cost = models.DecimalField(**MONEY)
     changed = models.BooleanField()
