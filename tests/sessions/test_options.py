@@ -151,8 +151,8 @@ def test_optimize_command_takes_the_options(provider_a):
 
 
 def test_the_schedule_runs_with_the_accounts_defaults(provider_a):
-    from sessions.services import session_start
     from sessions.models import Trigger
+    from sessions.services import session_start
 
     provider_a.default_method, provider_a.default_charge_type = "legacy", "overage"
     provider_a.save()
