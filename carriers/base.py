@@ -4,6 +4,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -73,6 +74,8 @@ class ClientStats:
     failures: int = 0
     throttled: int = 0
     timeouts: int = 0
+    first_call_at: float | None = None  # time.monotonic() when the first call started
+    last_answer_at: float | None = None  # ... and when the latest one ended
     # {(endpoint, outcome): calls} not yet handed over by take_calls (outcome: ok, throttled, http_<code>, ...).
     by_call: Counter = field(default_factory=Counter, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -82,6 +85,24 @@ class ClientStats:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
+    def call_started(self) -> None:
+        with self._lock:
+            self.calls += 1
+            if self.first_call_at is None:
+                self.first_call_at = time.monotonic()
+
+    def call_ended(self) -> None:
+        with self._lock:
+            self.last_answer_at = time.monotonic()
+
+    @property
+    def calls_per_second(self) -> float | None:
+        """Calls made per second between the first call's start and the last answer (None before two calls)."""
+        with self._lock:
+            if self.calls < 2 or self.first_call_at is None or self.last_answer_at is None:
+                return None
+            span = self.last_answer_at - self.first_call_at
+            return self.calls / span if span > 0 else None
     def count_call(self, endpoint: str, outcome: str) -> None:
         with self._lock:
             self.by_call[(endpoint, outcome)] += 1

@@ -83,13 +83,20 @@ def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datet
     return run
 
 
+def _record_client_stats(run: SyncRun, client: CarrierClient) -> None:
+    """What the carrier client did, on the run: calls, retries, throttled answers, the calls/s it achieved."""
+    stats = client.stats
+    run.calls, run.retries, run.throttled = stats.calls, stats.retries, stats.throttled
+    run.calls_per_second = stats.calls_per_second
+
+
 def _run_fail(run: SyncRun, message: str, *, started: float, client: CarrierClient | None = None) -> SyncRun:
     run.status = SyncStatus.FAILED
     run.error = message
     run.finished_at = timezone.now()
     run.duration_seconds = time.monotonic() - started
     if client is not None:
-        run.calls, run.retries = client.stats.calls, client.stats.retries
+        _record_client_stats(run, client)
     run.save()
     log.warning("%s sync #%s of provider %s failed: %s", run.kind, run.pk, run.provider_id, message)
     return run
@@ -220,7 +227,7 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
     # cause is fixed, and an incremental sync only lists what changed since the watermark:
     # so a run with rejects keeps the old watermark too (until the next full sync at the latest).
     run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent and not run.rejected else since
-    run.calls, run.retries = client.stats.calls, client.stats.retries
+    _record_client_stats(run, client)
 
     merge_started = time.monotonic()
     now = timezone.now()
@@ -369,7 +376,8 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
     run.devices_seen = len(rows) + len(rejects)
     run.rejected = len(rejects)
     run.rejects = rejects[:REJECTS_KEPT]
-    run.calls, run.retries = client.stats.calls, client.stats.retries + asked_again
+    _record_client_stats(run, client)
+    run.retries += asked_again
     if rejects:
         shown = ", ".join(r["iccid"] for r in rejects[:20])
         run.error = (f"no usage for {len(rejects):,} SIM(s) after {1 + settings.USAGE_RETRY_ROUNDS} attempt(s) each: "

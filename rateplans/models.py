@@ -56,6 +56,15 @@ class Integration(models.TextChoices):
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
 
 
+def validate_syncable_integration(value: str) -> None:
+    """Only integrations carrieropt can sync may be chosen: for the others no SIM or usage would ever arrive,
+    so an account of theirs could never be optimized. (Stored accounts of them stay readable.)"""
+    if value in (Integration.TELEGENCE, Integration.THINGSPACE):
+        raise ValidationError(
+            f"{value} accounts cannot be synced by carrieropt yet, so optimization is not available for them; "
+            f"choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers).")
+
+
 class PortalType(models.TextChoices):
     M2M = "M2M", "M2M"
     MOBILITY = "Mobility", "Mobility"
@@ -66,7 +75,8 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
     name = models.CharField(max_length=200)
-    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
+    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER,
+                                   validators=[validate_syncable_integration])
     portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
@@ -91,7 +101,10 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
-    max_concurrency = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)],
+        help_text="Calls in flight at once. Cisco's API policy is one per account; raise it only if the carrier "
+                  "granted this account more.")
     max_pages = models.PositiveIntegerField(default=100_000, validators=[MinValueValidator(1)])
     last_device_sync_at = models.DateTimeField(null=True, blank=True)
     last_usage_sync_at = models.DateTimeField(null=True, blank=True)
