@@ -4,8 +4,9 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import threading
-from collections import deque
-from collections.abc import Iterable, Iterator
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
@@ -73,12 +74,44 @@ class ClientStats:
     failures: int = 0
     throttled: int = 0
     timeouts: int = 0
+    first_call_at: float | None = None  # time.monotonic() when the first call started
+    last_answer_at: float | None = None  # ... and when the latest one ended
+    # {(endpoint, outcome): calls} not yet handed over by take_calls (outcome: ok, throttled, http_<code>, ...).
+    by_call: Counter = field(default_factory=Counter, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **counts: int) -> None:
         with self._lock:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
+
+    def call_started(self) -> None:
+        with self._lock:
+            self.calls += 1
+            if self.first_call_at is None:
+                self.first_call_at = time.monotonic()
+
+    def call_ended(self) -> None:
+        with self._lock:
+            self.last_answer_at = time.monotonic()
+
+    @property
+    def calls_per_second(self) -> float | None:
+        """Calls made per second between the first call's start and the last answer (None before two calls)."""
+        with self._lock:
+            if self.calls < 2 or self.first_call_at is None or self.last_answer_at is None:
+                return None
+            span = self.last_answer_at - self.first_call_at
+            return self.calls / span if span > 0 else None
+    def count_call(self, endpoint: str, outcome: str) -> None:
+        with self._lock:
+            self.by_call[(endpoint, outcome)] += 1
+
+    def take_calls(self) -> dict[tuple[str, str], int]:
+        """The calls counted since the last take, by (endpoint, outcome); counting starts afresh."""
+        with self._lock:
+            taken, self.by_call = dict(self.by_call), Counter()
+        return taken
 
 
 class CarrierClient(abc.ABC):
@@ -95,6 +128,8 @@ class CarrierClient(abc.ABC):
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_pages = max(1, int(max_pages))
         self.stats = ClientStats()
+        # Called with the stats when the client is closed (devices.clients stores the call counts).
+        self.on_close: Callable[[ClientStats], None] | None = None
         self._executor = ThreadPoolExecutor(max_workers=self.max_concurrency, thread_name_prefix="carrier")
 
     # -- the adapter interface -------------------------------------------------------------------
@@ -183,6 +218,8 @@ class CarrierClient(abc.ABC):
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+        if self.on_close is not None:
+            self.on_close(self.stats)
 
     def __enter__(self):
         return self

@@ -1,9 +1,11 @@
-"""URL map: admin, dashboard, REST API, schema and health."""
+"""URL map: admin, dashboard, REST API, schema, health and metrics."""
 from django.contrib import admin
 from django.db import connection
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from config.metrics import metrics
 
 
 def health(request):
@@ -15,6 +17,7 @@ def health(request):
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("health/", health, name="health"),
+    path("metrics", metrics, name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("api/", include("config.api_urls")),

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
+from devices.models import CarrierCallCount, Device, DeviceStaging, DeviceUsage, SyncRun
 
 
 @admin.register(Device)
@@ -39,3 +39,17 @@ class SyncRunAdmin(admin.ModelAdmin):
     list_filter = ["status", "kind", "provider"]
     search_fields = ["error"]
     readonly_fields = [f.name for f in SyncRun._meta.fields]
+
+
+@admin.register(CarrierCallCount)
+class CarrierCallCountAdmin(admin.ModelAdmin):
+    """Calls to each carrier account by endpoint and outcome (what /metrics shows), kept by the clients."""
+
+    list_display = ["provider", "endpoint", "outcome", "calls", "updated_at"]
+    list_filter = ["outcome", "endpoint", "provider"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

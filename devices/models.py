@@ -99,6 +99,10 @@ class SyncRun(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     retries = models.PositiveIntegerField(default=0)
     calls = models.PositiveIntegerField(default=0, help_text="HTTP calls to the carrier, retries included.")
+    throttled = models.PositiveIntegerField(
+        default=0, help_text="Calls the carrier answered 'Rate Limit Exceeded' (errorCode 40000029 or HTTP 429); retried.")
+    calls_per_second = models.FloatField(
+        null=True, blank=True, help_text="Carrier calls per second this run achieved (calls / time from first call to last answer).")
     duplicates = models.PositiveIntegerField(default=0, help_text="Repeated ICCIDs dropped (newest kept).")
     skipped = models.PositiveIntegerField(default=0, help_text="Usage sync: SIMs not asked about (status).")
     duration_seconds = models.FloatField(null=True, blank=True)
@@ -143,3 +147,24 @@ class DeviceStaging(models.Model):
 
     def __str__(self):
         return self.iccid
+
+
+class CarrierCallCount(models.Model):
+    """Calls to a carrier account's API by operation and outcome, summed over every process that made them.
+
+    Each client adds its counts when it is closed (one UPDATE per endpoint and outcome), so the
+    metrics endpoint reads one table however many workers called the carrier."""
+
+    provider = models.ForeignKey("rateplans.ServiceProvider", on_delete=models.CASCADE, related_name="carrier_call_counts")
+    endpoint = models.CharField(max_length=40, help_text="list_devices, get_device, get_ctd_usage or change_rate_plan")
+    outcome = models.CharField(max_length=40, help_text="ok, throttled, timeout, connection_error or http_<status>")
+    calls = models.PositiveBigIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["provider", "endpoint", "outcome"]
+        constraints = [models.UniqueConstraint(fields=["provider", "endpoint", "outcome"],
+                                               name="carrier_calls_unique_outcome")]
+
+    def __str__(self):
+        return f"{self.endpoint} {self.outcome}: {self.calls}"

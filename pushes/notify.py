@@ -18,7 +18,7 @@ def _title(push: RatePlanPush) -> str:
 def no_go_email(push: RatePlanPush) -> None:
     provider = push.provider
     body = (f"Carrier account: {provider.name} ({provider.integration})\n"
-            + _title(push)
+            + _title(push) + (f", applied by {push.applied_by}" if push.applied_by else "")
             + f"\n\n{push.decision_reason}\n\nNo SIM was changed on the carrier: every SIM stays on its current "
             f"rate plan for this billing period.\n")
     send_mail(NO_GO_SUBJECT, body, None, provider.alert_recipients, fail_silently=True)
@@ -40,7 +40,8 @@ def report_email(push: RatePlanPush) -> None:
     ]
     attention = counts.total - counts.verified - counts.not_sent
     lines = [f"Carrier account: {push.provider.name} ({push.provider.integration})",
-             _title(push) + f": {push.get_status_display()}.", push.error,
+             _title(push) + f": {push.get_status_display()}.",
+             f"Applied by: {push.applied_by}." if push.applied_by else "", push.error,
              f"Stopped early: {push.stopped_early} {counts.not_sent:,} changes were not sent; those SIMs stay on "
              f"their current plans this billing period." if push.stopped_early else "",
              f"{counts.total:,} changes: {counts.applied:,} applied ({counts.verified:,} verified on the carrier), "

@@ -17,6 +17,7 @@ class ServiceProviderForm(forms.ModelForm):
             "tenant", "name", "integration", "portal_type", "api_base_url", "username", "api_key",
             "billing_timezone", "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "active",
             "report_recipients", "rate_limit_per_second", "max_concurrency", "max_pages",
+            "default_method", "default_charge_type", "default_must_beat_current",
         ]
 
     def clean_api_key(self):

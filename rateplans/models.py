@@ -13,6 +13,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from carrieropt.fields import EncryptedTextField, SecretFieldsMixin, sealed_value
+from carrieropt.options import ChargeType, Method
+
 MONEY = {"max_digits": 12, "decimal_places": 4}
 MEGABYTES = {"max_digits": 16, "decimal_places": 3}
 
@@ -53,23 +56,33 @@ class Integration(models.TextChoices):
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
 
 
+def validate_syncable_integration(value: str) -> None:
+    """Only integrations carrieropt can sync may be chosen: for the others no SIM or usage would ever arrive,
+    so an account of theirs could never be optimized. (Stored accounts of them stay readable.)"""
+    if value in (Integration.TELEGENCE, Integration.THINGSPACE):
+        raise ValidationError(
+            f"{value} accounts cannot be synced by carrieropt yet, so optimization is not available for them; "
+            f"choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers).")
+
+
 class PortalType(models.TextChoices):
     M2M = "M2M", "M2M"
     MOBILITY = "Mobility", "Mobility"
 
 
-class ServiceProvider(models.Model):
+class ServiceProvider(SecretFieldsMixin, models.Model):
     """One carrier account of a tenant (legacy: service provider)."""
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
     name = models.CharField(max_length=200)
-    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
+    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER,
+                                   validators=[validate_syncable_integration])
     portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
     username = models.CharField(max_length=200)
-    # Write-only: never rendered by admin or API, never logged.
-    api_key = models.CharField(max_length=300)
+    # Write-only: never rendered by admin or API, never logged; encrypted at rest (FIELD_ENCRYPTION_KEYS).
+    api_key = EncryptedTextField(max_length=300)
     billing_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
     billing_cycle_end_day = models.PositiveSmallIntegerField(
         default=31, validators=[MinValueValidator(1), MaxValueValidator(31)],
@@ -77,10 +90,21 @@ class ServiceProvider(models.Model):
     )
     optimization_start_hour = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
     auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
+    # What a session of this account runs with unless its start says otherwise (scheduled sessions always do).
+    default_method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED,
+                                      help_text="Optimization method of sessions that do not choose one.")
+    default_charge_type = models.CharField(max_length=10, choices=ChargeType.choices, default=ChargeType.BOTH,
+                                           help_text="What sessions that do not choose count: both, rate or overage.")
+    default_must_beat_current = models.BooleanField(
+        default=False, help_text="Sessions that do not choose keep a group on its current plans unless the answer "
+                                 "is cheaper (legacy SkipLowerCostCheck off).")
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
-    max_concurrency = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)],
+        help_text="Calls in flight at once. Cisco's API policy is one per account; raise it only if the carrier "
+                  "granted this account more.")
     max_pages = models.PositiveIntegerField(default=100_000, validators=[MinValueValidator(1)])
     last_device_sync_at = models.DateTimeField(null=True, blank=True)
     last_usage_sync_at = models.DateTimeField(null=True, blank=True)
@@ -97,6 +121,11 @@ class ServiceProvider(models.Model):
 
     def __str__(self):
         return f"{self.name} ({self.integration})"
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether a key is stored, without decrypting it."""
+        return bool(sealed_value(self, "api_key"))
 
     @property
     def is_jasper_family(self) -> bool:

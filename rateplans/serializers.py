@@ -8,7 +8,7 @@ from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 PROVIDER_FIELDS = [
     "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "billing_cycle_end_day",
     "optimization_start_hour", "auto_apply", "active", "report_recipients", "rate_limit_per_second",
-    "max_concurrency", "max_pages",
+    "max_concurrency", "max_pages", "default_method", "default_charge_type", "default_must_beat_current",
 ]
 RATE_PLAN_FIELDS = [
     "code", "name", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim", "pooled",
@@ -27,7 +27,7 @@ class ProviderOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_has_api_key(self, obj) -> bool:
-        return bool(obj.api_key)
+        return obj.has_api_key
 
 
 class ProviderCreateIn(serializers.ModelSerializer):

@@ -21,6 +21,17 @@ def billing_period_current(*, provider: ServiceProvider, at: dt.datetime | None 
     return period
 
 
+def billing_period_ending(*, provider: ServiceProvider, end_date: dt.date) -> BillingPeriod:
+    """The account's cycle ending on `end_date` (created on first use); a date no cycle ends on is refused."""
+    start, end = cycle_bounds(end_date, provider.billing_cycle_end_day)
+    if end != end_date:
+        raise ValidationError({"billing_period_end": [
+            f"{end_date.isoformat()} is not the last day of a billing cycle of {provider.name!r} (its cycles end on "
+            f"day {provider.billing_cycle_end_day} of the month; the cycle containing that day ends {end.isoformat()})."]})
+    period, _ = BillingPeriod.objects.get_or_create(provider=provider, end_date=end, defaults={"start_date": start})
+    return period
+
+
 # Catalogue writes. Each validates the whole row (field validators and DB
 # constraints, via full_clean) and raises Django's ValidationError with messages
 # per field, so every interface (API, admin, commands) reports the same problems.
@@ -29,6 +40,7 @@ PROVIDER_WRITABLE = frozenset({
     "name", "integration", "portal_type", "api_base_url", "username", "api_key", "billing_timezone",
     "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "active", "report_recipients",
     "rate_limit_per_second", "max_concurrency", "max_pages",
+    "default_method", "default_charge_type", "default_must_beat_current",
 })
 RATE_PLAN_WRITABLE = frozenset({
     "code", "name", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim", "pooled",

@@ -16,6 +16,8 @@ PATHS = {
     EventKind.ERROR: "/get_optimization_error_details_data",
     EventKind.SYNC: "/lambda_sync_jobs_",
 }
+# The full list is in the API and the report; an event stays small enough for any webhook receiver.
+NO_USAGE_ICCIDS_IN_EVENT = 1000
 SYNC_KEYS = {"Jasper": "jasper_devices", "POD19": "jasper_devices", "TMobileJasper": "jasper_devices", "Rogers": "jasper_devices"}
 
 
@@ -31,8 +33,11 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "BillingPeriodEndDate": period.end_date.isoformat(),
         "DeviceCount": session.device_count,
         "TenantId": session.tenant_id,
+        "Method": session.method,
+        "ChargeType": session.charge_type,
+        "SkipLowerCostCheck": not session.must_beat_current,
     }}
-    return {"data": {
+    data = {"data": {
         "path": PATHS[kind],
         "job_name": kind,
         "SessionId": session.pk,
@@ -43,6 +48,16 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "AdditionalJson": json.dumps(additional),
         "DeviceCount": session.device_count,
     }}
+    if progress == 100:
+        # The answer's coverage: SIMs without usage of the cycle were kept on their plans, not optimized.
+        data["data"].update({
+            "Status": session.status,
+            "DeviceWithUsageCount": session.sims_with_usage,
+            "NoUsageDeviceCount": session.no_usage_count,
+            "NoUsageIccids": session.no_usage_iccids[:NO_USAGE_ICCIDS_IN_EVENT],
+            "Warnings": session.warnings,
+        })
+    return data
 
 
 def _deliver_soon() -> None:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.storage import storages
+from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from openpyxl import Workbook
@@ -23,7 +25,7 @@ from carrieropt import xlsx
 from carrieropt.money import CENT
 from carrieropt.xlsx import EXCEL_MAX_TEXT, FORMULA_TRIGGERS, MONEY_FORMAT
 from optimizer.engine.figures import CostFigures
-from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from optimizer.selectors import NO_PLAN, plan_costs
 from rateplans.models import PortalType, RatePlan
 
@@ -41,20 +43,48 @@ GROUP_HEADER = ["Group", "Status", "Communication plans", "Rate plans allowed", 
                 "Baseline cost", "Optimized cost", "Savings", "Savings %", "Lower bound", "Gap", "Method",
                 "Strategy", "Note"]
 PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost after"]
+KEPT_NOTES = dict(KeptReason.choices)
 
 
-def report_path(*, session) -> pathlib.Path:
-    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{session.guid}.xlsx"
+def reports_storage():
+    """Where reports live: STORAGES["reports"] (a folder under MEDIA_ROOT, or object storage)."""
+    return storages["reports"]
 
 
-def report_file(stored_path: str) -> pathlib.Path | None:
-    """The report a session row points at, if it exists inside REPORTS_DIR: never serve a file from elsewhere."""
-    if not stored_path:
+def report_name(*, session) -> str:
+    return f"device_assignments_{session.guid}.xlsx"
+
+
+def _valid_name(name: str) -> bool:
+    """A name inside the reports storage: relative, no '..' (an old absolute path is not one)."""
+    if not name:
+        return False
+    try:
+        validate_file_name(name, allow_relative_path=True)
+    except SuspiciousFileOperation:
+        return False
+    return True
+
+
+def report_exists(name: str) -> bool:
+    return _valid_name(name) and reports_storage().exists(name)
+
+
+def report_location(name: str) -> str:
+    """Where a stored report is, for people: a path on this machine, or s3://bucket/key."""
+    storage = reports_storage()
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # object storage has no local path
+        key = "/".join(part for part in (getattr(storage, "location", ""), name) if part)
+        return f"s3://{getattr(storage, 'bucket_name', '?')}/{key}"
+
+
+def report_open(name: str):
+    """The stored report as a binary file (streamed by whoever reads it), or None when there is none."""
+    if not report_exists(name):
         return None
-    path = pathlib.Path(stored_path)
-    if not path.resolve().is_relative_to(pathlib.Path(settings.REPORTS_DIR).resolve()) or not path.is_file():
-        return None
-    return path
+    return reports_storage().open(name, "rb")
 
 
 def _local(value: dt.datetime | None, tz) -> str:
@@ -124,8 +154,13 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Billing period", f"{period.start_date.isoformat()} to {period.end_date.isoformat()}"),
         ("Session", str(session.guid)),
         ("Method", session.get_method_display()),
+        ("Charge type", session.get_charge_type_display()),
+        ("Must beat current plans", "yes" if session.must_beat_current else "no"),
         ("Trigger", session.get_trigger_display()),
+        ("Started by", sheet.text(session.started_by or "not recorded")),
         ("SIMs", session.device_count),
+        ("SIMs with usage of the cycle", session.sims_with_usage),
+        ("SIMs without usage data (kept on their plan, fixed charge only)", session.no_usage_count),
         ("Current cost", sheet.money(session.current_cost)),
         ("Baseline cost (closest included MB)", sheet.money(session.baseline_cost)),
         ("Optimized cost", sheet.money(session.optimized_cost)),
@@ -141,6 +176,8 @@ def _write_summary(workbook: Workbook, session) -> None:
     for stage, timing in (session.stage_timings or {}).items():
         seconds = timing.get("seconds") if isinstance(timing, dict) else None
         facts.append((f"Stage {stage} (seconds)", seconds if seconds is not None else "running"))
+    if session.warnings:
+        facts.append(("Warning", sheet.text(session.warnings)))
     for label, value in facts:
         sheet.append([label, value])
 
@@ -201,7 +238,7 @@ def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
     return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
-                         "current_cost", "recommended_cost", "changed", "device__sim_notes")
+                         "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason")
             .iterator(chunk_size=5000))
 
 
@@ -231,8 +268,10 @@ class _AssignmentSheets:
         groups = dict(CommGroup.objects.filter(run=self.run).values_list("pk", "name"))
         kinds = SIM_ROW_KINDS
         subtotal = None
-        for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes in \
+        for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept in \
                 _assignment_rows(self.run, by_group=self.by_group):
+            if kept:
+                notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
             group = groups.get(group_id, "")
             if self.by_group and (subtotal is None or subtotal.group_id != group_id):
                 if subtotal is not None:
@@ -266,7 +305,7 @@ class _Subtotal:
 
     def add(self, usage, current, recommended, changed) -> None:
         self.sims += 1
-        self.usage += usage
+        self.usage += usage or 0
         self.current = None if current is None or self.current is None else self.current + current
         self.recommended += recommended
         self.changed += int(changed)
@@ -277,45 +316,51 @@ class _Subtotal:
                 savings, f"{self.changed} changed", ""], SUBTOTAL_KINDS
 
 
-def report_write(*, session) -> pathlib.Path:
-    """Write the session's workbook (streamed: write-only mode) and return its path.
+def _write_no_usage(workbook: Workbook, session) -> None:
+    """Every billable SIM without usage of the cycle: kept on its plan, not optimized."""
+    sheet = _Sheet(workbook, "No usage data", {"A": 24})
+    sheet.append([sheet.strong(f"{session.no_usage_count:,} SIMs without usage data for this cycle: kept on their "
+                               f"current plan, not changes; their cost is the plan's fixed charge only (overage unknown)")])
+    sheet.header(["ICCID"])
+    for iccid in session.no_usage_iccids[:ROWS_PER_SHEET - 2]:
+        sheet.append([sheet.text(iccid)])
+
+
+def report_write(*, session) -> str:
+    """Write the session's workbook (streamed: write-only mode) to the reports storage; return its name there.
 
     M2M accounts get one row per SIM sorted by ICCID; Mobility accounts get the SIMs
     laid out group by group with a subtotal per group. Beyond Excel's row limit the
     rows continue on the next sheet.
     """
-    path = report_path(session=session)
-    path.parent.mkdir(parents=True, exist_ok=True)
     workbook = Workbook(write_only=True)
     _write_summary(workbook, session)
     _write_groups(workbook, session.run)
     assignments = _AssignmentSheets(workbook, session.run, by_group=session.provider.portal_type == PortalType.MOBILITY)
-    # Written aside and moved in place, so a download never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".xlsx")
-    os.close(fd)
-    try:
+    if session.no_usage_iccids:
+        _write_no_usage(workbook, session)
+    # Built in a local temporary file (openpyxl needs a seekable file; the big sheets are filled into the saved
+    # file), then handed to the storage whole.
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = pathlib.Path(directory) / "report.xlsx"
         workbook.save(tmp)
         xlsx.fill_sheets(tmp, assignments.titles, assignments.rows(), rows_per_sheet=ROWS_PER_SHEET,
                          width=len(assignments.header))
-        # mkstemp makes the file private (0600); the web process may run as another user of the group.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    count, recommended_sum = assignments.count, assignments.recommended_sum
-    if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
-        log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
-                    recommended_sum, session.optimized_cost)
-    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, path)
-    return path
+        count, recommended_sum = assignments.count, assignments.recommended_sum
+        if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
+            log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
+                        recommended_sum, session.optimized_cost)
+        with tmp.open("rb") as file:
+            name = reports_storage().save(report_name(session=session), File(file))
+    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, name)
+    return name
 
 
 def _money_text(value: Decimal | None) -> str:
     return "n/a" if value is None else f"{value.quantize(CENT):,}"
 
 
-def report_email(*, session, path: pathlib.Path) -> int:
+def report_email(*, session, name: str) -> int:
     """Mail the report to the account's recipients and operations; returns how many messages were sent."""
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     recipients = provider.alert_recipients
@@ -335,17 +380,23 @@ def report_email(*, session, path: pathlib.Path) -> int:
         f"Last device sync: {_local(provider.last_device_sync_at, tz)}",
         f"Last usage sync: {_local(provider.last_usage_sync_at, tz)}",
         f"Total SIM cards: {session.device_count:,}",
+        f"SIMs with usage data: {session.sims_with_usage:,}",
+        f"SIMs without usage data: {session.no_usage_count:,} (kept on their plans, cost at the fixed charge only; "
+        f"listed in the report)" if session.no_usage_count else "SIMs without usage data: 0",
         "",
         f"Current cost: {_money_text(session.current_cost)}",
         f"Optimized cost: {_money_text(session.optimized_cost)}",
         f"Savings: {_money_text(savings)}" + (f" ({pct * 100:.2f} %)" if pct is not None else ""),
         f"Lower bound: {_money_text(session.lower_bound)}" + (f" (gap {gap * 100:.3f} %)" if gap is not None else ""),
         "",
-        f"The device assignments are attached ({pathlib.Path(path).name}).",
+        f"The device assignments are attached ({pathlib.PurePosixPath(name).name}).",
     ]
+    if session.warnings:
+        lines += ["", f"Warning: {session.warnings}"]
     message = EmailMessage(
         subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
         body="\n".join(lines), to=recipients,
     )
-    message.attach_file(str(path), XLSX_MIME)
+    with reports_storage().open(name, "rb") as report:
+        message.attach(pathlib.PurePosixPath(name).name, report.read(), XLSX_MIME)
     return message.send()

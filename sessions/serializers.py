@@ -5,8 +5,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from optimizer.serializers import MONEY, RATIO, money_out, ratio_out
-from rateplans.models import ServiceProvider
-from sessions.models import Method, OptimizationSession, ProgressEvent, SessionStatus
+from rateplans.models import BillingPeriod, ServiceProvider
+from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, SessionStatus
 
 _money = serializers.DecimalField(**MONEY, allow_null=True)
 _ratio = serializers.DecimalField(**RATIO, allow_null=True)
@@ -39,13 +39,17 @@ class SessionOut(serializers.ModelSerializer):
     savings_percent = serializers.SerializerMethodField()
     gap = serializers.SerializerMethodField(help_text="Optimized cost above the lower bound, as a fraction of it.")
     report_url = serializers.SerializerMethodField()
+    no_usage_iccids = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="Billable SIMs without usage of the cycle: kept on their plan, not changes, priced at the fixed charge only.")
 
     class Meta:
         model = OptimizationSession
         fields = ["id", "session_id", "tenant", "provider", "provider_name", "billing_period", "status", "stage",
-                  "percentage", "trigger", "method", "sync_devices", "is_active", "created_at", "started_at",
+                  "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
-                  "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url"]
+                  "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
+                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings"]
         read_only_fields = fields
 
     @extend_schema_field(_money)
@@ -73,8 +77,26 @@ class SessionOut(serializers.ModelSerializer):
 class SessionStartIn(serializers.Serializer):
     # The view narrows the queryset to the caller's carrier accounts.
     provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
-    method = serializers.ChoiceField(choices=Method.choices, default=Method.CERTIFIED)
+    # Absent options are the carrier account's defaults (default_method, default_charge_type, default_must_beat_current).
+    method = serializers.ChoiceField(choices=Method.choices, required=False,
+                                     help_text="Absent: the account's default_method.")
+    charge_type = serializers.ChoiceField(choices=ChargeType.choices, required=False,
+                                          help_text="What the costs count: both (rate charge and overage), rate or "
+                                                    "overage. Absent: the account's default_charge_type.")
+    must_beat_current = serializers.BooleanField(
+        required=False, help_text="Keep a group on its current plans unless the answer is strictly cheaper (legacy "
+                                  "SkipLowerCostCheck off). Absent: the account's default_must_beat_current.")
     sync_devices = serializers.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    session_guid = serializers.UUIDField(
+        required=False, help_text="The caller's own id for the session (AMOP's OptimizationSessionGuid), used as its "
+                                  "`id`. Starting again with the same GUID answers that session (200) instead of "
+                                  "making another; with another account or other options it is a 409.")
+    # The view narrows the queryset to the caller's billing periods; the service checks it is the account's.
+    billing_period = serializers.PrimaryKeyRelatedField(
+        queryset=BillingPeriod.objects.none(), required=False,
+        help_text="Id of the account's billing period to optimize (AMOP's BillPeriodId). Absent: the current one.")
+    billing_period_end = serializers.DateField(
+        required=False, help_text="Or the last day of the billing cycle to optimize (YYYY-MM-DD).")
 
 
 class SessionFilter(serializers.Serializer):

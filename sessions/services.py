@@ -3,18 +3,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from carrieropt.errors import Conflict
+from carrieropt.actors import SCHEDULE, command_actor
+from carrieropt.errors import Conflict, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from optimizer.models import Method
-from rateplans.models import ServiceProvider
-from rateplans.services import billing_period_current
+from optimizer.models import ChargeType, Method
+from rateplans.models import BillingPeriod, ServiceProvider
+from rateplans.services import billing_period_current, billing_period_ending
 from sessions.events import event_record
 from sessions.models import (
     ACTIVE_STATUSES,
@@ -35,32 +38,127 @@ class SessionAlreadyRunning(Conflict):
     code = "session_active"
 
 
-def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str = Method.CERTIFIED,
-                  sync_devices: bool = True, now: dt.datetime | None = None) -> OptimizationSession:
+class GuidConflict(Conflict):
+    code = "session_guid_conflict"
+
+
+def _choice(field: str, value, choices) -> str:
+    if value not in choices.values:
+        raise ValidationFailed(f"{field}: {value!r} is not one of {', '.join(choices.values)}.", field=field)
+    return value
+
+
+class _GuidTaken(Exception):
+    """The GUID a start was given names a session already (a repeated or concurrent start)."""
+
+    def __init__(self, session: OptimizationSession):
+        self.session = session
+
+
+def _period_for_start(*, provider: ServiceProvider, billing_period: BillingPeriod | None,
+                      billing_period_end: dt.date | None, sync_devices: bool, now: dt.datetime) -> BillingPeriod:
+    """The period a start asked for (by id or by its last day), else the current one; refused when it cannot be optimized."""
+    if billing_period is not None and billing_period_end is not None:
+        raise ValidationFailed("billing_period_end: give billing_period or billing_period_end, not both.",
+                               field="billing_period_end")
+    if billing_period is None and billing_period_end is None:
+        return billing_period_current(provider=provider, at=now)
+    field = "billing_period" if billing_period is not None else "billing_period_end"
+    if billing_period is None:
+        try:
+            billing_period = billing_period_ending(provider=provider, end_date=billing_period_end)
+        except DjangoValidationError as exc:
+            raise ValidationFailed(exc.message_dict[field][0], field=field) from None
+    elif billing_period.provider_id != provider.pk:
+        raise ValidationFailed(f"billing_period: {billing_period.pk} is not a billing period of {provider.name!r}.",
+                               field=field)
+    if now < billing_period.starts_at():
+        raise ValidationFailed(f"{field}: the billing period {billing_period} has not started; there is no usage of it "
+                               "to optimize yet.", field=field)
+    if sync_devices and now >= billing_period.ends_at():
+        raise ValidationFailed(f"{field}: the billing period {billing_period} has ended and the carrier reports usage of "
+                               "the current cycle only; start with sync_devices false to optimize the usage stored for it.",
+                               field=field)
+    return billing_period
+
+
+def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str | None = None,
+                  charge_type: str | None = None, must_beat_current: bool | None = None,
+                  sync_devices: bool = True, now: dt.datetime | None = None, guid: uuid.UUID | None = None,
+                  billing_period: BillingPeriod | None = None, billing_period_end: dt.date | None = None,
+                  started_by: str | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
 
+    An option left None is the account's default (what a scheduled session runs with); the billing
+    period is the current one unless asked for. `guid` is the caller's own id for the session (AMOP's
+    OptimizationSessionGuid); see `session_start_once` for repeating a start with it.
     The refusal comes from the partial unique index, so twenty concurrent
     starts make exactly one session whatever the timing.
     """
+    method = _choice("method", provider.default_method if method is None else method, Method)
+    charge_type = _choice("charge_type", provider.default_charge_type if charge_type is None else charge_type, ChargeType)
+    must_beat_current = provider.default_must_beat_current if must_beat_current is None else bool(must_beat_current)
     now = now or timezone.now()
-    period = billing_period_current(provider=provider, at=now)
+    period = _period_for_start(provider=provider, billing_period=billing_period, billing_period_end=billing_period_end,
+                               sync_devices=sync_devices, now=now)
+    if started_by is None:  # only what acts alone may leave it out: the schedule and the command
+        started_by = {Trigger.SCHEDULED: SCHEDULE, Trigger.MANUAL: command_actor()}.get(trigger, "")
+    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current,
+               "started_by": started_by}
+    if guid is not None:
+        options["guid"] = guid
     try:
         with transaction.atomic():
-            run = optimizer_services.run_create(provider=provider, billing_period=period, method=method)
+            run = optimizer_services.run_create(provider=provider, billing_period=period, method=method,
+                                                charge_type=charge_type, must_beat_current=must_beat_current)
             session = OptimizationSession.objects.create(
                 tenant_id=provider.tenant_id, provider=provider, billing_period=period, run=run,
-                status=SessionStatus.PENDING, stage=Stage.START, trigger=trigger, method=method,
+                status=SessionStatus.PENDING, stage=Stage.START, trigger=trigger, **options,
                 sync_devices=sync_devices, created_at=now, deadline=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES),
             )
             event_record(session=session, progress=0)
             enqueue_on_commit("sessions.tasks.run_stage", session.pk, Stage.START)
     except IntegrityError:
+        same = OptimizationSession.objects.filter(guid=guid).first() if guid is not None else None
+        if same is not None:
+            raise _GuidTaken(same) from None
         active = OptimizationSession.objects.filter(provider=provider, status__in=ACTIVE_STATUSES).first()
         if active is None:
             raise
         send_mail(ALREADY_RUNNING_SUBJECT, ALREADY_RUNNING, None, provider.alert_recipients, fail_silently=True)
         raise SessionAlreadyRunning(ALREADY_RUNNING, extra={"active_session": str(active.guid)}) from None
     return session
+
+
+def session_start_once(*, guid: uuid.UUID, provider: ServiceProvider, **start) -> tuple[OptimizationSession, bool]:
+    """Start the session `guid` names, or answer it when it exists: (session, created).
+
+    The same GUID twice is the same session, whatever became of it, so a caller that retries a start
+    (AMOP after a timeout) never makes a second one. A GUID that names another account's session, or
+    this account's with other options than asked for now, is a conflict, not a new session."""
+    session = OptimizationSession.objects.filter(guid=guid).select_related("billing_period").first()
+    if session is None:
+        try:
+            return session_start(provider=provider, guid=guid, **start), True
+        except _GuidTaken as taken:  # a concurrent start with the same GUID won
+            session = taken.session
+    if session.provider_id != provider.pk:
+        raise GuidConflict(f"session_guid: {guid} already names a session of another carrier account; a GUID names "
+                           "one session.", field="session_guid")
+    asked = {"method": start.get("method"), "charge_type": start.get("charge_type"),
+             "must_beat_current": start.get("must_beat_current"), "sync_devices": start.get("sync_devices"),
+             "billing_period": getattr(start.get("billing_period"), "pk", None)}
+    stored = {"method": session.method, "charge_type": session.charge_type, "must_beat_current": session.must_beat_current,
+              "sync_devices": session.sync_devices, "billing_period": session.billing_period_id}
+    end = start.get("billing_period_end")
+    differ = sorted(k for k, v in asked.items() if v is not None and v != stored[k])
+    if end is not None and end != session.billing_period.end_date:
+        differ.append("billing_period_end")
+    if differ:
+        raise GuidConflict(f"session_guid: {guid} already names session {session.pk} of this account, started with other "
+                           f"{', '.join(differ)}; a GUID names one session.", field="session_guid",
+                           extra={"session": str(session.guid)})
+    return session, False
 
 
 def session_fail(*, session_id: int, message: str) -> OptimizationSession | None:
@@ -80,15 +178,16 @@ def session_fail(*, session_id: int, message: str) -> OptimizationSession | None
     return session
 
 
-def session_cancel(*, session: OptimizationSession) -> OptimizationSession:
+def session_cancel(*, session: OptimizationSession, cancelled_by: str) -> OptimizationSession:
     with transaction.atomic():
         locked = OptimizationSession.objects.select_for_update().get(pk=session.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict(f"Session {locked.guid} has already ended ({locked.status}).", field="status")
         locked.status = SessionStatus.CANCELLED
         locked.finished_at = timezone.now()
-        locked.error = "Cancelled by an operator."
-        locked.save(update_fields=["status", "finished_at", "error"])
+        locked.cancelled_by = cancelled_by
+        locked.error = f"Cancelled by {cancelled_by or 'an operator'}."
+        locked.save(update_fields=["status", "finished_at", "error", "cancelled_by"])
         optimizer_services.run_stop(run_id=locked.run_id)
         event_record(session=locked, kind=EventKind.ERROR, progress=locked.progress, error_message=locked.error)
     return locked

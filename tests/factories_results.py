@@ -111,13 +111,15 @@ def fleet_seed(*, provider, groups: int = 2, sims_per_group: int = 3, seed: int 
     return [devices[d.iccid] for d in rows]
 
 
-def session_run(*, provider, method: str = "certified", **session_fields) -> OptimizationSession:
+def session_run(*, provider, method: str = "certified", charge_type: str | None = None,
+                must_beat_current: bool | None = None, **session_fields) -> OptimizationSession:
     """A session through `session_start` and every stage, each task run inline here as a worker would run it
     (so it works with or without commits), on the account's stored SIMs. The session's own e-mails are
     taken back out of the outbox. `session_fields` are written onto the completed session afterwards
     (to show it, say, as running)."""
     sent = len(getattr(mail, "outbox", []))
-    session = session_start(provider=provider, sync_devices=False, method=method)
+    session = session_start(provider=provider, sync_devices=False, method=method, charge_type=charge_type,
+                            must_beat_current=must_beat_current)
     for stage in (Stage.START, Stage.SYNC, Stage.GROUPING, Stage.QUEUEING):
         tasks.run_stage(session.pk, stage)
     for queue_id in session.run.queues.order_by("pk").values_list("pk", flat=True):

@@ -15,9 +15,11 @@ BLOCK_EPS = 1e-9
 class PlanTerms:
     """Per-plan figures after proration and charge type: what the solvers and the pricer actually use.
 
-    K: per-SIM charge counted (prorated monthly cost + fee, or 0 when only overage is counted).
-    A: prorated allowance per SIM.  r: overage rate counted (0 when only the rate charge is counted).
-    b: overage block.  s = r / b, the largest multiplier the Lagrangian bound may use.
+    K: per-SIM charge counted at the billing factor (prorated monthly cost + fee, or 0 when only overage
+    is counted).  A: allowance per SIM at the billing factor.  r: overage rate counted (0 when only the
+    rate charge is counted).  b: overage block.  s = r / b, the largest multiplier the Lagrangian bound
+    may use.  monthly, fee, included: the unprorated parts, for SIMs with their own factor f_i, whose
+    charge is f_i * monthly + fee and allowance f_i * included.
     """
 
     K: np.ndarray
@@ -26,6 +28,16 @@ class PlanTerms:
     b: np.ndarray
     s: np.ndarray
     pooled: np.ndarray
+    monthly: np.ndarray
+    fee: np.ndarray
+    included: np.ndarray
+
+    def charge(self, plan, f=None):
+        """Recurring charge + fee counted for SIMs on `plan` (array) with factors f (None: the billing factor)."""
+        return self.K[plan] if f is None else f * self.monthly[plan] + self.fee[plan]
+
+    def allowance(self, plan, f=None):
+        return self.A[plan] if f is None else f * self.included[plan]
 
 
 def plan_terms(problem: Problem) -> PlanTerms:
@@ -37,7 +49,10 @@ def plan_terms(problem: Problem) -> PlanTerms:
     A = f * cat.included_mb
     r = cat.overage_rate.copy() if over_on else np.zeros(len(cat))
     b = cat.overage_block_mb.copy()
-    return PlanTerms(K=K, A=A, r=r, b=b, s=r / b, pooled=cat.pooled.copy())
+    monthly = cat.monthly_cost.copy() if rate_on else np.zeros(len(cat))
+    fee = cat.fee_per_sim.copy() if rate_on else np.zeros(len(cat))
+    return PlanTerms(K=K, A=A, r=r, b=b, s=r / b, pooled=cat.pooled.copy(), monthly=monthly, fee=fee,
+                     included=cat.included_mb.copy())
 
 
 def blocks(excess_mb, block_mb):
@@ -61,6 +76,7 @@ class Pricing:
     overage_per_group: np.ndarray
     pool_sims: np.ndarray
     pool_usage: np.ndarray
+    pool_allowance: np.ndarray
     pool_blocks: np.ndarray
     unpriced: int
     unpriced_per_group: np.ndarray
@@ -76,21 +92,28 @@ def _check_assignment(problem: Problem, assignment) -> np.ndarray:
     return a
 
 
-def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G: int) -> Pricing:
+def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G: int, f=None) -> Pricing:
+    """f: per-SIM factors aligned with u, or None when every SIM has the billing factor."""
     P = t.K.shape[0]
     valid = a >= 0
     av = np.where(valid, a, 0)
 
-    rate_sim = np.where(valid, t.K[av], 0.0)
+    rate_sim = np.where(valid, t.charge(av, f), 0.0)
+    allowance = t.allowance(av, f)
     single = valid & ~t.pooled[av]
-    over_single = np.where(single, t.r[av] * blocks(u - t.A[av], t.b[av]), 0.0)
+    over_single = np.where(single, t.r[av] * blocks(u - allowance, t.b[av]), 0.0)
 
     pooled_sim = valid & t.pooled[av]
     key = grp.astype(np.int64) * P + av
     # bincount adds weights in SIM order, so a loop over SIMs summing usage per pool gets the same bits.
     pool_n = np.bincount(key[pooled_sim], minlength=G * P).reshape(G, P)
     pool_u = np.bincount(key[pooled_sim], weights=u[pooled_sim], minlength=G * P).reshape(G, P)
-    pool_blocks = np.where(pool_n > 0, blocks(pool_u - pool_n * t.A[None, :], t.b[None, :]), 0.0)
+    if f is None:
+        pool_a = pool_n * t.A[None, :]
+    else:
+        # A pool's allowance is the sum of its members' prorated allowances.
+        pool_a = np.bincount(key[pooled_sim], weights=allowance[pooled_sim], minlength=G * P).reshape(G, P)
+    pool_blocks = np.where(pool_n > 0, blocks(pool_u - pool_a, t.b[None, :]), 0.0)
     over_pool = pool_blocks * t.r[None, :]
 
     rate_g = np.bincount(grp, weights=rate_sim, minlength=G).astype(np.float64)
@@ -108,6 +131,7 @@ def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G
         overage_per_group=over_g,
         pool_sims=pool_n,
         pool_usage=pool_u,
+        pool_allowance=pool_a,
         pool_blocks=pool_blocks,
         unpriced=int((~valid).sum()),
         unpriced_per_group=unpriced_g,
@@ -117,13 +141,16 @@ def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G
 def price(problem: Problem, assignment) -> Pricing:
     """Price `assignment` (plan index per SIM, -1 = not priced) exactly as the cost model says."""
     a = _check_assignment(problem, assignment)
-    return _price_arrays(plan_terms(problem), problem.usage_mb, problem.group, a, problem.n_groups)
+    return _price_arrays(plan_terms(problem), problem.usage_mb, problem.group, a, problem.n_groups, problem.factor)
 
 
-def group_cost(t: PlanTerms, u_orig_order: np.ndarray, a_orig_order: np.ndarray) -> float:
-    """Cost of one group's SIMs given in their original order: bit-for-bit price(...).per_group[g]."""
+def group_cost(t: PlanTerms, u_orig_order: np.ndarray, a_orig_order: np.ndarray, f_orig_order=None) -> float:
+    """Cost of one group's SIMs given in their original order: bit-for-bit price(...).per_group[g].
+
+    f_orig_order: the SIMs' factors (problem.factor[members]) or None when the problem has none.
+    """
     a = np.asarray(a_orig_order, dtype=np.int64)
-    return float(_price_arrays(t, u_orig_order, np.zeros(a.shape[0], dtype=np.int64), a, 1).per_group[0])
+    return float(_price_arrays(t, u_orig_order, np.zeros(a.shape[0], dtype=np.int64), a, 1, f_orig_order).per_group[0])
 
 
 def sim_costs(problem: Problem, assignment) -> np.ndarray:
@@ -138,14 +165,15 @@ def sim_costs(problem: Problem, assignment) -> np.ndarray:
     pr = price(problem, a)
     t = plan_terms(problem)
     P = problem.n_plans
-    u, grp = problem.usage_mb, problem.group
+    u, grp, f = problem.usage_mb, problem.group, problem.factor
     valid = a >= 0
     av = np.where(valid, a, 0)
-    cost = t.K[av] + np.where(~t.pooled[av], t.r[av] * blocks(u - t.A[av], t.b[av]), 0.0)
+    allowance = t.allowance(av, f)
+    cost = t.charge(av, f) + np.where(~t.pooled[av], t.r[av] * blocks(u - allowance, t.b[av]), 0.0)
 
     pooled_sim = valid & t.pooled[av]
     key = grp.astype(np.int64) * P + av
-    above = np.where(pooled_sim, np.maximum(u - t.A[av], 0.0), 0.0)
+    above = np.where(pooled_sim, np.maximum(u - allowance, 0.0), 0.0)
     weight_sum = np.bincount(key[pooled_sim], weights=above[pooled_sim], minlength=problem.n_groups * P)
     pool_charge = (pr.pool_blocks * t.r[None, :]).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -1,6 +1,7 @@
 """Catalogue API: carrier accounts (write-only API key), rate plans and communication plans, validated per field."""
 import re
 
+import pytest
 from django.urls import reverse
 
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
@@ -195,3 +196,18 @@ def test_communication_plan_list_queries_do_not_grow_with_the_plans(list_queries
     many = list_queries(url)
     assert (few[1], many[1]) == (3, 30)
     assert few[0] == many[0] <= 4, (few, many)  # token, count, page, the allowed rate plans
+
+
+@pytest.mark.parametrize("integration", ["Telegence", "ThingSpace"])
+def test_an_integration_that_cannot_be_synced_cannot_be_chosen(api, tenant_a, provider_a, integration):
+    response = post(api, "provider-list", {**NEW_PROVIDER, "integration": integration, "tenant": tenant_a.pk})
+    assert response.status_code == 400
+    errors = response.json()["error"]["fields"]["integration"]
+    assert errors == [f"{integration} accounts cannot be synced by carrieropt yet, so optimization is not available "
+                      f"for them; choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers)."]
+    assert not ServiceProvider.objects.filter(integration=integration).exists()
+    url = reverse("api:provider-detail", kwargs={"pk": provider_a.pk})
+    response = api.patch(url, {"integration": integration, "api_key": "sk-again"}, content_type="application/json")
+    assert response.status_code == 400 and "optimization is not available" in response.content.decode()
+    provider_a.refresh_from_db()
+    assert provider_a.integration == "Jasper"

@@ -8,7 +8,9 @@ from sessions.models import OptimizationSession
 def test_admin_action_starts_a_session_and_reports_the_refusal(root_client, provider_a):
     client = root_client
     url = reverse("admin:rateplans_serviceprovider_changelist")
-    data = {"action": "start_optimization_session", "_selected_action": [provider_a.pk]}
+    # The options page comes first (tests/sessions/test_options.py); "start" submits it with the accounts' defaults.
+    data = {"action": "start_optimization_session", "_selected_action": [provider_a.pk], "start": "Start",
+            "sync_devices": "on"}
     response = client.post(url, data, follow=True)
     session = OptimizationSession.objects.get(provider=provider_a)
     assert session.trigger == "admin"

@@ -1,16 +1,22 @@
 """Start an optimization session for a carrier account; optionally wait for it with a progress bar."""
+import argparse
 import sys
 import time
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from carrieropt.actors import command_actor
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
+from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
-from sessions.models import Method, OptimizationSession, Trigger
+from sessions.models import ChargeType, Method, OptimizationSession, Trigger
+from sessions.reports import report_location
 from sessions.services import session_start
+
+CLUSTER_CHECK_SECONDS = 20  # while waiting: a cluster that dies is noticed within this (its status expires in 15 s)
 
 
 class Command(BaseCommand):
@@ -18,29 +24,46 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--provider", type=int, required=True, help="carrier account id")
-        parser.add_argument("--method", choices=[m.value for m in Method], default=Method.CERTIFIED)
+        parser.add_argument("--method", choices=Method.values, help="default: the account's default_method")
+        parser.add_argument("--charge-type", choices=ChargeType.values,
+                            help="what the costs count (default: the account's default_charge_type)")
+        parser.add_argument("--must-beat-current", action=argparse.BooleanOptionalAction, default=None,
+                            help="keep a group on its current plans unless the answer is strictly cheaper "
+                                 "(default: the account's default_must_beat_current)")
         parser.add_argument("--no-sync", action="store_true", help="optimize the stored SIMs and usage without syncing")
         parser.add_argument("--wait", action="store_true", help="wait for the session to end, showing progress")
         parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait at most (with --wait)")
 
-    def handle(self, *args, provider, method, no_sync, wait, timeout, **options):
+    def handle(self, *args, provider, method, charge_type, must_beat_current, no_sync, wait, timeout, **options):
         account = ServiceProvider.objects.filter(pk=provider).first()
         if account is None:
             raise CommandError(f"--provider {provider}: no carrier account with that id")
         try:
-            session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, sync_devices=not no_sync)
+            session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, charge_type=charge_type,
+                                    must_beat_current=must_beat_current, sync_devices=not no_sync,
+                                    started_by=command_actor())
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}.")
+        self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
+        if not clusters_alive():
+            # Said at once: without a cluster nothing moves, and --wait would only find out at its timeout.
+            if wait:
+                raise CommandError(f"Session {session.pk}: {NO_CLUSTER}.")
+            self.stderr.write(self.style.WARNING(f"Warning: {NO_CLUSTER}."))
+            return
         if not wait:
             return
         session = self._wait(session.pk, timeout)
-        if session.status != "succeeded":
+        if not session.is_complete:
             raise CommandError(f"Session {session.pk} ended {session.status}: {session.error}")
-        self.stdout.write(self.style.SUCCESS(_summary(session)))
+        if session.warnings:
+            self.stdout.write(self.style.WARNING(f"{_summary(session)}\nWarning: {session.warnings}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(_summary(session)))
 
     def _wait(self, session_id, timeout):
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
         with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), desc="optimizing") as bar:
             last = -1
             while True:
@@ -53,14 +76,24 @@ class Command(BaseCommand):
                     last = session.progress
                 if not session.is_active:
                     return session
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
+                    if not clusters_alive():
+                        raise CommandError(f"Session {session_id} is {session.stage} at {session.progress} % and the "
+                                           f"worker cluster stopped: {NO_CLUSTER}.")
                 if time.monotonic() > deadline:
                     raise CommandError(f"Session {session_id} still {session.stage} after {timeout}s; is a worker running "
                                        "(`manage.py qcluster`)?")
                 time.sleep(0.5)
 
 
+def _options(session) -> str:
+    beat = "must beat current plans" if session.must_beat_current else "current plans compete only when allowed"
+    return f"method {session.method}, charge type {session.charge_type}, {beat}"
+
+
 def _summary(session) -> str:
-    lines = [f"Session {session.pk} complete: {session.device_count:,} billable SIMs."]
+    lines = [f"Session {session.pk} complete: {session.device_count:,} billable SIMs ({_options(session)})."]
     optimized = cents(session.optimized_cost)
     if session.current_cost is not None:
         current = cents(session.current_cost)
@@ -76,5 +109,5 @@ def _summary(session) -> str:
         within = f"  (optimized is within {100 * gap:.3f} % of it)" if gap is not None else ""
         lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}{within}")
     if session.report_path:
-        lines.append(f"  report                 {session.report_path}")
+        lines.append(f"  report                 {report_location(session.report_path)}")
     return "\n".join(lines)
