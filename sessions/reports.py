@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.storage import storages
+from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from openpyxl import Workbook
@@ -47,18 +49,45 @@ PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost af
 KEPT_NOTES = dict(KeptReason.choices)
 
 
-def report_path(*, session) -> pathlib.Path:
-    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{session.guid}.xlsx"
+def reports_storage():
+    """Where reports live: STORAGES["reports"] (a folder under MEDIA_ROOT, or object storage)."""
+    return storages["reports"]
 
 
-def report_file(stored_path: str) -> pathlib.Path | None:
-    """The report a session row points at, if it exists inside REPORTS_DIR: never serve a file from elsewhere."""
-    if not stored_path:
+def report_name(*, session) -> str:
+    return f"device_assignments_{session.guid}.xlsx"
+
+
+def _valid_name(name: str) -> bool:
+    """A name inside the reports storage: relative, no '..' (an old absolute path is not one)."""
+    if not name:
+        return False
+    try:
+        validate_file_name(name, allow_relative_path=True)
+    except SuspiciousFileOperation:
+        return False
+    return True
+
+
+def report_exists(name: str) -> bool:
+    return _valid_name(name) and reports_storage().exists(name)
+
+
+def report_location(name: str) -> str:
+    """Where a stored report is, for people: a path on this machine, or s3://bucket/key."""
+    storage = reports_storage()
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # object storage has no local path
+        key = "/".join(part for part in (getattr(storage, "location", ""), name) if part)
+        return f"s3://{getattr(storage, 'bucket_name', '?')}/{key}"
+
+
+def report_open(name: str):
+    """The stored report as a binary file (streamed by whoever reads it), or None when there is none."""
+    if not report_exists(name):
         return None
-    path = pathlib.Path(stored_path)
-    if not path.resolve().is_relative_to(pathlib.Path(settings.REPORTS_DIR).resolve()) or not path.is_file():
-        return None
-    return path
+    return reports_storage().open(name, "rb")
 
 
 def _local(value: dt.datetime | None, tz) -> str:
@@ -301,15 +330,13 @@ def _write_no_usage(workbook: Workbook, session) -> None:
         sheet.append([sheet.text(iccid)])
 
 
-def report_write(*, session) -> pathlib.Path:
-    """Write the session's workbook (streamed: write-only mode) and return its path.
+def report_write(*, session) -> str:
+    """Write the session's workbook (streamed: write-only mode) to the reports storage; return its name there.
 
     M2M accounts get one row per SIM sorted by ICCID; Mobility accounts get the SIMs
     laid out group by group with a subtotal per group. Beyond Excel's row limit the
     rows continue on the next sheet.
     """
-    path = report_path(session=session)
-    path.parent.mkdir(parents=True, exist_ok=True)
     workbook = Workbook(write_only=True)
     _write_summary(workbook, session)
     _write_groups(workbook, session.run)
@@ -320,26 +347,20 @@ def report_write(*, session) -> pathlib.Path:
     if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
         log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
                     recommended_sum, session.optimized_cost)
-    # Written aside and moved in place, so a download never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".xlsx")
-    os.close(fd)
-    try:
+    # Built in a local temporary file (openpyxl needs a seekable file), then handed to the storage whole.
+    with tempfile.TemporaryFile(suffix=".xlsx") as tmp:
         workbook.save(tmp)
-        # mkstemp makes the file private (0600); the web process may run as another user of the group.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, path)
-    return path
+        tmp.seek(0)
+        name = reports_storage().save(report_name(session=session), File(tmp))
+    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, name)
+    return name
 
 
 def _money_text(value: Decimal | None) -> str:
     return "n/a" if value is None else f"{value.quantize(CENT):,}"
 
 
-def report_email(*, session, path: pathlib.Path) -> int:
+def report_email(*, session, name: str) -> int:
     """Mail the report to the account's recipients and operations; returns how many messages were sent."""
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     recipients = provider.alert_recipients
@@ -368,7 +389,7 @@ def report_email(*, session, path: pathlib.Path) -> int:
         f"Savings: {_money_text(savings)}" + (f" ({pct * 100:.2f} %)" if pct is not None else ""),
         f"Lower bound: {_money_text(session.lower_bound)}" + (f" (gap {gap * 100:.3f} %)" if gap is not None else ""),
         "",
-        f"The device assignments are attached ({pathlib.Path(path).name}).",
+        f"The device assignments are attached ({pathlib.PurePosixPath(name).name}).",
     ]
     if session.warnings:
         lines += ["", f"Warning: {session.warnings}"]
@@ -376,5 +397,6 @@ def report_email(*, session, path: pathlib.Path) -> int:
         subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
         body="\n".join(lines), to=recipients,
     )
-    message.attach_file(str(path), XLSX_MIME)
+    with reports_storage().open(name, "rb") as report:
+        message.attach(pathlib.PurePosixPath(name).name, report.read(), XLSX_MIME)
     return message.send()

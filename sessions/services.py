@@ -6,16 +6,15 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from carrieropt.actors import SCHEDULE, command_actor
-from carrieropt.errors import Conflict
+from carrieropt.errors import Conflict, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from carrieropt.errors import ValidationFailed
 from optimizer.models import ChargeType, Method
 from rateplans.models import BillingPeriod, ServiceProvider
 from rateplans.services import billing_period_current, billing_period_ending

@@ -8,7 +8,7 @@ import numpy as np
 from .legacy import legacy_best_for_group
 from .model import Problem, Solution
 from .pergroup import Group, GroupAnswer, solve_per_group
-from .pricing import PlanTerms, blocks, group_cost
+from .pricing import BLOCK_EPS, PlanTerms, blocks, group_cost
 from .winner import Candidate, choose_winner, current_plans_compete
 
 # Groups whose every assignment can be listed (plans ** SIMs up to this) are solved by enumeration: exact.
@@ -96,19 +96,35 @@ def _bins(u: np.ndarray, m: np.ndarray | None, max_bins: int):
     return ub, cnt, mb
 
 
+_classes_seen: list = []
+
+
+def _factor_classes(w: np.ndarray):
+    """np.unique(w, return_inverse=True), remembered for the last array asked about (a group's factors are
+    classified by the dual, the bound twice and the rounding)."""
+    if _classes_seen and _classes_seen[0] is w:
+        return _classes_seen[1]
+    values, inverse = np.unique(w, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")  # by class; within a class in the SIMs' order
+    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
+    result = (values, inverse, order, starts)
+    _classes_seen[:] = [w, result]
+    return result
+
+
 def _class_bins(u, m, w, max_bins):
     """Bins per factor class (SIMs of one factor share every line's slope and intercept): usage, count,
     individual cost and factor per bin.  w None: one class, no factor column."""
     if w is None:
         ub, nb, mb = _bins(u, m, max_bins)
         return ub, nb, mb, None
-    values, inverse = np.unique(w, return_inverse=True)
+    values, inverse, order, _ = _factor_classes(w)
     if values.size > MAX_FACTOR_CLASSES:
         # Many distinct factors: classes of nearby factors; the bins only steer the multipliers, the bound
         # is evaluated on every SIM with its own factor.
         edges = np.quantile(w, np.linspace(0, 1, MAX_FACTOR_CLASSES + 1)[1:-1])
         inverse = np.searchsorted(edges, w, side="right")
-    order = np.argsort(inverse, kind="stable")  # within a class, ascending usage as u is
+        order = np.argsort(inverse, kind="stable")  # within a class, ascending usage as u is
     counts = np.bincount(inverse)
     starts = np.concatenate([[0], np.cumsum(counts)])
     parts = []
@@ -267,7 +283,7 @@ def _pooled_envelope(u, lam, K, A, e=None, w=None):
         hull, xs = _envelope(alpha, lam)
         line = hull[np.searchsorted(xs, u, side="right")]
         return alpha[line] + lam[line] * u, line
-    values, inverse = np.unique(w, return_inverse=True)
+    values, inverse, order, starts = _factor_classes(w)
     E = np.empty(u.shape[0])
     line = np.empty(u.shape[0], dtype=np.int64)
     if values.size > 4 * MAX_FACTOR_CLASSES:
@@ -278,8 +294,6 @@ def _pooled_envelope(u, lam, K, A, e=None, w=None):
             line[sl] = V.argmin(axis=1)
             E[sl] = V[np.arange(V.shape[0]), line[sl]]
         return E, line
-    order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
     for k, f in enumerate(values):
         idx = order[starts[k] : starts[k + 1]]
         alpha = e + f * (K - lam * A)
@@ -334,9 +348,7 @@ def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None):
     if w is not None:
         # SIMs of one factor share their breakpoints: number them within their factor, so each factor's
         # SIMs between two plans are split by an unbroken low-discrepancy run.
-        _, inverse = np.unique(w, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
+        _, inverse, order, starts = _factor_classes(w)
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n) - starts[inverse[order]]
     chunk = 200_000
@@ -392,22 +404,28 @@ class _Pools:
         self.n = np.array([len(x) for x in self.members[: self.Q]], dtype=np.float64) + n0
         self.U = np.array([u[x].sum() for x in self.members[: self.Q]], dtype=np.float64) + U0
         self.F = np.array([self.w[x].sum() for x in self.members[: self.Q]], dtype=np.float64) + F0
-        # With per-SIM factors a SIM's excess in pool q, u - w*A_q, is not in usage order: swap partners are
-        # looked up in each pool's members ordered by it.
+        # Swap partners are looked up by their excess in the pool, u - w*A_q: with one factor that is usage
+        # order, the members' own order (kval: their usage); with per-SIM factors each pool keeps its members
+        # sorted by it.  Either way an evaluation reads a few members, never the whole pool.
         self.keyed = w is not None
-        if self.keyed:
-            self.kmem, self.kval = [], []
-            for q in range(self.Q):
-                mem = self.members[q]
+        self.kmem, self.kval = [], []
+        for q in range(self.Q):
+            mem = self.members[q]
+            if self.keyed:
                 key = u[mem] - self.w[mem] * A[q]
                 order = np.argsort(key, kind="stable")
                 self.kmem.append(mem[order])
                 self.kval.append(key[order])
+            else:
+                self.kmem.append(mem)
+                self.kval.append(u[mem])
         self.cache: dict = {}
         self.restricted = True
 
     def _f(self, q, n, F, x):
-        return F * self.K[q] + n * self.e[q] + self.r[q] * blocks(x, self.b[q])
+        # blocks() without its errstate guard: here b > 0 and x is finite (this runs ~100k times per group).
+        nb = np.ceil(x / self.b[q] - BLOCK_EPS)
+        return F * self.K[q] + n * self.e[q] + self.r[q] * np.where(x > 0, np.maximum(nb, 0.0), 0.0)
 
     def _x(self, q):
         return self.U[q] - self.F[q] * self.A[q]
@@ -421,7 +439,8 @@ class _Pools:
         mem = self.members[q]
         if mem.size <= self.SAMPLE:
             return mem
-        return mem[np.unique(np.linspace(0, mem.size - 1, self.SAMPLE).round().astype(np.int64))]
+        # More members than samples: the rounded positions are strictly increasing, no duplicates to drop.
+        return mem[np.linspace(0, mem.size - 1, self.SAMPLE).round().astype(np.int64)]
 
     def _pick(self, delta, reduced):
         if self.restricted:
@@ -455,33 +474,28 @@ class _Pools:
         xp, xq = self._x(p), self._x(q)
         ci = self._sample(q)
         ui, wi = self.u[ci], self.w[ci]
-        if self.keyed:
-            mem_p, sorted_by = self.kmem[p], self.kval[p]
-            key_i = ui - wi * self.A[p]
-        else:
-            mem_p = self.members[p]
-            sorted_by, key_i = self.u[mem_p], ui
-        up, wp = self.u[mem_p], self.w[mem_p]
-        best = (np.inf, None)
-        # i leaves q for p, j leaves p for q: about d moves from q's excess to p's.
-        for d in (xq, -xp, 0.5 * (xq - xp)):
-            pos = np.searchsorted(sorted_by, key_i - d)
-            for off in (-1, 0):
-                jj = np.clip(pos + off, 0, up.size - 1)
-                dd = ui - up[jj]
-                dw = wi - wp[jj]
-                delta = (
-                    self._f(p, self.n[p], self.F[p] + dw, xp + dd - dw * self.A[p])
-                    - self._f(p, self.n[p], self.F[p], xp)
-                    + self._f(q, self.n[q], self.F[q] - dw, xq - dd + dw * self.A[q])
-                    - self._f(q, self.n[q], self.F[q], xq)
-                )
-                j_sims = mem_p[jj]
-                reduced = (self._line(p, ci) - self._line(q, ci)) + (self._line(q, j_sims) - self._line(p, j_sims))
-                k, dk = self._pick(delta, reduced)
-                if dk < best[0]:
-                    best = (dk, ("swap", p, q, int(ci[k]), int(j_sims[k])))
-        return best
+        mem_p, sorted_by = self.kmem[p], self.kval[p]
+        key_i = ui - wi * self.A[p] if self.keyed else ui
+        # i leaves q for p, j leaves p for q: about d moves from q's excess to p's.  Partners for the three
+        # targets d and the two neighbours of each, evaluated at once (rows in that order).
+        targets = np.array([xq, -xp, 0.5 * (xq - xp)])
+        pos = np.searchsorted(sorted_by, key_i[None, :] - targets[:, None])
+        jj = np.clip(np.stack([pos - 1, pos], axis=1).reshape(6, -1), 0, mem_p.size - 1)
+        j_sims = mem_p[jj]
+        dd = ui[None, :] - self.u[j_sims]
+        dw = wi[None, :] - self.w[j_sims]
+        delta = (
+            self._f(p, self.n[p], self.F[p] + dw, xp + dd - dw * self.A[p])
+            - self._f(p, self.n[p], self.F[p], xp)
+            + self._f(q, self.n[q], self.F[q] - dw, xq - dd + dw * self.A[q])
+            - self._f(q, self.n[q], self.F[q], xq)
+        )
+        reduced = (self._line(p, ci) - self._line(q, ci))[None, :] + (self._line(q, j_sims) - self._line(p, j_sims))
+        k, dk = self._pick(delta.ravel(), reduced.ravel())
+        if not np.isfinite(dk):
+            return (np.inf, None)
+        row, col = divmod(k, ci.size)
+        return (dk, ("swap", p, q, int(ci[col]), int(j_sims[row, col])))
 
     def _evaluate(self, key):
         kind, p, q = key
@@ -489,7 +503,8 @@ class _Pools:
 
     def _take(self, q, i):
         mem = self.members[q]
-        self.members[q] = np.delete(mem, np.searchsorted(mem, i))
+        at = np.searchsorted(mem, i)
+        self.members[q] = np.delete(mem, at)
         if q < self.Q:
             self.n[q] -= 1
             self.U[q] -= self.u[i]
@@ -497,11 +512,14 @@ class _Pools:
             if self.keyed:
                 at = int(np.flatnonzero(self.kmem[q] == i)[0])
                 self.kmem[q] = np.delete(self.kmem[q], at)
-                self.kval[q] = np.delete(self.kval[q], at)
+            else:
+                self.kmem[q] = self.members[q]
+            self.kval[q] = np.delete(self.kval[q], at)
 
     def _put(self, q, i):
         mem = self.members[q]
-        self.members[q] = np.insert(mem, np.searchsorted(mem, i), i)
+        at = np.searchsorted(mem, i)
+        self.members[q] = np.insert(mem, at, i)
         if q < self.Q:
             self.n[q] += 1
             self.U[q] += self.u[i]
@@ -510,7 +528,10 @@ class _Pools:
                 key = self.u[i] - self.w[i] * self.A[q]
                 at = int(np.searchsorted(self.kval[q], key))
                 self.kmem[q] = np.insert(self.kmem[q], at, i)
-                self.kval[q] = np.insert(self.kval[q], at, key)
+            else:
+                key = self.u[i]
+                self.kmem[q] = self.members[q]
+            self.kval[q] = np.insert(self.kval[q], at, key)
 
     def improve(self, max_moves: int, tol: float) -> int:
         keys = [("move", p, q) for p in range(self.k) for q in range(self.k) if p != q]

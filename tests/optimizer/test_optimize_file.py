@@ -332,3 +332,20 @@ def test_runs_in_a_fresh_process_against_an_unmigrated_database(tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.exists() and summary.exists()
     assert not db.exists() or db.stat().st_size == 0
+
+
+def test_a_prorated_fleet_with_pinned_sims_round_trips_through_the_files(tmp_path):
+    pr = synthetic.fleet(1500, pooled="mixed", groups=3, seed=23, prorated=0.1, pinned=0.05)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assignment = read_assignment(pr, out)
+    pinned = ~pr.movable
+    assert s["devices_not_movable"] == pinned.sum() > 0 and s["devices_prorated"] == (pr.factor < 1).sum() > 0
+    assert np.array_equal(assignment[pinned], pr.current_plan[pinned])
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["baseline_cost"] == pytest.approx(reference_price(pr, pr.current_plan), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert s["changes"] == int((assignment != pr.current_plan).sum())
