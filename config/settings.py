@@ -99,7 +99,30 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
-REPORTS_DIR = MEDIA_ROOT / "reports"
+# Session reports go through Django's storage API (STORAGES["reports"]): files under MEDIA_ROOT/reports by
+# default; an S3-compatible bucket (django-storages) when REPORTS_S3_BUCKET is set, so web and workers on
+# different machines serve the same reports. Without an access key, boto3 finds credentials its own way.
+REPORTS_S3_BUCKET = envstr("REPORTS_S3_BUCKET")
+REPORTS_S3_ENDPOINT_URL = envstr("REPORTS_S3_ENDPOINT_URL")
+REPORTS_S3_REGION = envstr("REPORTS_S3_REGION")
+REPORTS_S3_ACCESS_KEY_ID = envstr("REPORTS_S3_ACCESS_KEY_ID")
+REPORTS_S3_SECRET_ACCESS_KEY = envstr("REPORTS_S3_SECRET_ACCESS_KEY")
+REPORTS_S3_PREFIX = envstr("REPORTS_S3_PREFIX", "reports")
+if REPORTS_S3_BUCKET:
+    _reports_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": REPORTS_S3_BUCKET, "endpoint_url": REPORTS_S3_ENDPOINT_URL or None,
+        "region_name": REPORTS_S3_REGION or None, "access_key": REPORTS_S3_ACCESS_KEY_ID or None,
+        "secret_key": REPORTS_S3_SECRET_ACCESS_KEY or None, "location": REPORTS_S3_PREFIX,
+        "file_overwrite": True, "default_acl": None, "querystring_auth": True,
+    }}
+else:
+    _reports_storage = {"BACKEND": "carrieropt.storage.AtomicFileSystemStorage",
+                       "OPTIONS": {"location": MEDIA_ROOT / "reports"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "reports": _reports_storage,
+}
 
 # Security: strict by default outside DEBUG so `check --deploy` is clean in production.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
