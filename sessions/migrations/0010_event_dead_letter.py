@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optsessions', '0008_session_started_cancelled_by'),
+        ('optsessions', '0009_report_storage_names'),
     ]
 
     operations = [
