@@ -140,7 +140,9 @@ EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "carrieropt <noreply@localhost>")
-OPS_EMAILS = [e for e in envstr("OPS_EMAILS", "").split(",") if e]
+OPS_EMAILS = [e.strip() for e in envstr("OPS_EMAILS", "").split(",") if e.strip()]
+# An alert raised again with the same incident key within this many minutes is counted, not mailed again.
+ALERT_DEDUP_MINUTES = envint("ALERT_DEDUP_MINUTES", 60, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -214,6 +216,10 @@ AMOP_WEBHOOK_SECRET = envstr("AMOP_WEBHOOK_SECRET")
 AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
+# After this many failed attempts an event is dead-lettered (alerted, skipped so the stream goes on).
+AMOP_WEBHOOK_MAX_ATTEMPTS = envint("AMOP_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+# Sent as "Authorization: Bearer <key>" with every webhook (AMOP 2.0 authenticates with it), beside the HMAC signature.
+AMOP_API_KEY = envstr("AMOP_API_KEY")
 
 # Prometheus: /metrics is served only when a token is set, and only to "Authorization: Bearer <token>".
 METRICS_TOKEN = envstr("METRICS_TOKEN")

@@ -16,6 +16,7 @@ from django.utils import timezone
 from carrieropt.errors import ApplicationError
 from carriers import CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
+from devices.alerts import carrier_error_alert
 from devices.clients import client_for
 from devices.models import DeviceStatus, SyncKind, SyncRun, SyncStatus
 from devices.signals import device_sync_completed, device_sync_starting
@@ -162,7 +163,9 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
                                 started=started)
     except (CarrierError, ApplicationError) as exc:
         _forget_merge(run)
-        return _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
+        failed = _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
+        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing devices (sync #{run.pk})")
+        return failed
     except Exception as exc:
         _forget_merge(run)
         _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. Device table unchanged.", started=started, client=client)
@@ -325,7 +328,9 @@ def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None
         return _usage_sync_run(run=run, provider=provider, period=period, client=client, statuses=statuses,
                                progress=progress, started=started)
     except (CarrierError, ApplicationError) as exc:
-        return _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+        failed = _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing usage (sync #{run.pk})")
+        return failed
     except Exception as exc:
         _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. DeviceUsage unchanged.", started=started, client=client)
         raise

@@ -234,3 +234,37 @@ class CommunicationPlan(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AlertKind(models.TextChoices):
+    SESSION_FAILED = "session_failed", "Session failed"
+    ALREADY_RUNNING = "already_running", "Start refused: a session is already running"
+    CARRIER_AUTH = "carrier_auth", "Carrier refused the credentials or permissions"
+    BREAKER_OPEN = "breaker_open", "Circuit breaker opened"
+    PUSH_ATTENTION = "push_attention", "Push stopped or ended with rejections"
+    WEBHOOK_DEAD = "webhook_dead_letter", "Webhook event dead-lettered"
+    WATCHDOG = "watchdog", "Watchdog action"
+
+
+class Alert(models.Model):
+    """One incident of a carrier account, e-mailed once: a repeat with the same key inside
+    ALERT_DEDUP_MINUTES of the last one is counted here, not mailed again."""
+
+    provider = models.ForeignKey(ServiceProvider, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=30, choices=AlertKind.choices)
+    key = models.CharField(max_length=200, help_text="Incident key: repeats with this key in the window are one incident.")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    recipients = models.TextField(blank=True, help_text="Who it was mailed to (comma-separated).")
+    occurrences = models.PositiveIntegerField(default=1, help_text="Times the incident was raised; mailed once.")
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-first_at"]
+        indexes = [models.Index(fields=["key", "-last_at"], name="alert_key_last")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.subject}"

@@ -152,6 +152,9 @@ class ProgressEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set after AMOP_WEBHOOK_MAX_ATTEMPTS failures: the sender skips it so the rest of the stream flows;
+    # the admin's "re-send" clears it.
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:

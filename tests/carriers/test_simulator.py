@@ -201,7 +201,7 @@ def test_rate_limit_answers_400_with_40000029_by_default_and_429_on_the_flag(car
         throttled = [r for r in responses if r.status_code != 200]
         assert throttled and {r.status_code for r in throttled} == {400}
         assert throttled[0].json()["errorCode"] == "40000029"
-        assert "Rate Limit Exceeded (at most 3 calls per second)" == throttled[0].json()["errorMessage"]
+        assert throttled[0].json()["errorMessage"] == "Rate Limit Exceeded (at most 3 calls per second)"
         server.carrier.faults.throttle_status = 429
         responses = [client.get(f"/devices/{server.carrier.iccids[0]}") for _ in range(8)]
     throttled = [r for r in responses if r.status_code != 200]
