@@ -74,6 +74,7 @@ def fleet(
     charge_type: str = "both",
     prorated: float = 0.0,
     pinned: float = 0.0,
+    pools: str = "group",
 ) -> Problem:
     """A fleet of n SIMs on the 12-plan catalogue.
 
@@ -83,7 +84,11 @@ def fleet(
     `prorated` of the SIMs are billed for a random 1..29 days of a 30-day cycle (activated or deactivated
     mid-cycle; the billing then prorates, the others have factor 1), and `pinned` of those with a current
     plan cannot move.  Both are drawn after everything else, so the rest of the fleet is the same.
+    pools: "group" (each group pools apart, the legacy rule) or "account" (one pool key for every SIM:
+    shared plans pool account-wide across groups).
     """
+    if pools not in ("group", "account"):
+        raise ValueError(f"pools must be group or account, got {pools!r}")
     rng = np.random.default_rng(seed)
     cat = m2m_catalogue(pooled, fee_per_sim)
     P = len(cat)
@@ -122,6 +127,7 @@ def fleet(
         comm_plan=comm,
         factor=factor,
         movable=movable,
+        pool=np.zeros(n, dtype=np.int32) if pools == "account" else None,
     )
 
 
@@ -165,6 +171,9 @@ def write_problem_files(problem: Problem, plans_path, devices_path, *, iccid_bas
     if problem.movable is not None:
         header.append("movable")
         extra.append(problem.movable.astype(np.int8))
+    if problem.pool is not None:
+        header.append("pool")
+        extra.append(np.char.add("P", problem.pool.astype(str)))
     with open(devices_path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(header)
