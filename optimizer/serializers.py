@@ -71,11 +71,14 @@ class AssignmentOut(serializers.ModelSerializer):
     current_cost = serializers.DecimalField(**MONEY, allow_null=True)
     recommended_cost = serializers.DecimalField(**MONEY)
     savings = serializers.SerializerMethodField()
+    kept_reason = serializers.CharField(
+        help_text="Why the SIM kept its plan: no_usage (no usage data, cost is the fixed charge only), pinned, "
+                  "stopped (deactivated this cycle); empty when it was free to move.")
 
     class Meta:
         model = DeviceAssignment
         fields = ["iccid", "device", "group", "group_name", "usage_mb", "current_plan", "recommended_plan",
-                  "current_cost", "recommended_cost", "savings", "changed"]
+                  "current_cost", "recommended_cost", "savings", "changed", "kept_reason"]
         read_only_fields = fields
 
     @extend_schema_field(_money)

@@ -1,4 +1,5 @@
 """Serve the Control Center carrier simulator on loopback until interrupted."""
+import argparse
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
@@ -28,9 +29,11 @@ class Command(BaseCommand):
                             help="repeat the last SIM of each page first on the next page")
         parser.add_argument("--churn", type=int, default=0, help="SIMs changed after each device-list page served")
         parser.add_argument("--rate-limit", type=float, default=None, help="calls per second, 429 beyond")
+        parser.add_argument("--usage-failures", action=argparse.BooleanOptionalAction, default=True,
+                            help="the fleet's few SIMs without usage records fail their usage call (default: on)")
 
     def handle(self, *args, port, sims, seed, username, api_key, error_rate, fault_burst, hang_seconds, latency_ms,
-               malformed_page, duplicate_across_pages, churn, rate_limit, **options):
+               malformed_page, duplicate_across_pages, churn, rate_limit, usage_failures, **options):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port must be 0..65535, got {port}")
         if sims < 0:
@@ -41,13 +44,15 @@ class Command(BaseCommand):
                             duplicate_across_pages=duplicate_across_pages, churn=churn, rate_limit=rate_limit)
         except ValueError as exc:
             raise CommandError(f"--error-rate: {exc}") from None
-        carrier = SimulatedCarrier(sims=sims, seed=seed, username=username, api_key=api_key, faults=faults)
+        carrier = SimulatedCarrier(sims=sims, seed=seed, username=username, api_key=api_key, faults=faults,
+                                   usage_failures=usage_failures)
         try:
             server = SimulatorServer(carrier, port=port)
         except OSError as exc:
             raise CommandError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
         self.stdout.write(f"Carrier simulator: {sims:,} SIMs (seed {seed}) on {server.url}/rws/api/v1 "
-                          f"as user {username!r}; test controls under {server.url}/_sim/. Ctrl-C to stop.")
+                          f"as user {username!r}; {len(carrier.usage_unavailable):,} without usage records; "
+                          f"test controls under {server.url}/_sim/. Ctrl-C to stop.")
         self.stdout.flush()
         # `terminate()` from a parent (demo_run, the benchmark) stops it as cleanly as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)
