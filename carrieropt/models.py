@@ -14,3 +14,14 @@ class Tenant(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class ClusterStatus(models.Model):
+    """A django-q2 cluster's last reported status (carrieropt.broker.OrmBroker): who is alive to run tasks."""
+
+    key = models.CharField(max_length=200, unique=True)
+    value = models.TextField(help_text="django-q2's signed Stat of the cluster.")
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self):
+        return self.key

@@ -1,6 +1,8 @@
 """The one settings file: every value that differs between machines comes from the environment."""
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from carrieropt.env import database_from_url, envbool, envfloat, envint, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -11,6 +13,12 @@ DEBUG = envbool("DEBUG", False)
 # Without DEBUG a real key must come from the environment; the check in
 # carrieropt.checks reports it as an error instead of crashing at import.
 SECRET_KEY = envstr("SECRET_KEY") or ("insecure-dev-key-only-for-debug" if DEBUG else "")
+# Carrier API keys are encrypted at rest with these Fernet keys (carrieropt.crypto), comma-separated: the
+# first encrypts, every one decrypts. Required without DEBUG (check carrieropt.E101); with DEBUG a key
+# derived from SECRET_KEY is added last, for development only.
+FIELD_ENCRYPTION_KEYS = [k.strip() for k in envstr("FIELD_ENCRYPTION_KEYS").split(",") if k.strip()]
+# Not read from the environment: the development key exists exactly when this process started with DEBUG.
+FIELD_ENCRYPTION_DEVELOPMENT_KEY = DEBUG
 ALLOWED_HOSTS = [h for h in envstr("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",") if h]
 CSRF_TRUSTED_ORIGINS = [o for o in envstr("CSRF_TRUSTED_ORIGINS", "").split(",") if o]
 SITE_URL = envstr("SITE_URL", "http://127.0.0.1:8000")
@@ -91,7 +99,30 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
-REPORTS_DIR = MEDIA_ROOT / "reports"
+# Session reports go through Django's storage API (STORAGES["reports"]): files under MEDIA_ROOT/reports by
+# default; an S3-compatible bucket (django-storages) when REPORTS_S3_BUCKET is set, so web and workers on
+# different machines serve the same reports. Without an access key, boto3 finds credentials its own way.
+REPORTS_S3_BUCKET = envstr("REPORTS_S3_BUCKET")
+REPORTS_S3_ENDPOINT_URL = envstr("REPORTS_S3_ENDPOINT_URL")
+REPORTS_S3_REGION = envstr("REPORTS_S3_REGION")
+REPORTS_S3_ACCESS_KEY_ID = envstr("REPORTS_S3_ACCESS_KEY_ID")
+REPORTS_S3_SECRET_ACCESS_KEY = envstr("REPORTS_S3_SECRET_ACCESS_KEY")
+REPORTS_S3_PREFIX = envstr("REPORTS_S3_PREFIX", "reports")
+if REPORTS_S3_BUCKET:
+    _reports_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": REPORTS_S3_BUCKET, "endpoint_url": REPORTS_S3_ENDPOINT_URL or None,
+        "region_name": REPORTS_S3_REGION or None, "access_key": REPORTS_S3_ACCESS_KEY_ID or None,
+        "secret_key": REPORTS_S3_SECRET_ACCESS_KEY or None, "location": REPORTS_S3_PREFIX,
+        "file_overwrite": True, "default_acl": None, "querystring_auth": True,
+    }}
+else:
+    _reports_storage = {"BACKEND": "carrieropt.storage.AtomicFileSystemStorage",
+                       "OPTIONS": {"location": MEDIA_ROOT / "reports"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "reports": _reports_storage,
+}
 
 # Security: strict by default outside DEBUG so `check --deploy` is clean in production.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -109,7 +140,9 @@ EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "carrieropt <noreply@localhost>")
-OPS_EMAILS = [e for e in envstr("OPS_EMAILS", "").split(",") if e]
+OPS_EMAILS = [e.strip() for e in envstr("OPS_EMAILS", "").split(",") if e.strip()]
+# An alert raised again with the same incident key within this many minutes is counted, not mailed again.
+ALERT_DEDUP_MINUTES = envint("ALERT_DEDUP_MINUTES", 60, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -163,6 +196,8 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
+    # The clusters' status in the database, so any process can tell whether one is alive (carrieropt.workers).
+    Q_CLUSTER["broker_class"] = "carrieropt.broker.OrmBroker"
 
 # Optimization
 OPTIMIZATION_WINDOW_DAYS = envint("OPTIMIZATION_WINDOW_DAYS", 8, minimum=1)
@@ -183,6 +218,10 @@ AMOP_WEBHOOK_SECRET = envstr("AMOP_WEBHOOK_SECRET")
 AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
+# After this many failed attempts an event is dead-lettered (alerted, skipped so the stream goes on).
+AMOP_WEBHOOK_MAX_ATTEMPTS = envint("AMOP_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+# Sent as "Authorization: Bearer <key>" with every webhook (AMOP 2.0 authenticates with it), beside the HMAC signature.
+AMOP_API_KEY = envstr("AMOP_API_KEY")
 
 # Prometheus: /metrics is served only when a token is set, and only to "Authorization: Bearer <token>".
 METRICS_TOKEN = envstr("METRICS_TOKEN")
@@ -211,6 +250,15 @@ SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
 
 # Device sync: a full sync (which also marks SIMs the carrier no longer lists) at least this often.
 DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)
+# Usage coverage: a session prices a SIM only with usage of the current cycle stored by a sync no older
+# than this (a sync of the session itself always is); below MIN_USAGE_COVERAGE of the billable SIMs
+# covered, the session ends "succeeded with warnings" and is never applied automatically.
+USAGE_MAX_AGE_HOURS = envfloat("USAGE_MAX_AGE_HOURS", 24.0, minimum=0)
+MIN_USAGE_COVERAGE = envfloat("MIN_USAGE_COVERAGE", 0.99, minimum=0)
+if MIN_USAGE_COVERAGE > 1:
+    raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
+# A SIM whose usage call failed is asked again this many more times within the same usage sync.
+USAGE_RETRY_ROUNDS = envint("USAGE_RETRY_ROUNDS", 2, minimum=0)
 
 LOGGING = {
     "version": 1,

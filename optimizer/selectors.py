@@ -1,13 +1,16 @@
 """Reads for the optimizer: a group's SIMs and catalogue as engine arrays."""
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
+from django.conf import settings
 from django.db.models import Count, FloatField, Sum
 from django.db.models.functions import Cast
+from django.utils import timezone
 
 from carrieropt.money import MONEY_PLACES
 from devices.models import Device, DeviceStatus, DeviceUsage
@@ -21,26 +24,54 @@ BILLABLE_STATUSES = (DeviceStatus.ACTIVATED,)
 
 @dataclass(frozen=True)
 class GroupData:
-    """A group's SIMs (ordered by device id) and the plans they may use or currently have."""
+    """A group's SIMs (ordered by device id) and the plans they may use or currently have.
+
+    `problem` holds the SIMs with usage of the run's cycle (covered); a SIM without it is never
+    handed to the engine (it would be priced as if it used nothing): it is listed in the
+    `missing_*` arrays, stays on its current plan and is priced at that plan's fixed charge only.
+    """
 
     problem: Problem
-    device_ids: np.ndarray  # int64, ascending
+    device_ids: np.ndarray  # int64, ascending; the covered SIMs, aligned with the problem
     iccids: list[str]  # aligned with device_ids
     plans: list[RatePlan]  # index -> plan; allowed ones first, then current-only plans
     comm_plan_ids: list[int]
+    missing_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # SIMs without usage
+    missing_iccids: list[str] = field(default_factory=list)
+    missing_current: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # plan index or -1
 
     @property
     def plan_ids(self) -> np.ndarray:
         return np.array([p.pk for p in self.plans], dtype=np.int64)
 
     @property
+    def sims(self) -> int:
+        """Every billable SIM of the group, with usage or without."""
+        return len(self.device_ids) + len(self.missing_ids)
+
+    @property
     def fingerprint(self) -> str:
         """Identifies the data a result was computed on: SIMs, their usage, current plans, catalogue."""
         digest = hashlib.sha256()
         for part in (self.device_ids.astype("<i8"), self.problem.usage_mb.astype("<f8"),
-                     self.problem.current_plan.astype("<i4"), self.plan_ids.astype("<i8")):
+                     self.problem.current_plan.astype("<i4"), self.plan_ids.astype("<i8"),
+                     self.missing_ids.astype("<i8")):
             digest.update(part.tobytes())
         return digest.hexdigest()
+
+    def missing_fixed_charges(self) -> np.ndarray:
+        """What each SIM without usage costs on its current plan before any overage: the recurring charge and
+        fee the charge type counts (its overage cannot be known). NaN for a SIM without a current plan."""
+        cat = self.problem.catalogue
+        cur = self.missing_current
+        known = cur >= 0
+        idx = np.maximum(cur, 0)
+        factor = self.problem.billing.factor
+        if self.problem.charge_type == "overage":
+            charge = np.zeros(len(cur))
+        else:
+            charge = factor * cat.monthly_cost[idx] + cat.fee_per_sim[idx] if len(cur) else np.zeros(0)
+        return np.where(known, charge, np.nan)
 
 
 def group_devices(*, group: CommGroup):
@@ -49,6 +80,23 @@ def group_devices(*, group: CommGroup):
         communication_plan__in=group.communication_plans.all(),
         status__in=BILLABLE_STATUSES, missing_since__isnull=True,
     )
+
+
+def usage_fresh_since(*, run) -> dt.datetime:
+    """Usage stored before this instant is too old for the run (USAGE_MAX_AGE_HOURS before the run began);
+    a row stored by the run's own sync is always newer. Fixed per run, so every work item and the
+    finalize of one run see the same SIMs as covered."""
+    began = run.started_at or run.created_at or timezone.now()
+    return began - dt.timedelta(hours=settings.USAGE_MAX_AGE_HOURS)
+
+
+def group_usage(*, group: CommGroup) -> dict[int, float]:
+    """Projected usage (MB) of the group's SIMs that have usage of the run's cycle, fresh enough; by device id."""
+    rows = (DeviceUsage.objects.filter(billing_period_id=group.run.billing_period_id,
+                                       synced_at__gte=usage_fresh_since(run=group.run),
+                                       device__in=group_devices(group=group))
+            .annotate(mb=Cast("projected_mb", FloatField())).values_list("device_id", "mb"))
+    return dict(rows)
 
 
 def catalogue_from_plans(plans: list[RatePlan]) -> Catalogue:
@@ -64,18 +112,20 @@ def catalogue_from_plans(plans: list[RatePlan]) -> Catalogue:
 
 
 def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
-    """The group's SIMs, plans and usage of its run's billing period, as engine arrays."""
-    period_id = group.run.billing_period_id
+    """The group's SIMs, plans and usage of its run's billing period, as engine arrays.
+
+    Only SIMs with usage of the cycle (group_usage) go into the problem; the others are listed
+    as missing, never priced as if they used 0 MB."""
     allowed_plans = list(group.rate_plans.order_by("pk"))
     comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
     rows = np.array(
         list(group_devices(group=group).order_by("pk").values_list("pk", "rate_plan_id", "communication_plan_id", "iccid")),
         dtype=object,
     ).reshape(-1, 4)
-    device_ids = rows[:, 0].astype(np.int64)
+    all_ids = rows[:, 0].astype(np.int64)
     current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
     comm_ids = rows[:, 2].astype(np.int64)
-    iccids = rows[:, 3].tolist()
+    all_iccids = rows[:, 3].tolist()
 
     # Current plans outside the group's allowed set are still priced (so "current
     # cost" is real) but never recommended.
@@ -85,20 +135,11 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     index_of = {p.pk: i for i, p in enumerate(plans)}
     current = np.array([index_of.get(int(c), -1) for c in current_ids], dtype=np.int32) if len(current_ids) else np.zeros(0, np.int32)
 
-    usage = np.zeros(len(device_ids))
-    if len(device_ids):
-        pairs = np.array(
-            list(DeviceUsage.objects.filter(billing_period_id=period_id, device__in=group_devices(group=group))
-                 .annotate(mb=Cast("projected_mb", FloatField())).values_list("device_id", "mb")),
-            dtype=np.float64,
-        ).reshape(-1, 2)
-        if len(pairs):
-            order = np.argsort(pairs[:, 0], kind="stable")
-            ids, mbs = pairs[order, 0].astype(np.int64), pairs[order, 1]
-            pos = np.searchsorted(ids, device_ids)
-            pos_clipped = np.minimum(pos, len(ids) - 1)
-            found = ids[pos_clipped] == device_ids
-            usage[found] = mbs[pos_clipped[found]]
+    usage_of = group_usage(group=group) if len(all_ids) else {}
+    covered = np.array([int(d) in usage_of for d in all_ids], dtype=bool)
+    usage = np.array([usage_of[int(d)] for d in all_ids[covered]], dtype=np.float64)
+    device_ids = all_ids[covered]
+    iccids = [c for c, ok in zip(all_iccids, covered, strict=True) if ok]
 
     comm_index = {pk: i for i, pk in enumerate(comm_plan_ids)}
     allowed = np.zeros((1, len(plans)), dtype=bool)
@@ -111,10 +152,13 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
         billing=Billing(),
         charge_type=charge_type,
         group_names=(group.name,),
-        current_plan=current,
-        comm_plan=np.array([comm_index[int(c)] for c in comm_ids], dtype=np.int32),
+        current_plan=current[covered],
+        comm_plan=np.array([comm_index[int(c)] for c in comm_ids[covered]], dtype=np.int32),
     )
-    return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids)
+    return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids,
+                     missing_ids=all_ids[~covered],
+                     missing_iccids=[c for c, ok in zip(all_iccids, covered, strict=True) if not ok],
+                     missing_current=current[~covered])
 
 
 NO_PLAN = "(no current plan)"

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 
 import numpy as np
@@ -23,6 +23,7 @@ from optimizer.models import (
     CommGroup,
     DeviceAssignment,
     GroupStatus,
+    KeptReason,
     Method,
     OptimizationQueue,
     OptimizationResult,
@@ -230,6 +231,12 @@ class Totals:
     optimized_cost: Decimal
     lower_bound: Decimal | None
     changed: int
+    covered: int = 0  # SIMs priced with usage of the cycle
+    no_usage_iccids: list[str] = field(default_factory=list)  # SIMs kept on their plan: no usage of the cycle
+
+    @property
+    def no_usage(self) -> int:
+        return len(self.no_usage_iccids)
 
 
 def _to_indices(data: GroupData, blob: bytes) -> np.ndarray:
@@ -267,7 +274,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     # The run's figures are sums of the groups' stored (rounded) figures, so groups add up to the run exactly.
     zero = Decimal(0)
     sums = {"devices": 0, "current": zero, "current_known": True, "baseline": zero, "optimized": zero, "bound": zero,
-            "bound_known": True, "changed": 0}
+            "bound_known": True, "changed": 0, "covered": 0, "no_usage_iccids": []}
     for group in run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
         if heartbeat is not None:
             heartbeat()
@@ -276,9 +283,12 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         data = group_data(group=group, charge_type=run.charge_type)
         problem = data.problem
         n = len(data.device_ids)
+        sums["no_usage_iccids"] += data.missing_iccids
         if n == 0:
             group.status = GroupStatus.KEPT_BASELINE if group.status == GroupStatus.READY else group.status
-            group.save(update_fields=["status"])
+            if data.sims:
+                _missing_only(run=run, group=group, data=data, sums=sums)
+            group.save()
             continue
         current_known = bool((problem.current_plan >= 0).all())
         # Every candidate is priced by the same cost model here, whatever the work item reported;
@@ -329,14 +339,24 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
 
         recommended_costs = engine.sim_costs(problem, assignment)
         current_costs = engine.sim_costs(problem, problem.current_plan) if current_known else None
+        # SIMs without usage stay where they are, each priced at its plan's fixed charge on both sides:
+        # the same amount is added to every figure, so no saving (and no bound) ever comes from them.
+        fixed = data.missing_fixed_charges()
+        priced = ~np.isnan(fixed)
+        fixed_total = float(fixed[priced].sum())
+        if current_total is not None and not priced.all():
+            current_total = None  # a SIM without usage and without a current plan: its cost is unknown
+        if current_total is None:
+            current_costs = None
         _assignments_insert(run=run, group=group, data=data, assignment=assignment,
                             recommended_costs=recommended_costs, current_costs=current_costs,
-                            recommended_total=cost, current_total=current_total)
+                            recommended_total=cost + fixed_total,
+                            current_total=None if current_total is None else current_total + fixed_total)
         group.results.exclude(pk=winner_pk).delete()
-        group.current_cost = to_money(current_total) if current_total is not None else None
-        group.baseline_cost = to_money(baseline_total)
-        group.optimized_cost = to_money(cost)
-        group.lower_bound = to_money(max(bounds)) if bounds else None
+        group.current_cost = to_money(current_total + fixed_total) if current_total is not None else None
+        group.baseline_cost = to_money(baseline_total + fixed_total)
+        group.optimized_cost = to_money(cost + fixed_total)
+        group.lower_bound = to_money(max(bounds) + fixed_total) if bounds else None
         group.winning_method = method_won
         group.winning_strategy = str(strategy)[:500]
         if note and note not in group.note:  # finalize may run again: say it once
@@ -346,7 +366,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             group.status = GroupStatus.OPTIMIZED
         group.save()
 
-        sums["devices"] += n
+        sums["devices"] += data.sims
+        sums["covered"] += n
         sums["changed"] += int((problem.current_plan != assignment).sum())
         if group.current_cost is None:
             sums["current_known"] = False
@@ -365,33 +386,72 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         optimized_cost=sums["optimized"],
         lower_bound=sums["bound"] if sums["bound_known"] else None,
         changed=sums["changed"],
+        covered=sums["covered"],
+        no_usage_iccids=sorted(sums["no_usage_iccids"]),
     )
+
+
+def _missing_only(*, run: OptimizationRun, group: CommGroup, data: GroupData, sums: dict) -> None:
+    """A group none of whose SIMs has usage: each stays on its plan at the fixed charge; nothing is solved."""
+    fixed = data.missing_fixed_charges()
+    priced = ~np.isnan(fixed)
+    total = float(fixed[priced].sum())
+    _assignments_insert(run=run, group=group, data=data, assignment=np.zeros(0, np.int32),
+                        recommended_costs=np.zeros(0), current_costs=np.zeros(0) if priced.all() else None,
+                        recommended_total=total, current_total=total if priced.all() else None)
+    group.current_cost = to_money(total) if priced.all() else None
+    group.baseline_cost = group.optimized_cost = to_money(total)
+    group.lower_bound = to_money(total) if run.method == Method.CERTIFIED else None
+    group.winning_method, group.winning_strategy = "current", "no usage data: every SIM kept on its plan"
+    sums["devices"] += data.sims
+    if group.current_cost is None:
+        sums["current_known"] = False
+    else:
+        sums["current"] += group.current_cost
+    sums["baseline"] += group.baseline_cost
+    sums["optimized"] += group.optimized_cost
+    if group.lower_bound is not None:
+        sums["bound"] += group.lower_bound
+    else:
+        sums["bound_known"] = False
 
 
 def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
                         recommended_total: float, current_total: float | None) -> None:
     """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize.
 
-    Each SIM's cost is rounded so that the group's rows add up to exactly the group's stored cost."""
-    recommended_money = money_shares(recommended_costs, recommended_total)
-    current_money = None if current_costs is None else money_shares(current_costs, current_total)
+    Each SIM's cost is rounded so that the group's rows add up to exactly the group's stored cost.
+    SIMs without usage (data.missing_*) follow the covered ones: usage unknown (NULL), kept on their
+    plan at its fixed charge, never a change; one without a current plan has no row (nothing to keep)."""
+    fixed = data.missing_fixed_charges()
+    keep = ~np.isnan(fixed)
+    missing_ids = data.missing_ids[keep]
+    missing_iccids = [c for c, ok in zip(data.missing_iccids, keep, strict=True) if ok]
+    missing_plan = data.missing_current[keep]
+    recommended_money = money_shares(np.concatenate([recommended_costs, fixed[keep]]), recommended_total)
+    current_money = (None if current_costs is None
+                     else money_shares(np.concatenate([current_costs, fixed[keep]]), current_total))
     plan_pk = data.plan_ids
-    current = data.problem.current_plan
+    current = np.concatenate([data.problem.current_plan, missing_plan]).astype(np.int64)
     current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1)
     usage = data.problem.usage_mb
-    recommended_pk = plan_pk[assignment]
+    recommended_pk = plan_pk[np.concatenate([np.asarray(assignment, dtype=np.int64), missing_plan])]
+    device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
+    iccids = data.iccids + missing_iccids
+    n_covered = len(data.device_ids)
 
     def rows():
-        for i, device_id in enumerate(data.device_ids.tolist()):
+        for i, device_id in enumerate(device_ids):
             cur = int(current_pk[i])
-            yield (run.pk, group.pk, device_id, data.iccids[i], f"{usage[i]:.3f}",
+            covered = i < n_covered
+            yield (run.pk, group.pk, device_id, iccids[i], f"{usage[i]:.3f}" if covered else None,
                    cur if cur >= 0 else None, int(recommended_pk[i]),
-                   None if current_costs is None else current_money[i], recommended_money[i],
-                   cur != int(recommended_pk[i]))
+                   None if current_money is None else current_money[i], recommended_money[i],
+                   covered and cur != int(recommended_pk[i]), "" if covered else KeptReason.NO_USAGE)
 
     rows_insert(table=DeviceAssignment._meta.db_table,
                 columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
-                         "recommended_plan_id", "current_cost", "recommended_cost", "changed"],
+                         "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason"],
                 rows=rows())
 
 

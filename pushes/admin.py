@@ -3,6 +3,7 @@ from django.contrib import admin, messages
 from django.urls import reverse
 from django.utils.html import format_html
 
+from carrieropt.actors import user_actor
 from carrieropt.errors import ApplicationError
 from pushes.counts import push_rate_live
 from pushes.models import RatePlanChange, RatePlanPush, RatePlanPushBatch
@@ -24,10 +25,10 @@ class RatePlanPushBatchInline(admin.TabularInline):
 
 @admin.register(RatePlanPush)
 class RatePlanPushAdmin(admin.ModelAdmin):
-    list_display = ["id", "provider", "session", "trigger", "status", "decision", "total", "applied", "rejected",
+    list_display = ["id", "provider", "session", "trigger", "applied_by", "status", "decision", "total", "applied", "rejected",
                     "discrepancies", "failed", "not_sent", "remaining", "verify_mismatches", "rate", "created_at", "finished_at"]
     list_filter = ["status", "decision", "trigger", "provider"]
-    search_fields = ["decision_reason", "error"]
+    search_fields = ["decision_reason", "error", "applied_by"]
     list_select_related = ["provider", "session"]
     # Written only by the push services: the record of what was sent must not be edited by hand.
     readonly_fields = [f.name for f in RatePlanPush._meta.fields] + ["remaining", "rate", "changes_link"]
@@ -85,7 +86,7 @@ def apply_recommendations(modeladmin, request, queryset):
         return
     for session in queryset.select_related("provider"):
         try:
-            push = session_apply(session=session, trigger="admin")
+            push = session_apply(session=session, trigger="admin", applied_by=user_actor(request.user))
         except ApplicationError as exc:
             modeladmin.message_user(request, f"Session {session.pk}: not applied. {exc.message}", messages.WARNING)
             continue

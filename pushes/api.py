@@ -6,6 +6,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import ErrorSerializer, TenantApi
 from pushes.counts import push_counts_many
 from pushes.models import RatePlanPush
@@ -35,7 +36,7 @@ class SessionApplyApi(SessionApi):
         session = self.session()  # another tenant's session is 404 before any permission is looked at
         if not can_apply(request.user):
             raise PermissionDenied(APPLY_REFUSED)
-        push = session_apply(session=session, trigger="api")
+        push = session_apply(session=session, trigger="api", applied_by=user_actor(request.user))
         return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
 
 

@@ -48,7 +48,8 @@ class PushAlreadyRunning(Conflict):
 
 
 def push_create(*, provider: ServiceProvider, changes: Sequence[PlannedChange], period: BillingPeriod,
-                session_id: int | None = None, trigger: str = "manual", now: dt.datetime | None = None) -> RatePlanPush:
+                session_id: int | None = None, trigger: str = "manual", applied_by: str = "",
+                now: dt.datetime | None = None) -> RatePlanPush:
     """Record a push and its changes, decide Go/No-Go, and queue its first batch (Go) or e-mail why not (No-Go).
 
     Every change is a row before anything is sent. A No-Go records the push
@@ -81,7 +82,7 @@ def push_create(*, provider: ServiceProvider, changes: Sequence[PlannedChange], 
     try:
         with transaction.atomic():
             push = RatePlanPush.objects.create(
-                provider=provider, session_id=session_id, trigger=trigger, status=status,
+                provider=provider, session_id=session_id, trigger=trigger, applied_by=applied_by, status=status,
                 decision=PushDecision.GO if decision.go else PushDecision.NO_GO, decision_reason=decision.reason,
                 period_ends_at=decision.period_ends_at, minutes_left=decision.minutes_left,
                 minutes_needed=decision.minutes_needed, expected=decision.expected,

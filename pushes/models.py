@@ -29,6 +29,8 @@ class RatePlanPush(models.Model):
     session = models.ForeignKey("optsessions.OptimizationSession", null=True, blank=True, on_delete=models.SET_NULL,
                                 related_name="rate_plan_pushes")
     trigger = models.CharField(max_length=20, default="manual", help_text="auto, api, admin or command")
+    applied_by = models.CharField(max_length=150, blank=True,
+                                  help_text="The user who applied it, command, or automatic (pushes before this was recorded: blank).")
     status = models.CharField(max_length=30, choices=PushStatus.choices, default=PushStatus.RUNNING)
     decision = models.CharField(max_length=10, choices=PushDecision.choices)
     decision_reason = models.TextField(blank=True)

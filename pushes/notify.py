@@ -4,7 +4,9 @@ from __future__ import annotations
 from django.core.mail import send_mail
 
 from pushes.counts import push_counts
-from pushes.models import ChangeStatus, RatePlanPush
+from pushes.models import ChangeStatus, PushStatus, RatePlanPush
+from rateplans.alerts import alert_raise
+from rateplans.models import AlertKind
 
 NO_GO_SUBJECT = "Rate plan update not started: it could not finish before the billing period ends"
 REPORT_SUBJECT = "Rate plan update finished for {account}: {applied} applied, {attention} need attention"
@@ -18,7 +20,7 @@ def _title(push: RatePlanPush) -> str:
 def no_go_email(push: RatePlanPush) -> None:
     provider = push.provider
     body = (f"Carrier account: {provider.name} ({provider.integration})\n"
-            + _title(push)
+            + _title(push) + (f", applied by {push.applied_by}" if push.applied_by else "")
             + f"\n\n{push.decision_reason}\n\nNo SIM was changed on the carrier: every SIM stays on its current "
             f"rate plan for this billing period.\n")
     send_mail(NO_GO_SUBJECT, body, None, provider.alert_recipients, fail_silently=True)
@@ -40,7 +42,8 @@ def report_email(push: RatePlanPush) -> None:
     ]
     attention = counts.total - counts.verified - counts.not_sent
     lines = [f"Carrier account: {push.provider.name} ({push.provider.integration})",
-             _title(push) + f": {push.get_status_display()}.", push.error,
+             _title(push) + f": {push.get_status_display()}.",
+             f"Applied by: {push.applied_by}." if push.applied_by else "", push.error,
              f"Stopped early: {push.stopped_early} {counts.not_sent:,} changes were not sent; those SIMs stay on "
              f"their current plans this billing period." if push.stopped_early else "",
              f"{counts.total:,} changes: {counts.applied:,} applied ({counts.verified:,} verified on the carrier), "
@@ -62,4 +65,10 @@ def report_email(push: RatePlanPush) -> None:
     subject = REPORT_SUBJECT.format(account=push.provider.name, applied=counts.applied, attention=attention)
     if counts.not_sent:
         subject += f", {counts.not_sent:,} not sent (billing period ending)"
-    send_mail(subject, "\n".join(line for line in lines if line), None, push.provider.alert_recipients, fail_silently=True)
+    body = "\n".join(line for line in lines if line)
+    if push.status == PushStatus.FAILED or push.stopped_early or counts.rejected:
+        # A push that stopped or had SIMs refused is an incident: its report is the alert (one e-mail, recorded).
+        alert_raise(provider=push.provider, kind=AlertKind.PUSH_ATTENTION, key=f"push:{push.pk}", subject=subject,
+                    body=body)
+    else:
+        send_mail(subject, body, None, push.provider.alert_recipients, fail_silently=True)

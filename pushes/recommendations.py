@@ -6,12 +6,13 @@ import logging
 
 from django.db.models import Subquery
 
+from carrieropt.actors import AUTOMATIC
 from carrieropt.errors import Conflict
 from carrieropt.tasks import enqueue_on_commit
 from optimizer.models import DeviceAssignment
 from pushes.create import PlannedChange, PushAlreadyRunning, push_create
 from pushes.models import ChangeStatus, RatePlanChange, RatePlanPush
-from sessions.models import OptimizationSession, SessionStatus, Stage
+from sessions.models import COMPLETED_STATUSES, OptimizationSession, SessionStatus, Stage
 
 log = logging.getLogger(__name__)
 
@@ -44,18 +45,20 @@ def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     return changes
 
 
-def session_apply(*, session: OptimizationSession, trigger: str, now: dt.datetime | None = None) -> RatePlanPush:
+def session_apply(*, session: OptimizationSession, trigger: str, applied_by: str = "",
+                  now: dt.datetime | None = None) -> RatePlanPush:
     """Push a completed session's recommended plans to the carrier (Go/No-Go decided by the push).
 
     Raises SessionNotComplete or PushAlreadyRunning (both 409 in the API).
     """
     session = OptimizationSession.objects.select_related("provider", "billing_period__provider").get(pk=session.pk)
-    if session.status != SessionStatus.SUCCEEDED or session.stage != Stage.COMPLETE:
+    if session.status not in COMPLETED_STATUSES or session.stage != Stage.COMPLETE:
         raise SessionNotComplete(
             f"Session {session.guid} is {session.status} at stage {session.stage}; only a completed session's "
             f"recommendations can be applied.", field="status")
     return push_create(provider=session.provider, changes=session_changes(session=session),
-                       period=session.billing_period, session_id=session.pk, trigger=trigger, now=now)
+                       period=session.billing_period, session_id=session.pk, trigger=trigger, applied_by=applied_by,
+                       now=now)
 
 
 def session_apply_after_complete(*, session: OptimizationSession) -> bool:
@@ -67,17 +70,23 @@ def session_apply_after_complete(*, session: OptimizationSession) -> bool:
     provider = session.provider
     if not (provider.auto_apply and provider.is_jasper_family):
         return False
+    if session.status != SessionStatus.SUCCEEDED:
+        # Succeeded with warnings (too few SIMs had usage): an operator reviews it and applies it by hand.
+        log.warning("session %s: automatic rate plan update refused: %s", session.pk, session.warnings)
+        return False
     enqueue_on_commit(SESSION_APPLY_TASK, session.pk, "auto")
     return True
 
 
 def session_apply_queued(*, session: OptimizationSession, trigger: str = "auto") -> RatePlanPush | None:
     """The queued apply of a session (the automatic one after completion): at most one automatic push per session."""
+    if trigger == "auto" and session.status != SessionStatus.SUCCEEDED:
+        return None  # with warnings: never applied automatically
     if trigger == "auto" and RatePlanPush.objects.filter(session=session, trigger="auto").exists():
         # A redelivered task: the automatic push already happened (or was a No-Go); once is the rule.
         return None
     try:
-        return session_apply(session=session, trigger=trigger)
+        return session_apply(session=session, trigger=trigger, applied_by=AUTOMATIC if trigger == "auto" else trigger)
     except PushAlreadyRunning as exc:
         # Not lost: the session can be applied again from the API, the admin or the command.
         log.warning("session %s: automatic rate plan update not started: %s", session.pk, exc.message)

@@ -28,7 +28,7 @@ class PushOut(serializers.ModelSerializer):
 
     class Meta:
         model = RatePlanPush
-        fields = ["id", "provider", "provider_name", "session", "trigger", "status", "decision", "decision_reason",
+        fields = ["id", "provider", "provider_name", "session", "trigger", "applied_by", "status", "decision", "decision_reason",
                   "period_ends_at", "minutes_left", "minutes_needed", "expected", "rate_per_minute", "rate_source", "batch_size",
                   "total", "applied", "rejected", "discrepancies", "failed", "not_sent", "remaining", "verified",
                   "verify_mismatches", "rate_per_minute_measured", "created_at", "started_at", "finished_at", "error", "stopped_early"]

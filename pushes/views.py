@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.contrib.auth.decorators import login_required
 from django.shortcuts import get_object_or_404, redirect, render
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
 from carrieropt.errors import ApplicationError
 from pushes.counts import push_counts, push_rate_live
@@ -12,7 +13,7 @@ from pushes.models import RatePlanPush
 from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply, session_changes
 from pushes.tuning import PushTuning
-from sessions.models import OptimizationSession, SessionStatus, Stage
+from sessions.models import OptimizationSession, Stage
 
 
 @login_required
@@ -21,7 +22,7 @@ def session_apply_page(request, guid):
     session = get_object_or_404(OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
                                 .select_related("provider", "billing_period__provider", "run"), guid=guid)
     allowed = can_apply(request.user)
-    complete = session.status == SessionStatus.SUCCEEDED and session.stage == Stage.COMPLETE
+    complete = session.is_complete and session.stage == Stage.COMPLETE
     error, status = "", 200
     if request.method == "POST":
         if not allowed:
@@ -30,7 +31,7 @@ def session_apply_page(request, guid):
             error, status = "Tick the box to confirm that these SIMs change plan on the carrier.", 400
         else:
             try:
-                push = session_apply(session=session, trigger="dashboard")
+                push = session_apply(session=session, trigger="dashboard", applied_by=user_actor(request.user))
             except ApplicationError as exc:
                 error, status = exc.message, 409
             else:

@@ -40,7 +40,7 @@ class ProviderOut(serializers.ModelSerializer):
         read_only_fields = fields
 
     def get_has_api_key(self, obj) -> bool:
-        return bool(obj.api_key)
+        return obj.has_api_key
 
 
 class ProviderCreateIn(StrictInput, serializers.ModelSerializer):

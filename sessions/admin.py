@@ -2,12 +2,15 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
+from carrieropt.actors import user_actor
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
+from carrieropt.tasks import enqueue_on_commit
 from rateplans.admin import ServiceProviderAdmin
 from rateplans.models import ServiceProvider
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
 from sessions.services import SessionAlreadyRunning, session_start
+from sessions.webhooks import events_resend
 
 ACCOUNT_DEFAULT = [("", "Each account's default")]
 
@@ -39,7 +42,8 @@ def start_optimization_session(modeladmin, request, queryset):
         })
     for provider in queryset:
         try:
-            session = session_start(provider=provider, trigger=Trigger.ADMIN, **form.options())
+            session = session_start(provider=provider, trigger=Trigger.ADMIN, started_by=user_actor(request.user),
+                                    **form.options())
         except (SessionAlreadyRunning, ValidationFailed) as exc:
             modeladmin.message_user(request, f"{provider.name}: not started. {exc.message}", messages.WARNING)
         else:
@@ -62,16 +66,29 @@ class SessionsServiceProviderAdmin(ServiceProviderAdmin):
 @admin.register(OptimizationSession)
 class OptimizationSessionAdmin(admin.ModelAdmin):
     list_display = ["id", "guid", "provider", "status", "stage", "progress", "trigger", "method", "charge_type",
-                    "must_beat_current", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
+                    "must_beat_current", "started_by", "cancelled_by", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
     list_filter = ["status", "stage", "trigger", "method", "charge_type", "must_beat_current", "provider"]
-    search_fields = ["=guid", "provider__name"]
-    readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings"]
+    search_fields = ["=guid", "provider__name", "started_by", "cancelled_by"]
+    readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings", "started_by",
+                       "cancelled_by"]
     raw_id_fields = ["run"]
 
 
 @admin.register(ProgressEvent)
 class ProgressEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "session", "sequence", "kind", "progress", "error_message", "attempts", "delivered_at"]
-    list_filter = ["kind", "delivered_at"]
+    list_display = ["id", "session", "sequence", "kind", "progress", "error_message", "attempts", "delivered_at",
+                    "dead_lettered_at", "last_error"]
+    list_filter = ["kind", "delivered_at", "dead_lettered_at"]
+    actions = ["resend"]
+
+    @admin.action(description="Re-send dead-lettered events to AMOP")
+    def resend(self, request, queryset):
+        count = events_resend(event_ids=queryset.values_list("pk", flat=True))
+        if count:
+            enqueue_on_commit("sessions.tasks.deliver_events")
+        skipped = queryset.count() - count
+        self.message_user(request, f"{count} dead-lettered event(s) queued to be sent again"
+                          + (f"; {skipped} not dead-lettered, left as they are." if skipped else "."),
+                          messages.SUCCESS if count else messages.WARNING)
     search_fields = ["=event_id", "error_message"]
     readonly_fields = [f.name for f in ProgressEvent._meta.fields]

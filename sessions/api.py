@@ -9,6 +9,7 @@ from rest_framework import generics, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
 from optimizer.assignments import assignments_filtered
 from optimizer.models import CommGroup
@@ -16,7 +17,7 @@ from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
 from rateplans.models import BillingPeriod, ServiceProvider
 from sessions import services
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
-from sessions.reports import XLSX_MIME, report_file
+from sessions.reports import XLSX_MIME, report_name, report_open
 from sessions.serializers import ProgressEventOut, SessionFilter, SessionOut, SessionStartIn
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="A session is already active for this carrier account "
@@ -61,9 +62,10 @@ class SessionListApi(TenantApi, generics.ListAPIView):
         start = dict(data.validated_data)
         guid = start.pop("session_guid", None)
         if guid is None:
-            session, created = services.session_start(trigger=Trigger.API, **start), True
+            session, created = services.session_start(trigger=Trigger.API, started_by=user_actor(request.user), **start), True
         else:
-            session, created = services.session_start_once(guid=guid, trigger=Trigger.API, **start)
+            session, created = services.session_start_once(guid=guid, trigger=Trigger.API,
+                                                           started_by=user_actor(request.user), **start)
         return Response(SessionOut(session, context=self.get_serializer_context()).data,
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -85,7 +87,7 @@ class SessionCancelApi(SessionApi):
 
     @extend_schema(operation_id="sessions_cancel", request=None, responses={200: SessionOut, 409: CONFLICT})
     def post(self, request, guid):
-        session = services.session_cancel(session=self.session())
+        session = services.session_cancel(session=self.session(), cancelled_by=user_actor(request.user))
         return Response(SessionOut(session, context=self.get_serializer_context()).data)
 
 
@@ -129,7 +131,8 @@ class SessionReportApi(SessionApi):
 
     @extend_schema(responses={(200, XLSX_MIME): OpenApiTypes.BINARY})
     def get(self, request, guid):
-        path = report_file(self.session().report_path)
-        if path is None:
+        session = self.session()
+        report = report_open(session.report_path)  # from the reports storage, whichever machine wrote it
+        if report is None:
             raise NotFound("No report has been written for this session yet.")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=XLSX_MIME)
+        return FileResponse(report, as_attachment=True, filename=report_name(session=session), content_type=XLSX_MIME)

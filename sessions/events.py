@@ -8,6 +8,8 @@ from django.db import transaction
 from django.db.models import Max
 
 from carrieropt.tasks import enqueue_on_commit
+from optimizer.models import DeviceAssignment
+from optimizer.serializers import money_out, ratio_out
 from rateplans.models import ServiceProvider
 from sessions.models import EventKind, OptimizationSession, ProgressEvent
 
@@ -16,6 +18,8 @@ PATHS = {
     EventKind.ERROR: "/get_optimization_error_details_data",
     EventKind.SYNC: "/lambda_sync_jobs_",
 }
+# The full list is in the API and the report; an event stays small enough for any webhook receiver.
+NO_USAGE_ICCIDS_IN_EVENT = 1000
 SYNC_KEYS = {"Jasper": "jasper_devices", "POD19": "jasper_devices", "TMobileJasper": "jasper_devices", "Rogers": "jasper_devices"}
 
 
@@ -35,7 +39,7 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "ChargeType": session.charge_type,
         "SkipLowerCostCheck": not session.must_beat_current,
     }}
-    return {"data": {
+    data = {"data": {
         "path": PATHS[kind],
         "job_name": kind,
         "SessionId": session.pk,
@@ -46,6 +50,35 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "AdditionalJson": json.dumps(additional),
         "DeviceCount": session.device_count,
     }}
+    if progress == 100:
+        # The answer's coverage: SIMs without usage of the cycle were kept on their plans, not optimized.
+        data["data"].update({
+            "Status": session.status,
+            "DeviceWithUsageCount": session.sims_with_usage,
+            "NoUsageDeviceCount": session.no_usage_count,
+            "NoUsageIccids": session.no_usage_iccids[:NO_USAGE_ICCIDS_IN_EVENT],
+            "Warnings": session.warnings,
+            "Results": results_summary(session),
+        })
+    return data
+
+
+def results_summary(session: OptimizationSession) -> dict:
+    """What AMOP shows of a completed session: the session's stored totals, money as decimal strings."""
+    figures = session.figures
+    return {
+        "SIMs": session.device_count,
+        "CurrentCost": money_out(session.current_cost),
+        "OptimizedCost": money_out(session.optimized_cost),
+        "Savings": money_out(figures.savings),
+        "SavingsPercent": None if figures.savings_ratio is None else ratio_out(figures.savings_ratio * 100),
+        "Changes": DeviceAssignment.objects.filter(run_id=session.run_id, changed=True).count(),
+        "LowerBound": money_out(session.lower_bound),
+        "Gap": ratio_out(figures.gap),
+        "NoUsageCount": session.no_usage_count,
+        "ReportUrl": (f"{settings.SITE_URL.rstrip('/')}/api/sessions/{session.guid}/report/"
+                      if session.report_path else None),
+    }
 
 
 def _deliver_soon() -> None:

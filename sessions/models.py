@@ -16,11 +16,15 @@ class SessionStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
+    # Complete, but the answer is not trustworthy enough to apply unattended (too few SIMs had usage).
+    SUCCEEDED_WITH_WARNINGS = "succeeded_with_warnings", "Succeeded with warnings"
     FAILED = "failed", "Failed"
     CANCELLED = "cancelled", "Cancelled"
 
 
 ACTIVE_STATUSES = (SessionStatus.PENDING, SessionStatus.RUNNING)
+# A session with results: its recommendations can be reviewed and applied by an operator.
+COMPLETED_STATUSES = (SessionStatus.SUCCEEDED, SessionStatus.SUCCEEDED_WITH_WARNINGS)
 
 
 class Stage(models.TextChoices):
@@ -48,7 +52,7 @@ class OptimizationSession(models.Model):
     billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="sessions")
     # The optimizer's run of this session (legacy: its instance); the run never points back.
     run = models.OneToOneField("optimizer.OptimizationRun", on_delete=models.CASCADE, related_name="+")
-    status = models.CharField(max_length=20, choices=SessionStatus.choices, default=SessionStatus.PENDING)
+    status = models.CharField(max_length=30, choices=SessionStatus.choices, default=SessionStatus.PENDING)
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.START)
     progress = models.PositiveSmallIntegerField(default=0)
     trigger = models.CharField(max_length=20, choices=Trigger.choices, default=Trigger.MANUAL)
@@ -59,6 +63,9 @@ class OptimizationSession(models.Model):
         default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
                                  "(legacy SkipLowerCostCheck off).")
     sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    started_by = models.CharField(max_length=150, blank=True,
+                                  help_text="The user who started it, or schedule / command (sessions before this was recorded: blank).")
+    cancelled_by = models.CharField(max_length=150, blank=True, help_text="The user who cancelled it.")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -73,7 +80,12 @@ class OptimizationSession(models.Model):
     baseline_cost = models.DecimalField(**MONEY, null=True, blank=True)
     optimized_cost = models.DecimalField(**MONEY, null=True, blank=True)
     lower_bound = models.DecimalField(**MONEY, null=True, blank=True)
-    report_path = models.CharField(max_length=500, blank=True)
+    # Usage coverage: SIMs priced with usage of the cycle, and those without any (kept on their plan).
+    sims_with_usage = models.PositiveIntegerField(default=0)
+    no_usage_count = models.PositiveIntegerField(default=0, help_text="Billable SIMs without usage of the cycle.")
+    no_usage_iccids = models.JSONField(default=list, blank=True, help_text="ICCIDs of the SIMs without usage data.")
+    warnings = models.TextField(blank=True, help_text="Why the session succeeded with warnings.")
+    report_path = models.CharField(max_length=500, blank=True)  # the report's name in STORAGES["reports"]
     error = models.TextField(blank=True)
 
     class Meta:
@@ -92,6 +104,16 @@ class OptimizationSession(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_STATUSES
+
+    @property
+    def is_complete(self) -> bool:
+        """Finished with results (with or without warnings)."""
+        return self.status in COMPLETED_STATUSES
+
+    @property
+    def usage_coverage(self) -> float | None:
+        """Share of the billable SIMs priced with usage of the cycle."""
+        return self.sims_with_usage / self.device_count if self.device_count else None
 
     @property
     def figures(self) -> CostFigures:
@@ -130,6 +152,9 @@ class ProgressEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set after AMOP_WEBHOOK_MAX_ATTEMPTS failures: the sender skips it so the rest of the stream flows;
+    # the admin's "re-send" clears it.
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -30,6 +30,8 @@ PROGRESS = {Stage.SYNC: 20, Stage.GROUPING: 20, Stage.QUEUEING: 30, Stage.OPTIMI
             Stage.COMPLETE: 100}
 PLAN_LIMIT_SUBJECT = "Carrier Plan optimization Error: Rate Plans limit exceeded"
 SIM_COUNT_SUBJECT = "SIM Counts not Expected"
+COVERAGE_SUBJECT = "Optimization warning: usage data missing"
+COVERAGE_EMAIL_ICCIDS = 100
 
 
 def worker_name() -> str:
@@ -219,9 +221,13 @@ def stage_finalizing(session_id: int) -> None:
     heartbeat = Heartbeat(session_id, worker)
     with transaction.atomic():
         totals = optimizer_services.results_finalize(run=session.run, heartbeat=heartbeat)
+        warnings = coverage_warning(covered=totals.covered, billable=totals.devices)
         OptimizationSession.objects.filter(pk=session_id).update(
             device_count=totals.devices, current_cost=totals.current_cost, baseline_cost=totals.baseline_cost,
-            optimized_cost=totals.optimized_cost, lower_bound=totals.lower_bound)
+            optimized_cost=totals.optimized_cost, lower_bound=totals.lower_bound, sims_with_usage=totals.covered,
+            no_usage_count=totals.no_usage, no_usage_iccids=totals.no_usage_iccids, warnings=warnings)
+    if warnings:
+        _coverage_email(session, covered=totals.covered, iccids=totals.no_usage_iccids)
     expected = optimizer_services.billable_device_count(provider=session.provider)
     skipped = session.run.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
     if totals.devices != expected:
@@ -231,26 +237,53 @@ def stage_finalizing(session_id: int) -> None:
                   None, session.provider.alert_recipients, fail_silently=True)
     session.refresh_from_db()
     heartbeat()
-    report_path = _report(session)
+    report_name = _report(session)
     with transaction.atomic():
+        update = {"report_path": report_name or ""}
+        if warnings:
+            update["status"] = SessionStatus.SUCCEEDED_WITH_WARNINGS
         completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
-                             progress=PROGRESS[Stage.COMPLETE], update={"report_path": str(report_path or "")})
+                             progress=PROGRESS[Stage.COMPLETE], update=update)
         if completed is not None:
             # Sent in the completing transaction: what a receiver queues (an automatic push) runs iff it commits.
             session_completed.send(sender=OptimizationSession, session=completed)
+
+
+def coverage_warning(*, covered: int, billable: int) -> str:
+    """Why a session's answer must not be applied unattended: too few SIMs had usage of the cycle."""
+    missing = billable - covered
+    if not billable or covered / billable >= settings.MIN_USAGE_COVERAGE:
+        return ""
+    return (f"Usage data for only {covered:,} of {billable:,} billable SIMs ({covered / billable:.1%}, below "
+            f"MIN_USAGE_COVERAGE {settings.MIN_USAGE_COVERAGE:.1%}): {missing:,} SIMs without usage of this cycle were "
+            f"kept on their plans (cost shown: fixed charge only). Review before applying; this session is never "
+            f"applied automatically.")
+
+
+def _coverage_email(session, *, covered: int, iccids: list[str]) -> None:
+    shown = "\n".join(f"  {iccid}" for iccid in iccids[:COVERAGE_EMAIL_ICCIDS])
+    more = f"\n  … and {len(iccids) - COVERAGE_EMAIL_ICCIDS:,} more (all in the report)" if len(iccids) > COVERAGE_EMAIL_ICCIDS else ""
+    body = (f"Optimization session {session.guid} of {session.provider.name}: {len(iccids):,} of "
+            f"{covered + len(iccids):,} billable SIMs have no usage data for the billing period "
+            f"{session.billing_period}. They were kept on their current rate plans and are not changes; the other "
+            f"SIMs' recommendations were computed. The session ends with warnings and is not applied automatically.\n"
+            f"Check the usage sync (its rejects name each SIM), then run the session again.\n\n"
+            f"SIMs without usage data:\n{shown}{more}\n")
+    send_mail(f"{COVERAGE_SUBJECT}: {len(iccids):,} SIMs without usage data", body, None,
+              session.provider.alert_recipients, fail_silently=True)
 
 
 def _report(session):
     """Write and e-mail the Excel report; a report failure never loses the results."""
     started = time.monotonic()
     try:
-        path = report_write(session=session)
-        report_email(session=session, path=path)
+        name = report_write(session=session)
+        report_email(session=session, name=name)
     except Exception:  # noqa: BLE001
         log.exception("report for session %s failed", session.pk)
         return None
-    log.info("report for session %s written in %.1fs: %s", session.pk, time.monotonic() - started, path)
-    return path
+    log.info("report for session %s written in %.1fs: %s", session.pk, time.monotonic() - started, name)
+    return name
 
 
 STAGES = {

@@ -40,13 +40,17 @@ class SessionOut(serializers.ModelSerializer):
     savings_percent = serializers.SerializerMethodField()
     gap = serializers.SerializerMethodField(help_text="Optimized cost above the lower bound, as a fraction of it.")
     report_url = serializers.SerializerMethodField()
+    no_usage_iccids = serializers.ListField(
+        child=serializers.CharField(), read_only=True,
+        help_text="Billable SIMs without usage of the cycle: kept on their plan, not changes, priced at the fixed charge only.")
 
     class Meta:
         model = OptimizationSession
         fields = ["id", "session_id", "tenant", "provider", "provider_name", "billing_period", "status", "stage",
-                  "percentage", "trigger", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
+                  "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
-                  "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url"]
+                  "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
+                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings"]
         read_only_fields = fields
 
     @extend_schema_field(_money)

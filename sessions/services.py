@@ -6,17 +6,18 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from carrieropt.errors import Conflict
+from carrieropt.actors import SCHEDULE, command_actor
+from carrieropt.errors import Conflict, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from carrieropt.errors import ValidationFailed
 from optimizer.models import ChargeType, Method
-from rateplans.models import BillingPeriod, ServiceProvider
+from rateplans.alerts import alert_raise
+from rateplans.models import AlertKind, BillingPeriod, ServiceProvider
 from rateplans.services import billing_period_current, billing_period_ending
 from sessions.events import event_record
 from sessions.models import (
@@ -86,7 +87,7 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
                   charge_type: str | None = None, must_beat_current: bool | None = None,
                   sync_devices: bool = True, now: dt.datetime | None = None, guid: uuid.UUID | None = None,
                   billing_period: BillingPeriod | None = None, billing_period_end: dt.date | None = None,
-                  ) -> OptimizationSession:
+                  started_by: str | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
 
     An option left None is the account's default (what a scheduled session runs with); the billing
@@ -101,7 +102,10 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
     now = now or timezone.now()
     period = _period_for_start(provider=provider, billing_period=billing_period, billing_period_end=billing_period_end,
                                sync_devices=sync_devices, now=now)
-    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current}
+    if started_by is None:  # only what acts alone may leave it out: the schedule and the command
+        started_by = {Trigger.SCHEDULED: SCHEDULE, Trigger.MANUAL: command_actor()}.get(trigger, "")
+    options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current,
+               "started_by": started_by}
     if guid is not None:
         options["guid"] = guid
     try:
@@ -122,7 +126,12 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
         active = OptimizationSession.objects.filter(provider=provider, status__in=ACTIVE_STATUSES).first()
         if active is None:
             raise
-        send_mail(ALREADY_RUNNING_SUBJECT, ALREADY_RUNNING, None, provider.alert_recipients, fail_silently=True)
+        # One e-mail per running session, however many starts it refuses (ALERT_DEDUP_MINUTES).
+        alert_raise(provider=provider, kind=AlertKind.ALREADY_RUNNING, key=f"session:{active.pk}",
+                    subject=ALREADY_RUNNING_SUBJECT,
+                    body=f"{ALREADY_RUNNING}\n\nCarrier account: {provider.name}\nRunning session: {active.guid} "
+                         f"(started {active.created_at:%Y-%m-%d %H:%M %Z}, {active.get_stage_display()}, "
+                         f"{active.progress} %).\nRefused start: {trigger}" + (f" by {started_by}" if started_by else "") + ".\n")
         raise SessionAlreadyRunning(ALREADY_RUNNING, extra={"active_session": str(active.guid)}) from None
     return session
 
@@ -172,18 +181,54 @@ def session_fail(*, session_id: int, message: str) -> OptimizationSession | None
         optimizer_services.run_stop(run_id=session.run_id)
         event_record(session=session, kind=EventKind.ERROR, progress=session.progress, error_message=message)
     log.warning("session %s failed: %s", session_id, message)
+    session_failed_alert(session=session)
     return session
 
 
-def session_cancel(*, session: OptimizationSession) -> OptimizationSession:
+def session_failed_alert(*, session: OptimizationSession) -> None:
+    """E-mail why a session failed and what was kept (nothing it had not finished is half-written)."""
+    provider = session.provider
+    tz = provider.tz
+    previous = (OptimizationSession.objects.filter(provider=provider, status=SessionStatus.SUCCEEDED)
+                .exclude(pk=session.pk).order_by("-finished_at").first())
+
+    def local(value):
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "never"
+
+    kept = [
+        f"- SIMs and usage on file as last synced (devices {local(provider.last_device_sync_at)}, "
+        f"usage {local(provider.last_usage_sync_at)}); a sync that failed left them unchanged.",
+        "- No rate plan was changed on the carrier by this session.",
+        (f"- The last completed session, {previous.guid} (finished {local(previous.finished_at)}), keeps its results "
+         f"and report." if previous else "- This account has no completed session yet."),
+    ]
+    body = "\n".join([
+        f"The rate plan optimization of {provider.name} ({session.tenant.name}) failed.",
+        "",
+        f"Session: {session.guid}",
+        f"Billing period: {session.billing_period.start_date.isoformat()} to {session.billing_period.end_date.isoformat()}",
+        f"Started: {local(session.started_at or session.created_at)}; failed: {local(session.finished_at)}",
+        f"Reached: {session.get_stage_display()} ({session.progress} %), trigger {session.get_trigger_display()}",
+        "",
+        f"Why: {session.error}",
+        "",
+        "What was kept:",
+        *kept,
+    ])
+    alert_raise(provider=provider, kind=AlertKind.SESSION_FAILED, key=f"session:{session.pk}",
+                subject=f"Optimization failed for {provider.name}: {session.error}"[:300], body=body)
+
+
+def session_cancel(*, session: OptimizationSession, cancelled_by: str) -> OptimizationSession:
     with transaction.atomic():
         locked = OptimizationSession.objects.select_for_update().get(pk=session.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict(f"Session {locked.guid} has already ended ({locked.status}).", field="status")
         locked.status = SessionStatus.CANCELLED
         locked.finished_at = timezone.now()
-        locked.error = "Cancelled by an operator."
-        locked.save(update_fields=["status", "finished_at", "error"])
+        locked.cancelled_by = cancelled_by
+        locked.error = f"Cancelled by {cancelled_by or 'an operator'}."
+        locked.save(update_fields=["status", "finished_at", "error", "cancelled_by"])
         optimizer_services.run_stop(run_id=locked.run_id)
         event_record(session=locked, kind=EventKind.ERROR, progress=locked.progress, error_message=locked.error)
     return locked

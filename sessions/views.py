@@ -14,9 +14,11 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
+from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
@@ -31,9 +33,10 @@ from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
-from sessions.reports import report_file
+from sessions.reports import report_exists
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
+NO_USAGE_SHOWN = 200  # ICCIDs listed on the session page; all of them are in the report and the API
 
 
 def _list_page(request, *, refusal: dict | None = None, status: int = 200):
@@ -65,7 +68,7 @@ def session_start(request, provider_id: int):
         # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
         # The form always sends the options (preselected with the account's defaults); absent ones are the defaults.
         session = services.session_start(
-            provider=provider, trigger=Trigger.DASHBOARD, sync_devices=request.POST.get("sync_devices") == "on",
+            provider=provider, trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
             method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
             must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None)
     except services.SessionAlreadyRunning as exc:
@@ -75,6 +78,8 @@ def session_start(request, provider_id: int):
     except ValidationFailed as exc:
         return _list_page(request, refusal={"provider": provider, "message": exc.message}, status=400)
     messages.success(request, f"Started optimization session {session.guid} for {provider.name}.")
+    if not clusters_alive():
+        messages.warning(request, f"Session {session.guid}: {NO_CLUSTER}.")
     return redirect("dashboard:session-list")
 
 
@@ -138,12 +143,14 @@ def session_detail(request, guid):
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     return render(request, "dashboard/session.html", {
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
-        "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
+        "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
         "stage_labels": dict(Stage.choices),
         "matrix": matrix,
         "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
+        "no_usage_shown": session.no_usage_iccids[:NO_USAGE_SHOWN],
+        "no_usage_more": max(0, len(session.no_usage_iccids) - NO_USAGE_SHOWN),
     })
 
 
@@ -169,7 +176,7 @@ def provider_detail(request, provider_id: int):
     sessions = list(OptimizationSession.objects.filter(provider=provider).select_related("billing_period")
                     .order_by("-created_at", "-pk")[:100])
     cycles: dict[int, OptimizationSession] = {}
-    for s in sorted((s for s in sessions if s.status == SessionStatus.SUCCEEDED), key=lambda s: s.created_at):
+    for s in sorted((s for s in sessions if s.is_complete), key=lambda s: s.created_at):
         cycles[s.billing_period_id] = s  # the latest completed session of each cycle speaks for it
     history = sorted(cycles.values(), key=lambda s: s.billing_period.start_date)
     chart = bar_chart([Bars(f"{s.billing_period.start_date:%b %Y}", s.current_cost, s.optimized_cost,

@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.utils import timezone
 
+from carrieropt.actors import SCHEDULE
 from rateplans.cycles import cycle_bounds
 from rateplans.models import ServiceProvider
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Trigger
@@ -39,6 +40,7 @@ def schedule_should_start(*, provider: ServiceProvider, now: dt.datetime) -> tup
         if this_period.filter(created_at__gte=last_day_start, status=SessionStatus.SUCCEEDED).exists():
             return False, "already re-run on the last day of the cycle"
         return True, "last day of the cycle"
+    # A session that succeeded with warnings (usage missing) does not count: the window tries again.
     if this_period.filter(status=SessionStatus.SUCCEEDED).exists():
         return False, "this billing period is already optimized"
     return True, "inside the optimization window"
@@ -54,7 +56,7 @@ def windows_check(*, now: dt.datetime | None = None) -> list[OptimizationSession
             log.info("window check %s: %s", provider, reason)
             continue
         try:
-            started.append(session_start(provider=provider, trigger=Trigger.SCHEDULED, now=now))
+            started.append(session_start(provider=provider, trigger=Trigger.SCHEDULED, started_by=SCHEDULE, now=now))
         except SessionAlreadyRunning:
             log.info("window check %s: a session started meanwhile", provider)
     return started

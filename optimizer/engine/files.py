@@ -18,6 +18,10 @@ from .model import CHARGE_TYPES, Billing, Catalogue, CatalogueError, Problem, Pr
 from .pricing import price
 
 DEFAULT_GROUP = "default"
+# A decimal number as people write one: no digit separators (Python's float() takes "5_000"), no inf/nan.
+_DECIMAL = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+_INTEGER = re.compile(r"[+-]?\d+")
+_TRUE, _FALSE = ("1", "true"), ("0", "false")
 PLAN_NUMBER_FIELDS = ("monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim")
 REQUIRED_PLAN_FIELDS = ("id", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb")
 
@@ -25,14 +29,17 @@ REQUIRED_PLAN_FIELDS = ("id", "monthly_cost", "included_mb", "overage_rate", "ov
 class FileFormatError(ValueError):
     """Bad input file: says which file, which line, which field, and what is wrong with it."""
 
-    def __init__(self, *, file, line: int | None, field: str | None, message: str):
+    def __init__(self, *, file, line: int | None, field: str | None, message: str, iccid: str | None = None):
         self.file = str(file)
         self.line = line
         self.field = field
         self.message = message
+        self.iccid = iccid
         where = Path(self.file).name
         if line is not None:
             where += f", line {line}"
+        if iccid:
+            where += f", ICCID {iccid}"
         if field is not None:
             where += f", field {field!r}"
         super().__init__(f"{where}: {message}")
@@ -229,10 +236,12 @@ class OfflineProblem:
     iccids: list[str]
     plans: PlansFile
     devices_path: str
+    days_active: np.ndarray | None = None  # the column as read (None without it)
 
 
 def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=None) -> OfflineProblem:
-    """Stream devices.csv (header required; iccid, usage_mb; optional current_plan, group; extras ignored).
+    """Stream devices.csv (header required; iccid, usage_mb; optional current_plan, group, days_active,
+    movable; extras ignored).
 
     progress, if given, is called with (bytes read, file size) after every chunk.
     """
@@ -246,8 +255,10 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
     else:
         group_names, group_index, fixed_groups = [], {}, False
 
-    def fail(line, field, message):
-        raise FileFormatError(file=path, line=line, field=field, message=message)
+    def fail(line, field, message, iccid=None):
+        raise FileFormatError(file=path, line=line, field=field, message=message, iccid=iccid)
+
+    days_in_cycle = plans.billing.days_in_cycle
 
     try:
         raw = open(path, "rb")  # noqa: SIM115 - closed in the finally below; its position drives progress
@@ -256,10 +267,14 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
     size = os.fstat(raw.fileno()).st_size
     iccids: list[str] = []
     seen: dict[str, int] = {}
-    usage_chunks, plan_chunks, group_chunks = [], [], []
+    usage_chunks, plan_chunks, group_chunks, days_chunks, movable_chunks, pool_chunks = [], [], [], [], [], []
+    pool_index: dict[str, int] = {}
+    pool_buf: list[int] = []
     usage_buf: list[float] = []
     plan_buf: list[int] = []
     group_buf: list[int] = []
+    days_buf: list[int] = []
+    movable_buf: list[bool] = []
     try:
         text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
         reader = csv.reader(text)
@@ -276,17 +291,26 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
         i_iccid, i_usage = cols.index("iccid"), cols.index("usage_mb")
         i_plan = cols.index("current_plan") if "current_plan" in cols else None
         i_group = cols.index("group") if "group" in cols else None
-        needed = max(x for x in (i_iccid, i_usage, i_plan, i_group) if x is not None) + 1
-        names_in_order = ["iccid", "usage_mb", "current_plan", "group"]
-        positions = [i_iccid, i_usage, i_plan, i_group]
+        i_days = cols.index("days_active") if "days_active" in cols else None
+        i_movable = cols.index("movable") if "movable" in cols else None
+        i_pool = cols.index("pool") if "pool" in cols else None
+        names_in_order = ["iccid", "usage_mb", "current_plan", "group", "days_active", "movable", "pool"]
+        positions = [i_iccid, i_usage, i_plan, i_group, i_days, i_movable, i_pool]
+        needed = max(x for x in positions if x is not None) + 1
 
         def flush():
             usage_chunks.append(np.array(usage_buf, dtype=np.float64))
             plan_chunks.append(np.array(plan_buf, dtype=np.int32))
             group_chunks.append(np.array(group_buf, dtype=np.int32))
+            days_chunks.append(np.array(days_buf, dtype=np.int32))
+            movable_chunks.append(np.array(movable_buf, dtype=bool))
+            pool_chunks.append(np.array(pool_buf, dtype=np.int32))
+            pool_buf.clear()
             usage_buf.clear()
             plan_buf.clear()
             group_buf.clear()
+            days_buf.clear()
+            movable_buf.clear()
             if progress is not None:
                 progress(raw.tell(), size)
 
@@ -312,30 +336,55 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
                 fail(line, "iccid", f"duplicate ICCID {iccid} (first on line {seen[iccid]})")
             seen[iccid] = line
             text_usage = row[i_usage].strip()
-            try:
-                usage = float(text_usage)
-            except ValueError:
-                fail(line, "usage_mb", f"not a number: {text_usage!r}")
+            if text_usage.lower() in ("nan", "inf", "+inf", "-inf", "infinity", "+infinity", "-infinity"):
+                fail(line, "usage_mb", f"not a finite number: {text_usage!r}", iccid)
+            if not _DECIMAL.fullmatch(text_usage):
+                fail(line, "usage_mb", f"not a number: {text_usage!r} (write plain digits, e.g. 5000 or 12.5)", iccid)
+            usage = float(text_usage)
             if not math.isfinite(usage):
-                fail(line, "usage_mb", f"not a finite number: {text_usage!r}")
+                fail(line, "usage_mb", f"not a finite number: {text_usage!r}", iccid)
             if usage < 0:
-                fail(line, "usage_mb", f"negative usage: {text_usage}")
+                fail(line, "usage_mb", f"negative usage: {text_usage}", iccid)
             current = -1
             if i_plan is not None:
                 pid = row[i_plan].strip()
                 if pid:
                     current = plan_index.get(pid, -2)
                     if current == -2:
-                        fail(line, "current_plan", f"unknown rate plan {pid!r} (not in {Path(plans.path).name})")
+                        fail(line, "current_plan", f"unknown rate plan {pid!r} (not in {Path(plans.path).name})", iccid)
+            if i_days is not None:
+                text_days = row[i_days].strip()
+                if not _INTEGER.fullmatch(text_days):
+                    what = "empty" if not text_days else f"not a whole number: {text_days!r}"
+                    fail(line, "days_active", f"{what} (days of this cycle the SIM is billed, 0..{days_in_cycle})", iccid)
+                days = int(text_days)
+                if not 0 <= days <= days_in_cycle:
+                    fail(line, "days_active", f"{days} is outside the cycle: must be between 0 and days_in_cycle ({days_in_cycle})", iccid)
+                days_buf.append(days)
+            if i_movable is not None:
+                text_movable = row[i_movable].strip().lower()
+                if text_movable in _TRUE or not text_movable:
+                    movable_buf.append(True)
+                elif text_movable in _FALSE:
+                    if current < 0:
+                        fail(line, "movable", "0 (stays on its plan) needs a current_plan, and this row has none", iccid)
+                    movable_buf.append(False)
+                else:
+                    fail(line, "movable", f"must be 1, 0, true or false, got {row[i_movable].strip()!r}", iccid)
+            if i_pool is not None:
+                key = row[i_pool].strip()
+                if not key:
+                    fail(line, "pool", "empty: give the SIM's pool key (e.g. the account or customer), or leave the column out", iccid)
+                pool_buf.append(pool_index.setdefault(key, len(pool_index)))
             gname = row[i_group].strip() if i_group is not None else ""
             if not gname:
                 if fixed_groups and len(group_names) != 1:
-                    fail(line, "group", f"group is required: {Path(plans.path).name} defines {len(group_names)} groups")
+                    fail(line, "group", f"group is required: {Path(plans.path).name} defines {len(group_names)} groups", iccid)
                 gname = group_names[0] if fixed_groups else DEFAULT_GROUP
             g = group_index.get(gname)
             if g is None:
                 if fixed_groups:
-                    fail(line, "group", f"unknown group {gname!r} (not in {Path(plans.path).name} groups)")
+                    fail(line, "group", f"unknown group {gname!r} (not in {Path(plans.path).name} groups)", iccid)
                 g = group_index[gname] = len(group_names)
                 group_names.append(gname)
             iccids.append(iccid)
@@ -357,6 +406,11 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
         if not group_names:
             group_names.append(DEFAULT_GROUP)
         allowed = np.ones((len(group_names), P), dtype=bool)
+    days_active = np.concatenate(days_chunks) if i_days is not None else None
+    # cost-model.md: with prorate the column sets each SIM's factor; without prorate every factor is 1.
+    factor = None
+    if days_active is not None and plans.billing.prorate:
+        factor = days_active / float(days_in_cycle)
     problem = Problem(
         catalogue=cat,
         usage_mb=np.concatenate(usage_chunks),
@@ -366,8 +420,11 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
         charge_type=plans.charge_type,
         group_names=tuple(group_names),
         current_plan=np.concatenate(plan_chunks),
+        factor=factor,
+        movable=np.concatenate(movable_chunks) if i_movable is not None else None,
+        pool=np.concatenate(pool_chunks) if i_pool is not None else None,
     )
-    return OfflineProblem(problem, iccids, plans, path)
+    return OfflineProblem(problem, iccids, plans, path, days_active)
 
 
 def read_problem(plans_path, devices_path, *, progress=None) -> OfflineProblem:
@@ -393,6 +450,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
     figures = CostFigures(baseline, total, bound)
     gap = figures.gap
     skipped = set(solution.skipped_groups)
+    changed = solution.assignment != problem.current_plan
     groups = {}
     for g in range(problem.n_groups):
         members = problem.group == g
@@ -404,6 +462,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         g_gap = g_figures.gap
         groups[problem.group_name(g)] = {
             "devices": n,
+            "changes": int((changed & members).sum()),
             "total_cost": g_total,
             "baseline_cost": g_base,
             "lower_bound": g_bound,
@@ -419,6 +478,11 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "devices_current_plan_not_allowed": int((not_allowed & members).sum()),
         }
     notes = list(solution.notes)
+    if problem.pool is not None:
+        notes.append(
+            "pools follow the pool column and may span groups: the lower bound is proven for the whole run "
+            "(per pool scope), so groups have none; a group's cost counts its share of each pool's overage"
+        )
     if unknown:
         notes.append(
             f"baseline_cost is null: {unknown} device(s) have no current plan, so the current cost cannot be priced"
@@ -433,6 +497,8 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "prorate": problem.billing.prorate,
         },
         "devices": problem.n_sims,
+        "changes": int(changed.sum()),
+        "changes_definition": "devices whose assigned plan differs from current_plan (an empty current_plan differs)",
         "total_cost": total,
         "baseline_cost": baseline,
         "lower_bound": bound,
@@ -442,6 +508,9 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         "savings": figures.savings,
         "solve_seconds": float(solution.seconds),
         "devices_unassigned": int((solution.assignment < 0).sum()),
+        "devices_not_movable": int((~problem.movable_mask).sum()),
+        "devices_prorated": int((problem.factors < 1).sum()),
+        "pool_scopes": None if problem.pool is None else int(problem.pool.max()) + 1 if problem.n_sims else 0,
         "skipped_groups": [problem.group_name(g) for g in solution.skipped_groups],
         "notes": notes,
         "groups": groups,

@@ -26,10 +26,20 @@ STRATEGIES = (
 # --------------------------------------------------------------------------- baseline
 
 
-def closest_plans(u: np.ndarray, plans: np.ndarray, A: np.ndarray) -> np.ndarray:
-    """Per SIM, the plan of `plans` whose (prorated) allowance is closest to its usage; ties go to the smaller."""
+def closest_plans(u: np.ndarray, plans: np.ndarray, A: np.ndarray, f: np.ndarray | None = None) -> np.ndarray:
+    """Per SIM, the plan of `plans` whose (prorated) allowance is closest to its usage; ties go to the smaller.
+
+    f: per-SIM factors; the allowance compared is then f_i * A (A the full cycle's)."""
     order = np.lexsort((plans, A[plans]))
     ps = plans[order]
+    if f is not None:
+        out = np.empty(u.shape[0], dtype=ps.dtype)
+        chunk = 200_000
+        for start in range(0, u.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            # argmin takes the first of equal distances: the smaller allowance, as below.
+            out[sl] = ps[np.abs(u[sl, None] - f[sl, None] * A[ps][None, :]).argmin(axis=1)]
+        return out
     As = A[ps]
     pos = np.searchsorted(As, u)
     left = np.clip(pos - 1, 0, ps.size - 1)
@@ -42,7 +52,7 @@ def baseline_assignment(problem: Problem) -> np.ndarray:
     """Legacy baseline: each SIM on the allowed plan whose included data is closest to its usage.
 
     The allowance compared is the prorated one, the data the SIM actually gets this cycle.  SIMs of a
-    group with no allowed plan get -1.
+    group with no allowed plan get -1; SIMs that cannot move keep their current plan.
     """
     t = plan_terms(problem)
     out = np.full(problem.n_sims, -1, dtype=np.int32)
@@ -50,8 +60,17 @@ def baseline_assignment(problem: Problem) -> np.ndarray:
         plans = np.flatnonzero(problem.allowed[g])
         members = np.flatnonzero(problem.group == g)
         if plans.size and members.size:
-            out[members] = closest_plans(problem.usage_mb[members], plans, t.A)
+            out[members] = _closest(problem, members, plans, t)
+    if problem.movable is not None:
+        out[~problem.movable] = problem.current_plan[~problem.movable]
     return out
+
+
+def _closest(problem: Problem, positions: np.ndarray, plans: np.ndarray, t: PlanTerms) -> np.ndarray:
+    u = problem.usage_mb[positions]
+    if problem.factor is None:
+        return closest_plans(u, plans, t.A)
+    return closest_plans(u, plans, t.included, problem.factor[positions])
 
 
 # --------------------------------------------------------------------------- rate pool sequences
@@ -99,16 +118,18 @@ class _Walk:
     S: np.ndarray  # prefix sums of usage in walk order, length n+1
     C: np.ndarray  # prefix sums of individual-plan costs, (n+1, k_individual)
     ascending: bool
+    W: np.ndarray | None = None  # prefix sums of the SIMs' factors (None: every SIM has the billing factor)
 
 
-def _make_walk(u: np.ndarray, positions: np.ndarray, indiv: np.ndarray, ascending: bool) -> _Walk:
+def _make_walk(u: np.ndarray, positions: np.ndarray, indiv: np.ndarray, ascending: bool, f=None) -> _Walk:
     pos = positions[np.argsort(u[positions], kind="stable")]
     if not ascending:
         pos = pos[::-1]
     w = u[pos]
     S = np.concatenate([[0.0], np.cumsum(w)])
     C = np.vstack([np.zeros((1, indiv.shape[1])), np.cumsum(indiv[pos], axis=0)]) if indiv.shape[1] else None
-    return _Walk(pos, S, C, ascending)
+    W = None if f is None else np.concatenate([[0.0], np.cumsum(f[pos])])
+    return _Walk(pos, S, C, ascending, W)
 
 
 def _run_ends(walk: _Walk, seq_local: np.ndarray, maxavg: np.ndarray) -> np.ndarray:
@@ -151,12 +172,17 @@ def _run_ends(walk: _Walk, seq_local: np.ndarray, maxavg: np.ndarray) -> np.ndar
     return ends
 
 
-def _sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) -> np.ndarray:
-    """Price of every sequence under one strategy (one walk per communication plan, pools shared)."""
+def _sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col, fixed=None) -> np.ndarray:
+    """Price of every sequence under one strategy (one walk per communication plan, pools shared).
+
+    With per-SIM factors K and A are the full cycle's monthly charge and allowance and fixed carries the
+    fees; fixed also holds what SIMs that stay put add to each plan's pool (count, usage, charge, allowance).
+    """
     n_seq, m = seq_local.shape
     k = K.shape[0]
     cnt = np.zeros((n_seq, k))
     use = np.zeros((n_seq, k))
+    fac = np.zeros((n_seq, k))
     indiv_cost = np.zeros((n_seq, k))
     rows = np.repeat(np.arange(n_seq), m)
     plan_of = seq_local.ravel()
@@ -165,6 +191,8 @@ def _sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) -> 
         lo, hi = ends[:, :-1].ravel(), ends[:, 1:].ravel()
         np.add.at(cnt, (rows, plan_of), (hi - lo).astype(np.float64))
         np.add.at(use, (rows, plan_of), walk.S[hi] - walk.S[lo])
+        if walk.W is not None:
+            np.add.at(fac, (rows, plan_of), walk.W[hi] - walk.W[lo])
         if walk.C is not None:
             col = indiv_col[plan_of]
             has = col >= 0
@@ -173,12 +201,19 @@ def _sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) -> 
                 (rows[has], plan_of[has]),
                 walk.C[hi[has], col[has]] - walk.C[lo[has], col[has]],
             )
-    pooled_cost = np.where(cnt > 0, cnt * K[None, :] + r[None, :] * blocks(use - cnt * A[None, :], b[None, :]), 0.0)
+    if fixed is None:
+        pooled_cost = np.where(cnt > 0, cnt * K[None, :] + r[None, :] * blocks(use - cnt * A[None, :], b[None, :]), 0.0)
+    else:
+        n0, U0, C0, A0, fee = fixed
+        F = fac if walks[0].W is not None else cnt
+        charge = F * K[None, :] + cnt * fee[None, :] + C0[None, :]
+        excess = use + U0[None, :] - F * A[None, :] - A0[None, :]
+        pooled_cost = np.where(cnt + n0[None, :] > 0, charge + r[None, :] * blocks(excess, b[None, :]), 0.0)
     return np.where(linear[None, :], pooled_cost, indiv_cost).sum(axis=1)
 
 
 def _walk_assignment(walks, seq_local, maxavg, n) -> np.ndarray:
-    out = np.empty(n, dtype=np.int64)
+    out = np.zeros(n, dtype=np.int64)  # positions no walk covers (SIMs that stay put) are set by the caller
     for walk in walks:
         ends = _run_ends(walk, seq_local[None, :], maxavg)[0]
         for k in range(seq_local.shape[0]):
@@ -217,8 +252,9 @@ def _group_context(problem: Problem, group_index: int, positions: np.ndarray, t:
     u = problem.usage_mb[positions]
     linear = t.pooled[plans] & (t.s[plans] > 0)
     indiv_plans = plans[~linear]
-    indiv = t.K[indiv_plans][None, :] + t.r[indiv_plans][None, :] * blocks(
-        u[:, None] - t.A[indiv_plans][None, :], t.b[indiv_plans][None, :]
+    f = None if problem.factor is None else problem.factor[positions][:, None]
+    indiv = t.charge(indiv_plans[None, :], f) + t.r[indiv_plans][None, :] * blocks(
+        u[:, None] - t.allowance(indiv_plans[None, :], f), t.b[indiv_plans][None, :]
     )
     indiv_col = np.full(plans.size, -1, dtype=np.int64)
     indiv_col[~linear] = np.arange(indiv_plans.size)
@@ -248,24 +284,47 @@ def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, 
         raise ProblemError("each rate pool sequence must list every plan of the group exactly once")
     mavg = max_average_usage(plans, problem.catalogue, problem.billing.factor)
     maxavg = np.array([mavg[int(p)] for p in plans])
-    K, A, r, b = t.K[plans], t.A[plans], t.r[plans], t.b[plans]
+    f = None if problem.factor is None else problem.factor[positions]
+    movable = problem.movable_mask[positions]
+    fixed = None
+    if f is None:
+        K, A, r, b = t.K[plans], t.A[plans], t.r[plans], t.b[plans]
+    else:
+        K, A, r, b = t.monthly[plans], t.included[plans], t.r[plans], t.b[plans]
+    if f is not None or not movable.all():
+        # SIMs that stay put walk nowhere; on a pooled plan of the group they count in its pool.
+        stay = np.flatnonzero(~movable)
+        cur = problem.current_plan[positions[stay]]
+        local_cur = np.searchsorted(plans, cur)
+        ok = (local_cur < plans.size) & (plans[np.minimum(local_cur, plans.size - 1)] == cur)
+        ok &= linear[np.minimum(local_cur, plans.size - 1)]
+        q, st = local_cur[ok], stay[ok]
+        fs = None if f is None else f[st]
+        k = plans.size
+        fixed = (
+            np.bincount(q, minlength=k).astype(np.float64),
+            np.bincount(q, weights=u[st], minlength=k),
+            np.bincount(q, weights=t.charge(plans[q], fs), minlength=k),
+            np.bincount(q, weights=t.allowance(plans[q], fs), minlength=k),
+            np.zeros(k) if f is None else t.fee[plans],
+        )
 
-    all_pos = np.arange(positions.size)
+    walk_pos = np.flatnonzero(movable)
     comm = problem.comm_plan[positions] if problem.comm_plan is not None else None
-    comm_values = np.unique(comm) if comm is not None else np.array([0])
+    comm_values = np.unique(comm[walk_pos]) if comm is not None else np.array([0])
     strategy_walks = []
     for grouping, direction in STRATEGIES:
         asc = direction == "smallest usage first"
         if grouping == "no grouping":
-            walks = [_make_walk(u, all_pos, indiv, asc)]
+            walks = [_make_walk(u, walk_pos, indiv, asc, f)]
         else:
             if comm is None or comm_values.size <= 1:
                 continue  # identical to the ungrouped strategy, already evaluated
-            walks = [_make_walk(u, np.flatnonzero(comm == c), indiv, asc) for c in comm_values]
+            walks = [_make_walk(u, walk_pos[comm[walk_pos] == c], indiv, asc, f) for c in comm_values]
         strategy_walks.append(((grouping, direction), walks))
 
     costs = np.stack(
-        [_sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col) for _, walks in strategy_walks],
+        [_sequence_costs(walks, seq_local, maxavg, K, A, r, b, linear, indiv_col, fixed) for _, walks in strategy_walks],
         axis=1,
     )
     # Sequence-major, strategy-minor: the order the legacy visited results in.
@@ -274,7 +333,8 @@ def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, 
     strategy, walks = strategy_walks[sj]
     local_plan = _walk_assignment(walks, seq_local[si], maxavg, positions.size)
     assignment = plans[local_plan].astype(np.int32)
-    cost = group_cost(t, u, assignment)
+    assignment[~movable] = problem.current_plan[positions[~movable]]
+    cost = group_cost(t, u, assignment, f)
     return LegacyBest(cost, assignment, _describe(problem.catalogue, sequences[si], strategy), sequences[si], strategy)
 
 
@@ -284,32 +344,33 @@ def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, 
 @dataclass
 class LegacyGroupResult:
     cost: float
-    plan_by_usage: np.ndarray  # plan per SIM in the caller's `by_usage` order
+    plan: np.ndarray  # plan per SIM of the group, in input order (np.flatnonzero(problem.group == g))
     description: str
     sequence: tuple[str, ...] | None
 
 
-def legacy_best_for_group(
-    problem: Problem, g: int, *, max_sequences: int, terms: PlanTerms, by_usage: np.ndarray
-) -> LegacyGroupResult | None:
-    """The legacy winner for group g (baseline included); None when the group has no plans or SIMs."""
+def legacy_best_for_group(problem: Problem, g: int, *, max_sequences: int, terms: PlanTerms) -> LegacyGroupResult | None:
+    """The legacy winner for group g (baseline included); None when the group has no plans or SIMs.
+
+    SIMs that cannot move stay on their current plan in every candidate."""
     plans = np.flatnonzero(problem.allowed[g])
     positions = np.flatnonzero(problem.group == g)
     if plans.size == 0 or positions.size == 0:
         return None
     u = problem.usage_mb[positions]
-    base = closest_plans(u, plans, terms.A)
-    best_cost = group_cost(terms, u, base)
+    f = None if problem.factor is None else problem.factor[positions]
+    base = _closest(problem, positions, plans, terms)
+    movable = problem.movable_mask[positions]
+    base[~movable] = problem.current_plan[positions[~movable]]
+    best_cost = group_cost(terms, u, base, f)
     best_assign, desc, seq = base, "baseline (closest included data)", None
-    if positions.size > 1:
+    if int(movable.sum()) > 1:
         sequences = rate_pool_sequences(plans, problem.catalogue, limit=max_sequences)
         lb = legacy_evaluate_sequences(problem, g, sequences, terms=terms)
         if lb.cost < best_cost:
             best_cost, best_assign, desc = lb.cost, lb.assignment, lb.description
             seq = tuple(problem.catalogue.plan_ids[p] for p in lb.sequence)
-    full = np.empty(problem.n_sims, dtype=np.int64)
-    full[positions] = best_assign
-    return LegacyGroupResult(best_cost, full[by_usage], desc, seq)
+    return LegacyGroupResult(best_cost, np.asarray(best_assign, dtype=np.int64), desc, seq)
 
 
 def solve_legacy(
@@ -326,9 +387,8 @@ def solve_legacy(
     """
 
     def solve_one(group: Group) -> GroupAnswer:
-        res = legacy_best_for_group(problem, group.index, max_sequences=max_sequences, terms=group.terms,
-                                    by_usage=group.members)
-        return GroupAnswer(res.plan_by_usage, res.description if group.members.size > 1 else "baseline (0 or 1 SIM)",
+        res = legacy_best_for_group(problem, group.index, max_sequences=max_sequences, terms=group.terms)
+        return GroupAnswer(res.plan, res.description if group.members.size > 1 else "baseline (0 or 1 SIM)",
                            res.sequence)
 
     return solve_per_group(problem, solve_one, method="legacy", max_plans=max_plans, bounded=False, progress=progress)

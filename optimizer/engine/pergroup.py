@@ -87,7 +87,8 @@ def solve_per_group(
             strategy.append(f"skipped: {why}")
             sequence.append(None)
             if bounded:
-                group_bound[g] = group_cost(terms, problem.usage_mb[members], assignment[members])
+                f = None if problem.factor is None else problem.factor[members]
+                group_bound[g] = group_cost(terms, problem.usage_mb[members], assignment[members], f)
         else:
 
             def within(fraction, done=done, size=members.size):
@@ -116,4 +117,10 @@ def solve_per_group(
         winning_strategy=tuple(strategy),
         winning_sequence=tuple(sequence),
         notes=tuple(notes),
+        changes=count_changes(problem, assignment),
     )
+
+
+def count_changes(problem: Problem, assignment) -> int:
+    """SIMs whose plan in `assignment` differs from their current plan (an unknown current plan differs)."""
+    return int(np.count_nonzero(np.asarray(assignment) != problem.current_plan))

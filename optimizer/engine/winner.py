@@ -44,13 +44,18 @@ def choose_winner(
     current: Candidate,
     allowed_plans: np.ndarray,
     price: Callable[[np.ndarray], float],
+    current_competes: bool | None = None,
 ) -> Winner:
     """The cheapest of the current plans (when they compete) and `candidates`, each priced by `price`.
 
     Ties go to the earlier: current plans first, so on a tie SIMs stay where they are; then the
-    candidates in the order given.
+    candidates in the order given.  current_competes overrides current_plans_compete(current, allowed_plans)
+    (SIMs that cannot move keep a plan the group may not allow, and that must not rule the current plans out).
     """
-    competes = current_plans_compete(current.assignment, allowed_plans)
+    if current_competes is None:
+        competes = current_plans_compete(current.assignment, allowed_plans)
+    else:
+        competes = bool(current_competes)
     field = [current, *candidates] if competes else list(candidates)
     if not field:
         raise ValueError("choose_winner needs at least one candidate")

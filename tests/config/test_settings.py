@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 ROOT = Path(__file__).resolve().parents[2]
 
 def test_q_cluster_timeout_below_retry_and_finite_attempts():
@@ -20,6 +22,7 @@ def test_check_deploy_with_production_settings_has_no_warnings(tmp_path):
     env.update({
         "DEBUG": "0",
         "SECRET_KEY": secrets.token_urlsafe(64),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
         "DATABASE_URL": "postgres://carrieropt@db.internal:5432/carrieropt",
         "ALLOWED_HOSTS": "carrieropt.example.com",
         "CARRIEROPT_VAR_DIR": str(tmp_path),

@@ -2,6 +2,7 @@
 import csv
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -68,6 +69,8 @@ def test_certified_run_writes_outputs_that_recompute(files):
         assert g["devices"] == members.sum()
         assert g["lower_bound"] <= g["total_cost"] + 1e-9
     assert sum(g["total_cost"] for g in s["groups"].values()) == pytest.approx(s["total_cost"])
+    assert s["changes"] == int((assignment != pr.current_plan).sum()) > 0
+    assert sum(g["changes"] for g in s["groups"].values()) == s["changes"]
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
 
 
@@ -142,14 +145,16 @@ def write_case(tmp_path, plans=PLANS, devices=DEVICES):
     return p, d
 
 
-def assert_refused(tmp_path, p, d, file, line, field, words):
+def assert_refused(tmp_path, p, d, file, line, field, words, iccid=None):
     out, summary = tmp_path / "a.csv", tmp_path / "s.json"
     with pytest.raises(CommandError) as exc:
         run(p, d, out, summary)
     msg = str(exc.value)
-    assert msg.startswith(f"{file}, line {line}, field {field!r}:"), msg
+    where = f"{file}, line {line}" + (f", ICCID {iccid}" if iccid else "")
+    assert msg.startswith(f"{where}, field {field!r}:"), msg
     for w in words:
         assert w in msg, msg
+    assert "np." not in msg, msg
     assert "nothing written" in msg
     assert not out.exists() and not summary.exists()
     assert not list(tmp_path.glob(".*.tmp"))
@@ -170,14 +175,87 @@ def assert_refused(tmp_path, p, d, file, line, field, words):
 )
 def test_bad_device_rows_are_refused_by_line_and_field(tmp_path, row, field, words):
     p, d = write_case(tmp_path, devices=DEVICES + [row, "8901260000000000010,1.0,M2M-5MB,G1"])
-    assert_refused(tmp_path, p, d, "devices.csv", 5, field, words)
+    # Once the row's ICCID is read, every message names it too.
+    iccid = None if field == "iccid" or "," not in row else row.split(",")[0]
+    assert_refused(tmp_path, p, d, "devices.csv", 5, field, words, iccid=iccid)
+
+
+REAL_FLEET = [
+    "iccid,usage_mb,current_plan,group,days_active,movable",
+    "8901260000000000001,12.5,M2M-50MB,G1,30,1",
+    "8901260000000000002,0.4,M2M-5MB,G1,6,true",
+    "8901260000000000003,61.0,M2M-50MB,G1,30,0",
+    "8901260000000000004,3.0,M2M-5MB,G1,15,FALSE",
+]
+
+
+@pytest.mark.parametrize(
+    ("row", "field", "words"),
+    [
+        ("8901260000000000009,1.0,M2M-5MB,G1,31,1", "days_active", ["31 is outside the cycle", "between 0 and days_in_cycle (30)"]),
+        ("8901260000000000009,1.0,M2M-5MB,G1,-1,1", "days_active", ["-1 is outside the cycle"]),
+        ("8901260000000000009,1.0,M2M-5MB,G1,12.5,1", "days_active", ["not a whole number: '12.5'"]),
+        ("8901260000000000009,1.0,M2M-5MB,G1,1_0,1", "days_active", ["not a whole number: '1_0'"]),
+        ("8901260000000000009,1.0,M2M-5MB,G1,,1", "days_active", ["empty", "0..30"]),
+        ("8901260000000000009,1.0,M2M-5MB,G1,30,yes", "movable", ["must be 1, 0, true or false, got 'yes'"]),
+        ("8901260000000000009,1.0,,G1,30,0", "movable", ["needs a current_plan"]),
+        ("8901260000000000009,5_000,M2M-5MB,G1,30,1", "usage_mb", ["not a number: '5_000'"]),
+        ("8901260000000000009,0x10,M2M-5MB,G1,30,1", "usage_mb", ["not a number: '0x10'"]),
+        ("8901260000000000009,inf,M2M-5MB,G1,30,1", "usage_mb", ["not a finite number"]),
+    ],
+)
+def test_bad_days_active_movable_and_numbers_name_line_iccid_and_field(tmp_path, row, field, words):
+    p, d = write_case(tmp_path, devices=REAL_FLEET + [row])
+    assert_refused(tmp_path, p, d, "devices.csv", 6, field, words, iccid="8901260000000000009")
+
+
+def test_days_active_prorates_and_pinned_sims_keep_their_plan(tmp_path):
+    plans = json.loads(json.dumps(PLANS))
+    plans["billing"]["prorate"] = True
+    p, d = write_case(tmp_path, plans=plans, devices=REAL_FLEET)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(p, d, out, summary)
+    s = json.loads(summary.read_text())
+    with open(out, newline="") as fh:
+        got = {r["iccid"]: r["plan_id"] for r in csv.DictReader(fh)}
+    assert got["8901260000000000003"] == "M2M-50MB" and got["8901260000000000004"] == "M2M-5MB"
+    assert s["devices_not_movable"] == 2 and s["devices_prorated"] == 2
+    # By hand from the cost model, f = days_active / 30, every assignment of the two movable SIMs.
+    cat = {q["id"]: q for q in plans["plans"]}
+    usage = {"8901260000000000001": 12.5, "8901260000000000002": 0.4, "8901260000000000003": 61.0,
+             "8901260000000000004": 3.0}
+    factor = {"8901260000000000001": 1.0, "8901260000000000002": 6 / 30, "8901260000000000003": 1.0,
+              "8901260000000000004": 0.5}
+
+    def cost(assign):
+        total, pools = 0.0, {}
+        for iccid, pid in assign.items():
+            q = cat[pid]
+            total += factor[iccid] * q["monthly_cost"]
+            used, allowance = pools.get(pid, (0.0, 0.0))
+            pools[pid] = (used + usage[iccid], allowance + factor[iccid] * q["included_mb"])
+        for pid, (used, allowance) in pools.items():
+            over = used - allowance
+            total += cat[pid]["overage_rate"] * (math.ceil(over / cat[pid]["overage_block_mb"] - 1e-9) if over > 0 else 0)
+        return total
+
+    best = min(cost({"8901260000000000001": a, "8901260000000000002": b, "8901260000000000003": "M2M-50MB",
+                     "8901260000000000004": "M2M-5MB"}) for a in cat for b in cat)
+    assert s["total_cost"] == pytest.approx(cost(got)) == pytest.approx(best)
+    current = {r.split(",")[0]: r.split(",")[2] for r in REAL_FLEET[1:]}
+    assert s["baseline_cost"] == pytest.approx(cost(current))
+    assert s["changes"] == sum(got[k] != current[k] for k in got)
+    # Without prorate every factor is 1 whatever days_active says.
+    p, d = write_case(tmp_path, devices=REAL_FLEET)
+    run(p, d, out, summary)
+    assert json.loads(summary.read_text())["devices_prorated"] == 0
 
 
 @pytest.mark.parametrize(
     ("field", "value", "words"),
     [
         ("overage_rate", 0, ["rate plan 'M2M-50MB'", "must be > 0"]),
-        ("overage_rate", -0.1, ["must be > 0"]),
+        ("overage_rate", -0.1, ["must be > 0, got -0.1"]),
         ("overage_block_mb", 0, ["rate plan 'M2M-50MB'", "must be > 0"]),
         ("overage_block_mb", -1, ["must be > 0"]),
         ("monthly_cost", "7", ["must be a number"]),
@@ -254,3 +332,45 @@ def test_runs_in_a_fresh_process_against_an_unmigrated_database(tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.exists() and summary.exists()
     assert not db.exists() or db.stat().st_size == 0
+
+
+def test_a_prorated_fleet_with_pinned_sims_round_trips_through_the_files(tmp_path):
+    pr = synthetic.fleet(1500, pooled="mixed", groups=3, seed=23, prorated=0.1, pinned=0.05)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assignment = read_assignment(pr, out)
+    pinned = ~pr.movable
+    assert s["devices_not_movable"] == pinned.sum() > 0 and s["devices_prorated"] == (pr.factor < 1).sum() > 0
+    assert np.array_equal(assignment[pinned], pr.current_plan[pinned])
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["baseline_cost"] == pytest.approx(reference_price(pr, pr.current_plan), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert s["changes"] == int((assignment != pr.current_plan).sum())
+
+
+def test_the_pool_column_makes_groups_share_pools(tmp_path):
+    pr = synthetic.fleet(1200, pooled="mixed", groups=3, seed=24, pools="account", prorated=0.1, pinned=0.05)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assignment = read_assignment(pr, out)
+    assert s["pool_scopes"] == 1
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert all(g["lower_bound"] is None for g in s["groups"].values())
+    assert sum(g["total_cost"] for g in s["groups"].values()) == pytest.approx(s["total_cost"])
+    assert any("pool column" in n for n in s["notes"])
+    moved = pr.movable
+    assert pr.allowed[pr.group[moved], assignment[moved]].all()
+    assert np.array_equal(assignment[~moved], pr.current_plan[~moved])
+
+
+def test_an_empty_pool_key_is_refused(tmp_path):
+    p, d = write_case(tmp_path, devices=["iccid,usage_mb,current_plan,group,pool", "8901,1.0,M2M-5MB,G1,A",
+                                         "8902,2.0,M2M-5MB,G1,"])
+    assert_refused(tmp_path, p, d, "devices.csv", 3, "pool", ["empty"], iccid="8902")

@@ -30,6 +30,7 @@ def test_api_apply_answers_202_with_the_push_then_409_while_it_runs(api, provide
     assert body["status"] == "running" and body["decision"] == "go" and body["session"] == str(session.guid)
     assert body["total"] == body["remaining"] == session.run.assignments.filter(changed=True).count() > 0
     assert body["applied"] == body["failed"] == 0 and body["trigger"] == "api"
+    assert body["applied_by"] == "alice" == push.applied_by, "who applied it: the token's user"
 
     again = api.post(apply_url(session))
     assert again.status_code == 409

@@ -15,6 +15,7 @@ def test_auto_apply_pushes_after_finalize_for_every_jasper_family_account(inline
     session = completed_session(provider)
     push = RatePlanPush.objects.get(session=session)
     assert push.trigger == "auto" and push.status == "succeeded", push.error
+    assert push.applied_by == "automatic (auto-apply)"
     assert push.applied == push.total == session.run.assignments.filter(changed=True).count() > 0
     assert len(api_changes(server)) == push.total
 

@@ -23,7 +23,7 @@ def test_command_sends_the_push_itself_and_prints_progress_and_summary(simulator
     call_command("apply_recommendations", "--session", str(session.pk), stdout=out)
     push = RatePlanPush.objects.get(session=session)
     text = out.getvalue()
-    assert push.status == "succeeded" and push.trigger == "command"
+    assert push.status == "succeeded" and push.trigger == "command" and push.applied_by.startswith("command")
     assert f"Rate plan update #{push.pk} succeeded: {push.applied:,} applied" in text
     assert "settled" in text  # counted lines when not on a terminal
     assert len(api_changes(server)) == push.total

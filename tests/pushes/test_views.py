@@ -38,8 +38,9 @@ def test_apply_needs_the_confirmation_then_pushes_and_shows_the_push(fleet_sessi
     response = alice_client.post(url, {"confirm": "yes"})
     push = RatePlanPush.objects.get()
     assert response.status_code == 302 and response["Location"] == reverse("pushes:push-detail", args=[push.pk])
-    assert push.trigger == "dashboard" and push.total == expected
+    assert push.trigger == "dashboard" and push.total == expected and push.applied_by == "alice"
     page = alice_client.get(response["Location"]).content.decode()
+    assert '<span id="applied-by">alice</span>' in page
     push.refresh_from_db()
     assert push.status == "succeeded"
     assert f'data-field="applied">{expected}<' in page and f'data-field="verified">{expected}<' in page

@@ -228,3 +228,18 @@ def test_list_parameters_outside_the_schema_are_a_400_naming_them(api, provider_
     response = api.get(reverse("api:rate-plan-list") + "?" + query)
     assert response.status_code == 400, (query, response.content)
     assert list(response.json()["error"]["fields"]) == [query.partition("=")[0]]
+
+
+@pytest.mark.parametrize("integration", ["Telegence", "ThingSpace"])
+def test_an_integration_that_cannot_be_synced_cannot_be_chosen(api, tenant_a, provider_a, integration):
+    response = post(api, "provider-list", {**NEW_PROVIDER, "integration": integration, "tenant": tenant_a.pk})
+    assert response.status_code == 400
+    errors = response.json()["error"]["fields"]["integration"]
+    assert errors == [f"{integration} accounts cannot be synced by carrieropt yet, so optimization is not available "
+                      f"for them; choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers)."]
+    assert not ServiceProvider.objects.filter(integration=integration).exists()
+    url = reverse("api:provider-detail", kwargs={"pk": provider_a.pk})
+    response = api.patch(url, {"integration": integration, "api_key": "sk-again"}, content_type="application/json")
+    assert response.status_code == 400 and "optimization is not available" in response.content.decode()
+    provider_a.refresh_from_db()
+    assert provider_a.integration == "Jasper"

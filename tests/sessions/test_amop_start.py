@@ -126,3 +126,33 @@ def test_an_ended_period_is_optimized_on_its_stored_usage_never_synced(api, prov
     assert session.status == "succeeded", session.error
     usage = sorted(DeviceAssignment.objects.filter(run=session.run).values_list("usage_mb", flat=True))
     assert usage == [Decimal(100 + i) for i in range(5)], "priced on that period's usage, not the current one's"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_twenty_concurrent_starts_with_one_guid_are_one_session_and_no_refusal(provider_a):
+    import threading
+
+    from django.db import connection
+
+    guid, barrier, outcomes = uuid.uuid4(), threading.Barrier(20), []
+
+    def start_once():
+        try:
+            barrier.wait()
+            session, created = services.session_start_once(guid=guid, provider=provider_a, sync_devices=False)
+            outcomes.append(("created" if created else "same", session.guid))
+        except Exception as exc:  # noqa: BLE001 — any other outcome is the failure under test
+            outcomes.append((f"error: {exc!r}", None))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start_once) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(o for o, _ in outcomes) == ["created"] + ["same"] * 19
+    assert {g for _, g in outcomes} == {guid}
+    assert OptimizationSession.objects.filter(provider=provider_a).count() == 1
+    assert mail.outbox == [], "no 'already running' e-mail for repeats of one start"

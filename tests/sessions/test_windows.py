@@ -47,6 +47,7 @@ def test_missing_start_hour_counts_as_midnight(provider):
 
 def test_schedule_starts_once_in_the_window(provider):
     started = windows_check(now=local(2026, 11, 24, 7, 0))
+    assert [s.started_by for s in started] == ["schedule"]
     assert [s.provider_id for s in started] == [provider.pk]
     assert windows_check(now=local(2026, 11, 24, 8, 0)) == []  # one is active
 

@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("plans", help="plans.json: catalogue, billing, charge type, optional groups")
-        parser.add_argument("devices", help="devices.csv: iccid,usage_mb[,current_plan][,group]")
+        parser.add_argument("devices", help="devices.csv: iccid,usage_mb[,current_plan][,group][,days_active][,movable][,pool]")
         parser.add_argument("--out", required=True, help="where to write assignments.csv (iccid,plan_id)")
         parser.add_argument("--summary", required=True, help="where to write the JSON summary")
         parser.add_argument("--method", choices=("certified", "legacy"), default="certified")
@@ -101,7 +101,10 @@ class Command(BaseCommand):
             parts.append("current cost unknown (some current plans missing)")
         if summary["lower_bound"] is not None:
             parts.append(f"lower bound {summary['lower_bound']:,.2f}, gap {summary['gap_pct']:.4f} %")
-        parts.append(f"{problem.n_sims:,} devices, solved in {solution.seconds:.2f} s")
+        parts.append(f"{summary['changes']:,} of {problem.n_sims:,} devices change plan")
+        if summary["devices_not_movable"]:
+            parts.append(f"{summary['devices_not_movable']:,} kept on their plan (movable 0)")
+        parts.append(f"solved in {solution.seconds:.2f} s")
         for note in summary["notes"]:
             self._log(f"note: {note}")
         self.stdout.write("; ".join(parts))

@@ -6,6 +6,7 @@ import uuid
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from carrieropt.actors import command_actor
 from carrieropt.errors import ApplicationError
 from pushes.batches import push_batch_run
 from pushes.counts import PushCounts, push_counts
@@ -53,7 +54,7 @@ class Command(BaseCommand):
     def handle(self, *args, session, no_wait, timeout, **options):
         found = _session(session)
         try:
-            push = session_apply(session=found, trigger="command")
+            push = session_apply(session=found, trigger="command", applied_by=command_actor())
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Rate plan update #{push.pk} of session {found.pk} ({push.total:,} changes). "

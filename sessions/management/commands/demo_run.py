@@ -12,6 +12,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
 from carrieropt.processes import process_stop
+from carrieropt.workers import clusters_alive
 from devices.demo import DEMO_PROVIDER
 from rateplans.models import ServiceProvider
 
@@ -65,4 +66,9 @@ class Command(BaseCommand):
                     time.sleep(0.2)
             self.stdout.write(f"Starting {settings.Q_CLUSTER['workers']} background workers (qcluster)…")
             stack.enter_context(_process(["qcluster"], "qcluster", logs / "qcluster.log"))
+            deadline = time.monotonic() + 60
+            while not clusters_alive():  # optimize --wait refuses to wait for a cluster that is not up
+                if time.monotonic() > deadline:
+                    raise CommandError(f"The worker cluster did not report in 60 s; see {logs / 'qcluster.log'}")
+                time.sleep(0.2)
             call_command("optimize", provider=provider.pk, method=method, wait=True, timeout=1800, stdout=self.stdout)

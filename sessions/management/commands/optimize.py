@@ -6,12 +6,17 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from carrieropt.actors import command_actor
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
+from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, Trigger
+from sessions.reports import report_location
 from sessions.services import session_start
+
+CLUSTER_CHECK_SECONDS = 20  # while waiting: a cluster that dies is noticed within this (its status expires in 15 s)
 
 
 class Command(BaseCommand):
@@ -35,19 +40,30 @@ class Command(BaseCommand):
             raise CommandError(f"--provider {provider}: no carrier account with that id")
         try:
             session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, charge_type=charge_type,
-                                    must_beat_current=must_beat_current, sync_devices=not no_sync)
+                                    must_beat_current=must_beat_current, sync_devices=not no_sync,
+                                    started_by=command_actor())
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
+        if not clusters_alive():
+            # Said at once: without a cluster nothing moves, and --wait would only find out at its timeout.
+            if wait:
+                raise CommandError(f"Session {session.pk}: {NO_CLUSTER}.")
+            self.stderr.write(self.style.WARNING(f"Warning: {NO_CLUSTER}."))
+            return
         if not wait:
             return
         session = self._wait(session.pk, timeout)
-        if session.status != "succeeded":
+        if not session.is_complete:
             raise CommandError(f"Session {session.pk} ended {session.status}: {session.error}")
-        self.stdout.write(self.style.SUCCESS(_summary(session)))
+        if session.warnings:
+            self.stdout.write(self.style.WARNING(f"{_summary(session)}\nWarning: {session.warnings}"))
+        else:
+            self.stdout.write(self.style.SUCCESS(_summary(session)))
 
     def _wait(self, session_id, timeout):
         deadline = time.monotonic() + timeout
+        next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
         with tqdm(total=100, unit="%", disable=not sys.stderr.isatty(), desc="optimizing") as bar:
             last = -1
             while True:
@@ -60,6 +76,11 @@ class Command(BaseCommand):
                     last = session.progress
                 if not session.is_active:
                     return session
+                if time.monotonic() > next_check:
+                    next_check = time.monotonic() + CLUSTER_CHECK_SECONDS
+                    if not clusters_alive():
+                        raise CommandError(f"Session {session_id} is {session.stage} at {session.progress} % and the "
+                                           f"worker cluster stopped: {NO_CLUSTER}.")
                 if time.monotonic() > deadline:
                     raise CommandError(f"Session {session_id} still {session.stage} after {timeout}s; is a worker running "
                                        "(`manage.py qcluster`)?")
@@ -88,5 +109,5 @@ def _summary(session) -> str:
         within = f"  (optimized is within {100 * gap:.3f} % of it)" if gap is not None else ""
         lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}{within}")
     if session.report_path:
-        lines.append(f"  report                 {session.report_path}")
+        lines.append(f"  report                 {report_location(session.report_path)}")
     return "\n".join(lines)

@@ -26,21 +26,37 @@ def reference_price(problem: Problem, assignment) -> float:
         p = int(assignment[i])
         if p < 0:
             continue
+        fi = f if problem.factor is None else float(problem.factor[i])
         u = float(problem.usage_mb[i])
-        allowance = f * float(cat.included_mb[p])
+        allowance = fi * float(cat.included_mb[p])
         if rate_on:
-            total += f * float(cat.monthly_cost[p]) + float(cat.fee_per_sim[p])
+            total += fi * float(cat.monthly_cost[p]) + float(cat.fee_per_sim[p])
         if cat.pooled[p]:
-            pool = pools.setdefault((int(problem.group[i]), p), [0, 0.0])
+            scope = int(problem.group[i]) if problem.pool is None else int(problem.pool[i])
+            pool = pools.setdefault((scope, p), [0, 0.0, 0.0])
             pool[0] += 1
             pool[1] += u
+            pool[2] += allowance  # a pool's allowance is the sum of its members'
         elif over_on:
             total += float(cat.overage_rate[p]) * blocks(u - allowance, float(cat.overage_block_mb[p]))
     if over_on:
-        for (_, p), (n, used) in pools.items():
-            allowance = f * float(cat.included_mb[p])
-            total += float(cat.overage_rate[p]) * blocks(used - n * allowance, float(cat.overage_block_mb[p]))
+        for (_, p), (n, used, allowance) in pools.items():
+            if problem.factor is None:
+                allowance = n * (f * float(cat.included_mb[p]))
+            total += float(cat.overage_rate[p]) * blocks(used - allowance, float(cat.overage_block_mb[p]))
     return total
+
+
+def brute_force_optimum(problem: Problem) -> float:
+    """The cheapest total over every assignment (each movable SIM on an allowed plan, the rest on theirs)."""
+    import itertools
+
+    movable = problem.movable_mask
+    options = [
+        np.flatnonzero(problem.allowed[g]) if movable[i] else [int(problem.current_plan[i])]
+        for i, g in enumerate(problem.group)
+    ]
+    return min(reference_price(problem, a) for a in itertools.product(*options))
 
 
 
