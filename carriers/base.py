@@ -154,16 +154,17 @@ class CarrierClient(abc.ABC):
     def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[DevicePage]:
         """Every page up to the one that says lastPage, in page order.
 
-        The API has no total count, so with a concurrency budget above 1 the
-        next pages are asked for speculatively while the current one is
-        processed; answers past the last page are dropped (at most
-        max_concurrency - 1 wasted calls per sync).
+        The API has no total count, so the next page is asked for while the
+        current one is processed (one page ahead, and with a concurrency budget
+        above 1 that many more); the executor has max_concurrency threads, so
+        never more calls are in flight than the account allows. Answers past
+        the last page are dropped (at most max_concurrency wasted calls per sync).
         """
         pending: deque[tuple[int, Future]] = deque()
         next_page = 1
         try:
             while True:
-                while len(pending) < self.max_concurrency and next_page <= self.max_pages:
+                while len(pending) < self.max_concurrency + 1 and next_page <= self.max_pages:
                     pending.append((next_page, self._executor.submit(
                         self.list_devices_page, modified_since=modified_since, page_number=next_page,
                         page_size=page_size)))

@@ -118,7 +118,7 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
         usages.append(DeviceUsage(
             device_id=ids[str(fleet.iccid[i])], billing_period=period, ctd_bytes=int(ctd_bytes[i]),
             usage_mb=Decimal(f"{usage_mb:.3f}"), usage_date=now,
-            projected_mb=Decimal(f"{projected_mb(usage_mb, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
+            projected_mb=Decimal(f"{projected_mb(int(ctd_bytes[i]) / BYTES_PER_MB, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
         ))
     DeviceUsage.objects.bulk_create(
         usages, batch_size=2000, update_conflicts=True, unique_fields=["device", "billing_period"],

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
-from carriers import CarrierClient, CarrierError, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
 from devices.alerts import carrier_error_alert
 from devices.clients import client_for
@@ -364,7 +364,10 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
                 device_id, known_status = by_iccid[iccid]
                 usage_mb = bytes_to_mb(answer.ctd_bytes)
                 # The status in the usage answer is newer than the last device sync.
-                projected = projected_mb(usage_mb, status=answer.status or known_status, usage_date=answer.measured_at,
+                # Projected from the exact bytes: early in a cycle the scale is large (x13 on day 3), and
+                # projecting the 3-place MB would multiply its rounding by it.
+                projected = projected_mb(answer.ctd_bytes / BYTES_PER_MB, status=answer.status or known_status,
+                                         usage_date=answer.measured_at,
                                          period_start=period_start, period_end=period_end, now=answer.measured_at)
                 rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
                              answer.measured_at, stamp))

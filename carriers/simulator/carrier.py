@@ -568,11 +568,15 @@ class SimulatedCarrier:
         if self.faults.malformed_page == number:
             return SimResponse(200, f'{{"pageNumber":{number},"devices":[{{"iccid":"8901'.encode())
         start = bisect.bisect_left(self._order_dates, epoch_ms_at_or_after(since))
-        order = self._order[start:] if status is None else [i for i in self._order[start:] if self.status[i] == status]
         stride = size - 1 if self.faults.duplicate_across_pages and size > 1 else size
         first = (number - 1) * stride
-        chosen = order[first:first + size]
-        last_page = first + size >= len(order) and not self.faults.never_last_page
+        if status is None:  # no copy of the (million-long) order per page
+            chosen = self._order[start + first:start + first + size]
+            remaining = len(self._order) - start
+        else:
+            order = [i for i in self._order[start:] if self.status[i] == status]
+            chosen, remaining = order[first:first + size], len(order)
+        last_page = first + size >= remaining and not self.faults.never_last_page
         payload = {
             "pageNumber": number,
             "devices": [{"iccid": self.iccids[i], "status": self.status[i], "ratePlan": self.rate_plan[i],

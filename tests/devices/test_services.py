@@ -9,7 +9,7 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from carriers import CarrierClient, DevicePage, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, DevicePage, DeviceRecord
 from carriers.simulator import Faults
 from devices import selectors
 from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
@@ -439,7 +439,7 @@ def test_usage_of_activated_sims_becomes_mb_and_a_projection(tenant, carrier_sim
         expected = server.carrier.ctd_bytes(iccid, at=frozen)
         assert row.ctd_bytes == expected and row.billing_period == period
         assert row.usage_mb == Decimal(f"{bytes_to_mb(expected):.3f}")
-        assert row.projected_mb == Decimal(f"{projected_mb(bytes_to_mb(expected), status='ACTIVATED', usage_date=row.usage_date, period_start=period.starts_at(), period_end=period.ends_at(), now=row.usage_date):.3f}")
+        assert row.projected_mb == Decimal(f"{projected_mb(expected / BYTES_PER_MB, status='ACTIVATED', usage_date=row.usage_date, period_start=period.starts_at(), period_end=period.ends_at(), now=row.usage_date):.3f}")
         assert row.projected_mb >= row.usage_mb
     provider.refresh_from_db()
     assert provider.last_usage_sync_at == run.finished_at
