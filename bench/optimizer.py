@@ -5,6 +5,11 @@ Run by hand (not part of the test suite):
     .venv/bin/python bench/optimizer.py                      # 1k, 10k, 100k, 1M SIMs; pooled, mixed, individual-only
     .venv/bin/python bench/optimizer.py --sizes 1000,10000   # quicker
     .venv/bin/python bench/optimizer.py --no-command         # skip timing optimize_file on a 1M-SIM file
+    .venv/bin/python bench/optimizer.py --sizes 100000,1000000 --prorated 0.1 --pinned 0.05 --no-command
+        # real fleets: a tenth of the SIMs billed part of the cycle, a twentieth that cannot move, against
+        # the same fleet without them (gap, seconds, changes side by side)
+    .venv/bin/python bench/optimizer.py --sizes 100000,1000000 --pools account --no-command
+        # four groups whose shared plans pool account-wide, against pools per group
 
 Every instance: one group, the 12-plan M2M catalogue (1 MB .. 10 GB), heavy-tailed usage.  "gap" is
 (cost - bound) / bound against the best proven bound known for the instance (the certified solver's
@@ -135,6 +140,55 @@ def bench_instance(catalogue: str, n: int, highs_limit: float, rows: list, check
         checks.append((f"exactly optimal with no pooled plan ({n:,})", cert_gap <= 1e-6, f"{cert_gap:.2e} %"))
 
 
+TARGET_REAL_GAP = 0.01  # percent, prorated/pinned fleet
+TARGET_REAL_EXTRA_SECONDS = 5.0  # at 1M, over the plain fleet's solve
+TARGET_ACCOUNT_POOL_GAP = 0.02  # percent, account-wide pools over four groups
+
+
+def bench_real_fleet(n: int, prorated: float, pinned: float, checks: list, pools: str = "group") -> list:
+    """The 12-pooled-plan fleet solved plain and with `prorated` SIMs billed part of the cycle and `pinned`
+    SIMs that keep their plan (same usage, groups and current plans): gap, seconds, CPU seconds, changes.
+    pools="account": four groups allowing different plans, plain = pools per group, the other = one pool
+    key for the whole account (shared plans pool across the groups)."""
+    rows = []
+    account = pools == "account"
+    variant_label = ", ".join(x for x in (f"{prorated:g} prorated" if prorated else "", f"{pinned:g} pinned" if pinned else "",
+                                  "account-wide pools" if account else "") if x)
+    base = {"groups": 4} if account else {}
+    variant = {**base, "prorated": prorated, "pinned": pinned, "pools": pools}
+    for label, kw in (("4 groups, pools per group" if account else "plain", base), (variant_label, variant)):
+        problem = synthetic.fleet(n, pooled="all", seed=2024, comm_plans=4, **kw)
+        cpu = time.process_time()
+        sol = solve_certified(problem)
+        cpu = time.process_time() - cpu
+        assert price(problem, sol.assignment).total == sol.total_cost
+        if problem.movable is not None:
+            assert (sol.assignment[~problem.movable] == problem.current_plan[~problem.movable]).all()
+        rows.append((n, label, sol.total_cost, sol.lower_bound, 100.0 * sol.gap, sol.seconds, cpu, sol.changes,
+                     int((problem.factors < 1).sum()), int((~problem.movable_mask).sum())))
+    plain, real = rows
+    target = TARGET_ACCOUNT_POOL_GAP if account else TARGET_REAL_GAP
+    checks.append((f"gap at {n:,} with {real[1]} <= {target} %", real[4] <= target, f"{real[4]:.4f} %"))
+    if n >= 1_000_000 and not account:
+        extra = real[5] - plain[5]
+        checks.append((f"{n:,} with {real[1]} within {TARGET_REAL_EXTRA_SECONDS:g} s of plain", extra <= TARGET_REAL_EXTRA_SECONDS,
+                       f"{real[5]:.2f} s vs {plain[5]:.2f} s (+{extra:.2f} s; CPU {real[6]:.2f} vs {plain[6]:.2f} s)"))
+    return rows
+
+
+def print_real_table(rows):
+    header = ("SIMs", "fleet", "prorated", "pinned", "cost", "bound", "gap %", "seconds", "CPU s", "changes")
+    fmt = [(f"{n:,}", label, f"{np_:,}", f"{npin:,}", f"{cost:,.2f}", f"{bound:,.2f}", f"{gap:.4f}", f"{secs:.2f}",
+            f"{cpu:.2f}", f"{changes:,}")
+           for n, label, cost, bound, gap, secs, cpu, changes, np_, npin in rows]
+    widths = [max(len(str(r[i])) for r in [header, *fmt]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in fmt:
+        print(line(r))
+
+
 def print_table(rows):
     header = ("catalogue", "SIMs", "method", "cost", "gap to bound %", "seconds", "note")
     fmt = []
@@ -156,12 +210,12 @@ def print_table(rows):
         print(line(r))
 
 
-def time_command(n: int, keep: bool):
+def time_command(n: int, keep: bool, **fleet_options):
     """Write an n-SIM problem to files and time `manage.py optimize_file` on it (peak RSS via /usr/bin/time -v)."""
     tmp = Path(tempfile.mkdtemp(prefix="bench-optimize-file-"))
     plans, devices = tmp / "plans.json", tmp / "devices.csv"
     started = time.perf_counter()
-    synthetic.write_problem_files(synthetic.fleet(n, pooled="all", seed=7, comm_plans=4), plans, devices)
+    synthetic.write_problem_files(synthetic.fleet(n, pooled="all", seed=7, comm_plans=4, **fleet_options), plans, devices)
     print(f"\nwrote {n:,}-SIM problem to {tmp} ({devices.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s")
     cmd = [sys.executable, "manage.py", "optimize_file", str(plans), str(devices),
            "--out", str(tmp / "assignments.csv"), "--summary", str(tmp / "summary.json")]
@@ -194,9 +248,35 @@ def main():
     ap.add_argument("--no-command", action="store_true", help="do not time optimize_file on a 1M-SIM file")
     ap.add_argument("--command-sims", type=int, default=1_000_000)
     ap.add_argument("--keep-files", action="store_true")
+    ap.add_argument("--prorated", type=float, default=None, metavar="FRACTION",
+                    help="compare against a fleet where this share of SIMs is billed a random part of the cycle")
+    ap.add_argument("--pinned", type=float, default=None, metavar="FRACTION",
+                    help="... and this share of SIMs cannot move (keeps its current plan)")
+    ap.add_argument("--pools", choices=("group", "account"), default=None,
+                    help="account: four groups whose shared plans pool account-wide, against pools per group")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rows, checks = [], []
+    if args.prorated is not None or args.pinned is not None or args.pools is not None:
+        prorated, pinned, pools = args.prorated or 0.0, args.pinned or 0.0, args.pools or "group"
+        for frac, name in ((prorated, "--prorated"), (pinned, "--pinned")):
+            if not 0.0 <= frac <= 1.0:
+                ap.error(f"{name} must be a fraction between 0 and 1, got {frac}")
+        real_rows = []
+        for n in sizes:
+            print(f"... {n:,} SIMs plain and with {prorated:g} prorated, {pinned:g} pinned, pools {pools}",
+                  file=sys.stderr, flush=True)
+            real_rows += bench_real_fleet(n, prorated, pinned, checks, pools)
+        groups = "four groups" if pools == "account" else "one group"
+        print(f"\nReal fleets ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}), {groups}, 12 pooled plans, seed 2024\n")
+        print_real_table(real_rows)
+        if not args.no_command:
+            checks += time_command(args.command_sims, args.keep_files, prorated=prorated, pinned=pinned, pools=pools,
+                                   **({"groups": 4} if pools == "account" else {}))
+        print("\nTargets")
+        for what, ok, value in checks:
+            print(f"  [{'ok' if ok else 'MISSED'}] {what}: {value}")
+        return
     for catalogue in args.catalogues.split(","):
         for n in sizes:
             print(f"... {catalogue} catalogue, {n:,} SIMs", file=sys.stderr, flush=True)

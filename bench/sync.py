@@ -3,6 +3,11 @@
 Run by hand (not in tests), against a database of its own that it creates and migrates:
 
     .venv/bin/python bench/sync.py [--sims 100000] [--merge-rows 1000000] [--database-url postgres://...]
+        [--max-concurrency N] [--carrier-rate R] [--max-in-flight N] [--throttle-status 400|429]
+
+--carrier-rate makes the simulator enforce R calls per second per account (throttling beyond, as Control Center
+answers: 400 + errorCode 40000029) and gives the account the same rate_limit_per_second; --max-in-flight makes it
+refuse a call beyond N in flight. The table then says how many calls were throttled and the calls/s achieved.
 """
 from __future__ import annotations
 
@@ -30,10 +35,11 @@ def ensure_database(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def start_simulator(sims: int, seed: int) -> tuple[subprocess.Popen, str]:
+def start_simulator(sims: int, seed: int, extra: list[str] = ()) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
         [sys.executable, str(ROOT / "manage.py"), "run_carrier_simulator", "--port", "0", "--sims", str(sims),
-         "--seed", str(seed)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
+         "--seed", str(seed), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=os.environ.copy())
     line = process.stdout.readline()
     match = re.search(r"(http://127\.0\.0\.1:\d+)/rws/api/v1", line)
     if not match:
@@ -42,7 +48,7 @@ def start_simulator(sims: int, seed: int) -> tuple[subprocess.Popen, str]:
     return process, match.group(1)
 
 
-def fresh_provider(tenant, name: str, url: str):
+def fresh_provider(tenant, name: str, url: str, *, rate: float = 9999.99, max_concurrency: int | None = 8):
     from django.db import connection
 
     from carriers.simulator.fleet import DEMO_API_KEY, DEMO_USERNAME
@@ -60,18 +66,28 @@ def fresh_provider(tenant, name: str, url: str):
         old.delete()
     provider = ServiceProvider.objects.create(
         tenant=tenant, name=name, integration="Jasper", api_base_url=url, username=DEMO_USERNAME,
-        api_key=DEMO_API_KEY, billing_timezone="America/Chicago", rate_limit_per_second="9999.99",
-        max_concurrency=8, max_pages=100_000)
+        api_key=DEMO_API_KEY, billing_timezone="America/Chicago", rate_limit_per_second=f"{rate:.2f}",
+        max_pages=100_000, **({"max_concurrency": max_concurrency} if max_concurrency else {}))
     demo_catalogue_upsert(provider=provider)
     return provider
 
 
-def bench_pull(tenant, *, sims: int, seed: int, usage: bool) -> list[tuple[str, str, str]]:
+def bench_pull(tenant, *, sims: int, seed: int, usage: bool, max_concurrency: int | None = 8,
+               carrier_rate: float | None = None, max_in_flight: int | None = None,
+               throttle_status: int = 400) -> list[tuple[str, str, str]]:
     from devices.services import device_sync, usage_sync
 
-    process, url = start_simulator(sims, seed)
+    extra = ["--throttle-status", str(throttle_status)]
+    if carrier_rate:
+        extra += ["--rate-limit", str(carrier_rate)]
+    if max_in_flight:
+        extra += ["--max-in-flight", str(max_in_flight)]
+    process, url = start_simulator(sims, seed, extra)
     try:
-        provider = fresh_provider(tenant, "bench: 100k pull", url)
+        provider = fresh_provider(tenant, "bench: 100k pull", url, rate=carrier_rate or 9999.99,
+                                  max_concurrency=max_concurrency)
+        print(f"account: max_concurrency={provider.max_concurrency}, rate_limit_per_second={provider.rate_limit_per_second}; "
+              f"simulator: {' '.join(extra)}", flush=True)
         started = time.monotonic()
         run = device_sync(provider=provider, full=True)
         total = time.monotonic() - started
@@ -79,8 +95,8 @@ def bench_pull(tenant, *, sims: int, seed: int, usage: bool) -> list[tuple[str, 
             raise SystemExit(f"device sync failed: {run.error}")
         listing = run.duration_seconds - run.merge_seconds
         rows = [
-            (f"device sync: list + stage {run.devices_seen:,} SIMs ({run.pages:,} pages, {run.calls:,} calls)",
-             f"{listing:.1f}", f"{run.pages / listing:,.0f} pages/s"),
+            (f"device sync: list + stage {run.devices_seen:,} SIMs ({run.pages:,} pages, {run.calls:,} calls, "
+             f"{run.throttled:,} throttled)", f"{listing:.1f}", f"{run.calls_per_second or 0:,.1f} calls/s"),
             (f"device sync: merge ({run.inserted:,} inserted)", f"{run.merge_seconds:.2f}", ""),
             ("device sync: total", f"{total:.1f}", f"{run.devices_seen / total:,.0f} SIMs/s"),
         ]
@@ -91,11 +107,12 @@ def bench_pull(tenant, *, sims: int, seed: int, usage: bool) -> list[tuple[str, 
             if urun.status != "succeeded":
                 raise SystemExit(f"usage sync failed: {urun.error}")
             rows += [
-                (f"usage sync: {urun.devices_seen:,} ctdUsages calls ({urun.skipped:,} SIMs skipped by status)",
-                 f"{total:.1f}", f"{urun.calls / total:,.0f} calls/s"),
+                (f"usage sync: {urun.devices_seen:,} SIMs, {urun.calls:,} calls, {urun.throttled:,} throttled, "
+                 f"{urun.rejected:,} rejected ({urun.skipped:,} SIMs skipped by status)",
+                 f"{total:.1f}", f"{urun.calls_per_second or 0:,.1f} calls/s"),
                 (f"usage sync: write {urun.inserted:,} DeviceUsage rows", f"{urun.merge_seconds:.2f}", ""),
             ]
-            calls = run.pages + urun.devices_seen
+            calls = run.calls + urun.calls
             rows.append((f"same pull at the carrier's {CARRIER_CALLS_PER_SECOND} calls/s ({calls:,} calls)",
                          f"{calls / CARRIER_CALLS_PER_SECOND:,.0f}",
                          f"= {calls / CARRIER_CALLS_PER_SECOND / 3600:.1f} h"))
@@ -174,6 +191,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--no-usage", action="store_true", help="skip the usage sync of the pulled SIMs")
     parser.add_argument("--database-url", default="postgres://postgres@127.0.0.1:5432/carrieropt_bench_sync")
+    parser.add_argument("--max-concurrency", type=int, default=8,
+                        help="the account's calls in flight (0: the model's default, one)")
+    parser.add_argument("--carrier-rate", type=float, default=None,
+                        help="the simulator enforces this many calls/s per account (and the account is set to it)")
+    parser.add_argument("--max-in-flight", type=int, default=None, help="the simulator refuses more calls in flight")
+    parser.add_argument("--throttle-status", type=int, choices=(400, 429), default=400)
     args = parser.parse_args()
 
     if not args.database_url.startswith(("postgres://", "postgresql://")):
@@ -193,7 +216,9 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     tenant, _ = Tenant.objects.get_or_create(slug="bench-sync", defaults={"name": "Sync benchmark"})
-    rows = bench_pull(tenant, sims=args.sims, seed=args.seed, usage=not args.no_usage)
+    rows = bench_pull(tenant, sims=args.sims, seed=args.seed, usage=not args.no_usage,
+                      max_concurrency=args.max_concurrency or None, carrier_rate=args.carrier_rate,
+                      max_in_flight=args.max_in_flight, throttle_status=args.throttle_status)
     rows += bench_merge(tenant, rows=args.merge_rows, seed=args.seed + 1)
 
     width = max(len(r[0]) for r in rows)

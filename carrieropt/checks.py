@@ -33,3 +33,25 @@ def encryption_keys_check(app_configs, **kwargs):
 
     return [Error(text, hint="Set FIELD_ENCRYPTION_KEYS in the environment (comma-separated; the first encrypts).",
                   id="carrieropt.E101") for text in crypto.problems()]
+
+
+@register()
+def reports_storage_check(app_configs, **kwargs):
+    """REPORTS_S3_*: a bucket for the other settings to apply to, both halves of an access key, the library."""
+    problems = []
+    given = [name for name in ("REPORTS_S3_ENDPOINT_URL", "REPORTS_S3_REGION", "REPORTS_S3_ACCESS_KEY_ID",
+                               "REPORTS_S3_SECRET_ACCESS_KEY") if getattr(settings, name)]
+    if given and not settings.REPORTS_S3_BUCKET:
+        problems.append(Error(f"{', '.join(given)} set but REPORTS_S3_BUCKET is empty: reports would be written "
+                              f"to local disk (MEDIA_ROOT), not to object storage.",
+                              hint="Set REPORTS_S3_BUCKET, or unset the other REPORTS_S3_* settings.", id="carrieropt.E111"))
+    if bool(settings.REPORTS_S3_ACCESS_KEY_ID) != bool(settings.REPORTS_S3_SECRET_ACCESS_KEY):
+        problems.append(Error("REPORTS_S3_ACCESS_KEY_ID and REPORTS_S3_SECRET_ACCESS_KEY go together: one is set, "
+                              "the other is empty.", id="carrieropt.E112"))
+    if settings.REPORTS_S3_BUCKET:
+        try:
+            import storages.backends.s3  # noqa: F401
+        except ImportError as exc:
+            problems.append(Error(f"REPORTS_S3_BUCKET is set but django-storages' S3 backend cannot be imported ({exc}).",
+                                  hint="pip install -r requirements.txt (django-storages[s3], boto3)", id="carrieropt.E113"))
+    return problems

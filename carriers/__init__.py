@@ -15,6 +15,9 @@ from carriers.base import (
     DeviceRecord,
 )
 from carriers.errors import (
+    CONTROL_CENTER_ERRORS,
+    THROTTLED_CODE,
+    CarrierAccountError,
     CarrierAuthError,
     CarrierBadValue,
     CarrierConfigError,
@@ -22,6 +25,7 @@ from carriers.errors import (
     CarrierNotFound,
     CarrierProtocolError,
     CarrierRequestRejected,
+    CarrierThrottled,
     CarrierUnavailable,
     CircuitOpenError,
     IntegrationNotSupported,
@@ -31,6 +35,7 @@ from carriers.jasper import JasperClient
 from carriers.limits import CircuitBreaker, RetryPolicy, TokenBucket
 
 __all__ = [
+    "CONTROL_CENTER_ERRORS", "THROTTLED_CODE", "CarrierAccountError", "CarrierThrottled",
     "BYTES_PER_MB", "MAX_PAGE_SIZE", "CarrierAuthError", "CarrierBadValue", "CarrierClient", "CarrierConfigError", "CarrierError", "CarrierNotFound",
     "CarrierProtocolError", "CarrierRequestRejected", "CarrierUnavailable", "CircuitBreaker", "CircuitOpenError",
     "ClientStats", "CtdUsage", "DeviceDetails", "DevicePage", "DeviceRecord", "IntegrationNotSupported",

@@ -4,6 +4,7 @@ from __future__ import annotations
 import abc
 import datetime as dt
 import threading
+import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -73,6 +74,8 @@ class ClientStats:
     failures: int = 0
     throttled: int = 0
     timeouts: int = 0
+    first_call_at: float | None = None  # time.monotonic() when the first call started
+    last_answer_at: float | None = None  # ... and when the latest one ended
     # {(endpoint, outcome): calls} not yet handed over by take_calls (outcome: ok, throttled, http_<code>, ...).
     by_call: Counter = field(default_factory=Counter, repr=False, compare=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -82,6 +85,24 @@ class ClientStats:
             for name, value in counts.items():
                 setattr(self, name, getattr(self, name) + value)
 
+    def call_started(self) -> None:
+        with self._lock:
+            self.calls += 1
+            if self.first_call_at is None:
+                self.first_call_at = time.monotonic()
+
+    def call_ended(self) -> None:
+        with self._lock:
+            self.last_answer_at = time.monotonic()
+
+    @property
+    def calls_per_second(self) -> float | None:
+        """Calls made per second between the first call's start and the last answer (None before two calls)."""
+        with self._lock:
+            if self.calls < 2 or self.first_call_at is None or self.last_answer_at is None:
+                return None
+            span = self.last_answer_at - self.first_call_at
+            return self.calls / span if span > 0 else None
     def count_call(self, endpoint: str, outcome: str) -> None:
         with self._lock:
             self.by_call[(endpoint, outcome)] += 1
@@ -133,16 +154,17 @@ class CarrierClient(abc.ABC):
     def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[DevicePage]:
         """Every page up to the one that says lastPage, in page order.
 
-        The API has no total count, so with a concurrency budget above 1 the
-        next pages are asked for speculatively while the current one is
-        processed; answers past the last page are dropped (at most
-        max_concurrency - 1 wasted calls per sync).
+        The API has no total count, so the next page is asked for while the
+        current one is processed (one page ahead, and with a concurrency budget
+        above 1 that many more); the executor has max_concurrency threads, so
+        never more calls are in flight than the account allows. Answers past
+        the last page are dropped (at most max_concurrency wasted calls per sync).
         """
         pending: deque[tuple[int, Future]] = deque()
         next_page = 1
         try:
             while True:
-                while len(pending) < self.max_concurrency and next_page <= self.max_pages:
+                while len(pending) < self.max_concurrency + 1 and next_page <= self.max_pages:
                     pending.append((next_page, self._executor.submit(
                         self.list_devices_page, modified_since=modified_since, page_number=next_page,
                         page_size=page_size)))

@@ -12,13 +12,18 @@ import httpx
 
 from carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, DeviceDetails, DevicePage, DeviceRecord
 from carriers.errors import (
+    THROTTLED_CODE,
+    CarrierAccountError,
     CarrierAuthError,
     CarrierBadValue,
     CarrierConfigError,
     CarrierNotFound,
     CarrierProtocolError,
     CarrierRequestRejected,
+    CarrierThrottled,
     CarrierUnavailable,
+    error_meaning,
+    error_scope,
 )
 from carriers.limits import CircuitBreaker, RetryPolicy, account_limiter
 
@@ -147,20 +152,22 @@ class JasperClient(CarrierClient):
     # -- one call with retries -------------------------------------------------------------------
     def _call(self, method: str, path: str, *, what: str, params: dict | None = None, json: dict | None = None,
               iccid: str | None = None, field: str | None = None) -> Any:
+        """One API call: throttling waits and is retried (its own budget), timeouts / 5xx / broken JSON are
+        retried up to max_attempts, and only a call that fails for good counts against the breaker."""
         attempts = self.retry.max_attempts
         endpoint = call_endpoint(method, path)
-        for attempt in range(attempts):
+        failed = throttled = 0
+        while True:
             self.breaker.before_call(label=self.label)
-            retry_after: float | None = None
             response: httpx.Response | None = None
             with self.limiter.slot():
-                self.stats.add(calls=1)
+                self.stats.call_started()
                 try:
                     response = self._http.request(method, path, params=params, json=json)
                 except (httpx.UnsupportedProtocol, httpx.InvalidURL) as exc:
                     # A configuration mistake, not a blip: retrying cannot help.
                     raise CarrierConfigError(f"{self.label}: api_base_url {self.api_root!r} is not a usable "
-                                                 f"http(s) URL ({exc})", field="api_base_url") from None
+                                             f"http(s) URL ({exc})", field="api_base_url") from None
                 except httpx.TimeoutException:
                     failure = f"{what}: no answer within {self.timeout:g}s"
                     self.stats.add(timeouts=1)
@@ -169,53 +176,75 @@ class JasperClient(CarrierClient):
                     # The exception text names host and port only; it never carries headers.
                     failure = f"{what}: connection failed ({type(exc).__name__}: {exc})"
                     self.stats.count_call(endpoint, "connection_error")
+                finally:
+                    self.stats.call_ended()
+            broken = False
             if response is not None:
-                self.stats.count_call(endpoint, call_outcome(response.status_code))
-                if response.status_code == 429 or response.status_code >= 500:
-                    failure = f"{what}: HTTP {response.status_code}{self._carrier_says(response)}"
-                    if response.status_code == 429:
-                        self.stats.add(throttled=1)
-                        retry_after = _retry_after_seconds(response)
+                body, parsed = _json_or_none(response)
+                code = _error_code(body)
+                is_throttled = code == THROTTLED_CODE or response.status_code == 429
+                self.stats.count_call(endpoint, "throttled" if is_throttled else call_outcome(response.status_code))
+                if is_throttled:
+                    # Throttling, whatever the HTTP status (Control Center answers 400 + 40000029): the
+                    # account's budget, not this call or this SIM. Slow the account down and wait.
+                    throttled += 1
+                    retry_after = _retry_after_seconds(response)
+                    self.stats.add(throttled=1)
+                    rate = self.limiter.throttled(retry_after)
+                    log.info("%s: %s throttled (HTTP %s, errorCode %s); rate now %.2f/s", self.label, what,
+                             response.status_code, code, rate)
+                    if throttled > self.retry.max_throttled:
+                        raise CarrierThrottled(
+                            f"{self.label}: {what}: still throttled after {throttled} backoffs (HTTP "
+                            f"{response.status_code}, errorCode {code or '-'} Rate Limit Exceeded); the account's "
+                            f"call budget is spent, perhaps by another client of the same account.", field=field)
+                    self.stats.add(retries=1)
+                    time.sleep(self.retry.delay(min(throttled - 1, 10), retry_after=retry_after, rng=self._rng))
+                    continue
+                if response.status_code >= 500 and error_scope(code) in (None, "server"):
+                    failure = f"{what}: HTTP {response.status_code}{_carrier_says(body)}"
+                elif 200 <= response.status_code < 300 and not parsed:
+                    broken = True
+                    snippet = response.text[:80].replace("\n", " ")
+                    failure = f"{what} is not valid JSON (starts {snippet!r})"
                 else:
+                    self.limiter.succeeded()
                     self.breaker.record_success()
-                    return self._answer(response, what=what, iccid=iccid, field=field)
+                    return self._answer(response, body, code, what=what, iccid=iccid, field=field)
+            failed += 1
             self.stats.add(failures=1)
-            log.info("%s: attempt %d/%d failed: %s", self.label, attempt + 1, attempts, failure)
-            self.breaker.record_failure(failure, label=self.label)
-            if attempt + 1 < attempts:
-                self.stats.add(retries=1)
-                time.sleep(self.retry.delay(attempt, retry_after=retry_after, rng=self._rng))
-        raise CarrierUnavailable(f"{self.label}: gave up after {attempts} attempts: {failure}", field=field)
+            log.info("%s: attempt %d/%d failed: %s", self.label, failed, attempts, failure)
+            if failed >= attempts:
+                # Only now, once per call, does the breaker hear of it.
+                self.breaker.record_failure(failure, label=self.label)
+                if broken:
+                    raise CarrierProtocolError(f"{self.label}: {failure}, after {attempts} attempts", field=field)
+                raise CarrierUnavailable(f"{self.label}: gave up after {attempts} attempts: {failure}", field=field)
+            self.stats.add(retries=1)
+            time.sleep(self.retry.delay(failed - 1, rng=self._rng))
 
-    def _answer(self, response: httpx.Response, *, what: str, iccid: str | None, field: str | None) -> Any:
+    def _answer(self, response: httpx.Response, body: Any, code: str | None, *, what: str, iccid: str | None,
+                field: str | None) -> Any:
         status = response.status_code
-        if status in (401, 403):
+        says = _carrier_says(body)
+        scope = error_scope(code)
+        if code == "10000001" or (status in (401, 403) and scope is None):
             raise CarrierAuthError(
                 f"{self.label}: the carrier refused username {self.username!r} and its API key "
-                f"(HTTP {status}{self._carrier_says(response)}); check the account's username and api_key.",
-                field="api_key")
-        if status == 404:
+                f"(HTTP {status}{says}); check the account's username and api_key.",
+                field="api_key", carrier_code=code or "")
+        if scope == "request" or (not 200 <= status < 300 and iccid is None):
+            # About the request or the account: every other SIM would get the same answer.
+            raise CarrierAccountError(
+                f"{self.label}: {what}: the carrier refused the request itself (HTTP {status}, errorCode "
+                f"{code or '-'}: {error_meaning(code)}{'; it says: ' + _message(body) if _message(body) else ''}). "
+                f"Stopped here: no other SIM can fare better.", carrier_code=code or "", field=field)
+        if status == 404 or code == "20000001":
             raise CarrierNotFound(f"{self.label}: {what}: the carrier does not know ICCID {iccid} "
-                                  f"(HTTP 404{self._carrier_says(response)})", field="iccid")
-        if status >= 400 or status < 200:
-            raise CarrierRequestRejected(f"{self.label}: {what}: refused (HTTP {status}{self._carrier_says(response)})",
-                                         field=field)
-        try:
-            return response.json()
-        except ValueError:
-            snippet = response.text[:80].replace("\n", " ")
-            raise CarrierProtocolError(f"{self.label}: {what} is not valid JSON (starts {snippet!r})") from None
-
-    @staticmethod
-    def _carrier_says(response: httpx.Response) -> str:
-        """The carrier's own {"errorMessage", "errorCode"}, when it sent one."""
-        try:
-            body = response.json()
-        except ValueError:
-            return ""
-        if not isinstance(body, dict) or not (body.get("errorMessage") or body.get("errorCode")):
-            return ""
-        return f", errorCode {body.get('errorCode')!s}: {body.get('errorMessage')!s}"
+                                  f"(HTTP {status}{says})", field="iccid")
+        if not 200 <= status < 300:
+            raise CarrierRequestRejected(f"{self.label}: {what}: refused (HTTP {status}{says})", field=field)
+        return body
 
     def _record(self, entry: Any, page: int | None, index: int | None) -> DeviceRecord:
         where = f"entry {index} of page {page}" if page is not None else "the answer"
@@ -244,6 +273,39 @@ def _retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+
+def _json_or_none(response: httpx.Response) -> tuple[Any, bool]:
+    """(the JSON body, True) or (None, False) when the body is not JSON."""
+    try:
+        return response.json(), True
+    except ValueError:
+        return None, False
+
+
+def _error_code(body: Any) -> str | None:
+    """Control Center's errorCode (a string of digits; a number is read as its digits), if any."""
+    if not isinstance(body, dict):
+        return None
+    code = body.get("errorCode")
+    if code is None or isinstance(code, bool):
+        return None
+    return str(code).strip() or None
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict) and body.get("errorMessage"):
+        return str(body.get("errorMessage"))[:200]
+    return ""
+
+
+def _carrier_says(body: Any) -> str:
+    """The carrier's own {"errorMessage", "errorCode"}, when it sent one."""
+    code, message = _error_code(body), _message(body)
+    if not (code or message):
+        return ""
+    return f", errorCode {code!s}: {message}"
+
+
 def call_endpoint(method: str, path: str) -> str:
     """The API operation a call is, in the names of the client's methods (for counting calls)."""
     if method == "PUT":
@@ -254,7 +316,7 @@ def call_endpoint(method: str, path: str) -> str:
 
 
 def call_outcome(status: int) -> str:
-    """ok, throttled (429) or http_<status> for any other answer that is not a success."""
+    """ok, throttled (429; _call also counts 400 + errorCode 40000029 as throttled) or http_<status> otherwise."""
     if 200 <= status < 300:
         return "ok"
     return "throttled" if status == 429 else f"http_{status}"

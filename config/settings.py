@@ -99,7 +99,30 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(VAR_DIR / "media")))
-REPORTS_DIR = MEDIA_ROOT / "reports"
+# Session reports go through Django's storage API (STORAGES["reports"]): files under MEDIA_ROOT/reports by
+# default; an S3-compatible bucket (django-storages) when REPORTS_S3_BUCKET is set, so web and workers on
+# different machines serve the same reports. Without an access key, boto3 finds credentials its own way.
+REPORTS_S3_BUCKET = envstr("REPORTS_S3_BUCKET")
+REPORTS_S3_ENDPOINT_URL = envstr("REPORTS_S3_ENDPOINT_URL")
+REPORTS_S3_REGION = envstr("REPORTS_S3_REGION")
+REPORTS_S3_ACCESS_KEY_ID = envstr("REPORTS_S3_ACCESS_KEY_ID")
+REPORTS_S3_SECRET_ACCESS_KEY = envstr("REPORTS_S3_SECRET_ACCESS_KEY")
+REPORTS_S3_PREFIX = envstr("REPORTS_S3_PREFIX", "reports")
+if REPORTS_S3_BUCKET:
+    _reports_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": REPORTS_S3_BUCKET, "endpoint_url": REPORTS_S3_ENDPOINT_URL or None,
+        "region_name": REPORTS_S3_REGION or None, "access_key": REPORTS_S3_ACCESS_KEY_ID or None,
+        "secret_key": REPORTS_S3_SECRET_ACCESS_KEY or None, "location": REPORTS_S3_PREFIX,
+        "file_overwrite": True, "default_acl": None, "querystring_auth": True,
+    }}
+else:
+    _reports_storage = {"BACKEND": "carrieropt.storage.AtomicFileSystemStorage",
+                       "OPTIONS": {"location": MEDIA_ROOT / "reports"}}
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "reports": _reports_storage,
+}
 
 # Security: strict by default outside DEBUG so `check --deploy` is clean in production.
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
@@ -117,7 +140,9 @@ EMAIL_HOST_USER = envstr("EMAIL_HOST_USER")
 EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "carrieropt <noreply@localhost>")
-OPS_EMAILS = [e for e in envstr("OPS_EMAILS", "").split(",") if e]
+OPS_EMAILS = [e.strip() for e in envstr("OPS_EMAILS", "").split(",") if e.strip()]
+# An alert raised again with the same incident key within this many minutes is counted, not mailed again.
+ALERT_DEDUP_MINUTES = envint("ALERT_DEDUP_MINUTES", 60, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
@@ -140,6 +165,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # <id:pk> in config/api_urls.py: a row id, 1 .. 2**63-1.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
     # One name for each choice set, whichever field carries it (a session's method, an account's default_method).
     "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType"},
 }
@@ -191,6 +218,10 @@ AMOP_WEBHOOK_SECRET = envstr("AMOP_WEBHOOK_SECRET")
 AMOP_WEBHOOK_TIMEOUT = envint("AMOP_WEBHOOK_TIMEOUT", 10, minimum=1)
 AMOP_WEBHOOK_BACKOFF_BASE = envint("AMOP_WEBHOOK_BACKOFF_BASE", 2, minimum=0)
 AMOP_WEBHOOK_BACKOFF_CAP = envint("AMOP_WEBHOOK_BACKOFF_CAP", 300, minimum=1)
+# After this many failed attempts an event is dead-lettered (alerted, skipped so the stream goes on).
+AMOP_WEBHOOK_MAX_ATTEMPTS = envint("AMOP_WEBHOOK_MAX_ATTEMPTS", 10, minimum=1)
+# Sent as "Authorization: Bearer <key>" with every webhook (AMOP 2.0 authenticates with it), beside the HMAC signature.
+AMOP_API_KEY = envstr("AMOP_API_KEY")
 
 # Prometheus: /metrics is served only when a token is set, and only to "Authorization: Bearer <token>".
 METRICS_TOKEN = envstr("METRICS_TOKEN")

@@ -124,7 +124,7 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
         usages.append(DeviceUsage(
             device_id=ids[str(fleet.iccid[i])], billing_period=period, ctd_bytes=int(ctd_bytes[i]),
             usage_mb=Decimal(f"{usage_mb:.3f}"), usage_date=now,
-            projected_mb=Decimal(f"{projected_mb(usage_mb, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
+            projected_mb=Decimal(f"{projected_mb(int(ctd_bytes[i]) / BYTES_PER_MB, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
         ))
     no_usage = [ids[str(iccid)] for iccid in fleet.iccid[fleet.usage_unavailable]]
     DeviceUsage.objects.filter(billing_period=period, device_id__in=no_usage).delete()

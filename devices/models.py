@@ -131,6 +131,10 @@ class SyncRun(models.Model):
     rejected = models.PositiveIntegerField(default=0)
     retries = models.PositiveIntegerField(default=0)
     calls = models.PositiveIntegerField(default=0, help_text="HTTP calls to the carrier, retries included.")
+    throttled = models.PositiveIntegerField(
+        default=0, help_text="Calls the carrier answered 'Rate Limit Exceeded' (errorCode 40000029 or HTTP 429); retried.")
+    calls_per_second = models.FloatField(
+        null=True, blank=True, help_text="Carrier calls per second this run achieved (calls / time from first call to last answer).")
     duplicates = models.PositiveIntegerField(default=0, help_text="Repeated ICCIDs dropped (newest kept).")
     skipped = models.PositiveIntegerField(default=0, help_text="Usage sync: SIMs not asked about (status).")
     duration_seconds = models.FloatField(null=True, blank=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
+from carrieropt.api.base import MAX_ID
 from devices.models import Device, DevicePin, DeviceStatus
 
 
@@ -16,8 +17,8 @@ class DeviceOut(serializers.ModelSerializer):
 
 
 class DeviceFilter(serializers.Serializer):
-    provider = serializers.IntegerField(required=False, min_value=1)
-    rate_plan = serializers.IntegerField(required=False, min_value=1, help_text="Rate plan id.")
+    provider = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+    rate_plan = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Rate plan id.")
     rate_plan_code = serializers.CharField(required=False, max_length=120, help_text="The carrier's rate plan name.")
     status = serializers.ChoiceField(choices=DeviceStatus.choices, required=False)
     iccid_prefix = serializers.RegexField(r"^\d{1,20}$", required=False, help_text="Leading digits of the ICCID.")
@@ -37,10 +38,10 @@ class PinOut(serializers.ModelSerializer):
 
 
 class PinCreateIn(serializers.Serializer):
-    provider = serializers.IntegerField(min_value=1, help_text="Carrier account id.")
+    provider = serializers.IntegerField(min_value=1, max_value=MAX_ID, help_text="Carrier account id.")
     iccid = serializers.RegexField(r"^\d{19,20}$", error_messages={"invalid": "An ICCID is 19 or 20 digits."})
     reason = serializers.CharField(max_length=2000, help_text="Why the SIM must keep its plan.")
 
 
 class PinFilter(serializers.Serializer):
-    provider = serializers.IntegerField(required=False, min_value=1)
+    provider = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)

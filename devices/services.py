@@ -14,8 +14,9 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
-from carriers import CarrierClient, CarrierError, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
+from devices.alerts import carrier_error_alert
 from devices.clients import client_for
 from devices.models import STOPPED_STATUSES, DeviceStatus, SyncKind, SyncRun, SyncStatus
 from devices.signals import device_sync_completed, device_sync_starting
@@ -83,13 +84,20 @@ def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datet
     return run
 
 
+def _record_client_stats(run: SyncRun, client: CarrierClient) -> None:
+    """What the carrier client did, on the run: calls, retries, throttled answers, the calls/s it achieved."""
+    stats = client.stats
+    run.calls, run.retries, run.throttled = stats.calls, stats.retries, stats.throttled
+    run.calls_per_second = stats.calls_per_second
+
+
 def _run_fail(run: SyncRun, message: str, *, started: float, client: CarrierClient | None = None) -> SyncRun:
     run.status = SyncStatus.FAILED
     run.error = message
     run.finished_at = timezone.now()
     run.duration_seconds = time.monotonic() - started
     if client is not None:
-        run.calls, run.retries = client.stats.calls, client.stats.retries
+        _record_client_stats(run, client)
     run.save()
     log.warning("%s sync #%s of provider %s failed: %s", run.kind, run.pk, run.provider_id, message)
     return run
@@ -155,7 +163,9 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
                                 started=started)
     except (CarrierError, ApplicationError) as exc:
         _forget_merge(run)
-        return _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
+        failed = _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
+        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing devices (sync #{run.pk})")
+        return failed
     except Exception as exc:
         _forget_merge(run)
         _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. Device table unchanged.", started=started, client=client)
@@ -220,7 +230,7 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
     # cause is fixed, and an incremental sync only lists what changed since the watermark:
     # so a run with rejects keeps the old watermark too (until the next full sync at the latest).
     run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent and not run.rejected else since
-    run.calls, run.retries = client.stats.calls, client.stats.retries
+    _record_client_stats(run, client)
 
     merge_started = time.monotonic()
     now = timezone.now()
@@ -319,7 +329,9 @@ def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None
         return _usage_sync_run(run=run, provider=provider, period=period, client=client, statuses=statuses,
                                progress=progress, started=started)
     except (CarrierError, ApplicationError) as exc:
-        return _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+        failed = _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing usage (sync #{run.pk})")
+        return failed
     except Exception as exc:
         _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. DeviceUsage unchanged.", started=started, client=client)
         raise
@@ -354,7 +366,10 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
                 device_id, known_status = by_iccid[iccid]
                 usage_mb = bytes_to_mb(answer.ctd_bytes)
                 # The status in the usage answer is newer than the last device sync.
-                projected = projected_mb(usage_mb, status=answer.status or known_status, usage_date=answer.measured_at,
+                # Projected from the exact bytes: early in a cycle the scale is large (x13 on day 3), and
+                # projecting the 3-place MB would multiply its rounding by it.
+                projected = projected_mb(answer.ctd_bytes / BYTES_PER_MB, status=answer.status or known_status,
+                                         usage_date=answer.measured_at,
                                          period_start=period_start, period_end=period_end, now=answer.measured_at)
                 rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
                              answer.measured_at, stamp))
@@ -371,7 +386,8 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
     run.devices_seen = len(rows) + len(rejects)
     run.rejected = len(rejects)
     run.rejects = rejects[:REJECTS_KEPT]
-    run.calls, run.retries = client.stats.calls, client.stats.retries + asked_again
+    _record_client_stats(run, client)
+    run.retries += asked_again
     if rejects:
         shown = ", ".join(r["iccid"] for r in rejects[:20])
         run.error = (f"no usage for {len(rejects):,} SIM(s) after {1 + settings.USAGE_RETRY_ROUNDS} attempt(s) each: "

@@ -17,6 +17,7 @@ def simulated_provider(*, server: SimulatorServer, tenant, catalogue: bool = Tru
         "max_concurrency": 4, "report_recipients": "fleet-ops@example.com",
     }
     values.update(fields)
+    values = {k: v for k, v in values.items() if v is not None}  # None: the model's default
     provider = ServiceProvider.objects.create(tenant=tenant, **values)
     if catalogue:
         demo_catalogue_upsert(provider=provider)

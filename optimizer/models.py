@@ -157,14 +157,21 @@ class DeviceAssignment(models.Model):
     A SIM without usage of the cycle (kept_reason no_usage) has usage_mb NULL and keeps its plan,
     priced at the plan's fixed charge only: its real cost is not known."""
 
-    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments")
-    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments")
+    # Up to a million rows a run, written once by finalize (COPY) in the run's transaction from ids it has just
+    # read. The run, its groups and the plans are not checked again by database constraints (at commit
+    # PostgreSQL checked every row of every such key: most of finalize's time); deleting a run or a plan still
+    # cascades / is refused through Django's on_delete. The run needs no index of its own: every index below starts with it.
+    run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments",
+                            db_constraint=False, db_index=False)
+    comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments", db_constraint=False)
     device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
     iccid = models.CharField("ICCID", max_length=20)
     usage_mb = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True,
                                    help_text="Projected cycle usage; empty when the SIM has no usage of the cycle.")
-    current_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
-    recommended_plan = models.ForeignKey("rateplans.RatePlan", on_delete=models.PROTECT, related_name="+")
+    current_plan = models.ForeignKey("rateplans.RatePlan", null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", db_constraint=False, db_index=False)
+    recommended_plan = models.ForeignKey("rateplans.RatePlan", on_delete=models.PROTECT, related_name="+",
+                                         db_constraint=False, db_index=False)
     current_cost = models.DecimalField(**MONEY, null=True, blank=True)
     recommended_cost = models.DecimalField(**MONEY)
     changed = models.BooleanField()

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from carrieropt.tasks import enqueue_on_commit
 from carriers import CarrierError, CarrierNotFound, CarrierRequestRejected, RetryPolicy
+from devices.alerts import carrier_error_alert
 from devices.models import Device
 from pushes import clients
 from pushes.counts import PushCounts, push_counts_refresh
@@ -85,6 +86,7 @@ class _BatchRun:
     progress: Callable[[PushCounts], None] | None = None
     stopping: str = ""  # "", "yield", "lost" or "abort"
     abort_reason: str = ""
+    abort_error: BaseException | None = None
     started: float = field(default_factory=time.monotonic)
 
     def run(self) -> str:
@@ -249,7 +251,7 @@ class _BatchRun:
     def _failed(self, job: _Job, exc: Exception, *, doing: str) -> None:
         message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
         if clients.account_wide(exc):
-            self.stopping, self.abort_reason = "abort", message
+            self.stopping, self.abort_reason, self.abort_error = "abort", message, exc
         elif isinstance(exc, CarrierNotFound):
             self._finish(job, ChangeStatus.REJECTED, error=message)
             return None
@@ -311,6 +313,9 @@ def push_batch_run(*, batch_id: int, worker: str | None = None,
         push_counts_refresh(push_id=push.pk)
     mine = RatePlanPushBatch.objects.filter(pk=batch_id, status=BatchStatus.RUNNING, claimed_by=claimed_by)
     if outcome == "abort":
+        if runner.abort_error is not None:
+            carrier_error_alert(provider=push.provider, exc=runner.abort_error,
+                                doing=f"pushing rate plan update #{push.pk}, batch {batch.number}")
         push_abort(push_id=push.pk, reason=runner.abort_reason)
     elif outcome == "yield":
         with transaction.atomic():

@@ -7,6 +7,7 @@ from carriers import (
     CarrierClient,
     CarrierError,
     CarrierProtocolError,
+    CarrierThrottled,
     CarrierUnavailable,
     CircuitBreaker,
     CircuitOpenError,
@@ -19,7 +20,8 @@ from rateplans.models import ServiceProvider
 
 def account_wide(exc: BaseException) -> bool:
     """An error no later change could escape (open circuit, refused credentials, a broken account URL): stop the push."""
-    if isinstance(exc, CircuitOpenError):
+    if isinstance(exc, (CircuitOpenError, CarrierThrottled)):
+        # Throttled through every backoff: the account's budget is spent for every later change too.
         return True
     return (isinstance(exc, CarrierError) and not exc.per_device
             and not isinstance(exc, (CarrierUnavailable, CarrierProtocolError)))
@@ -29,10 +31,12 @@ def carrier_clients(provider: ServiceProvider, tuning: PushTuning) -> tuple[Carr
     """A reader that retries freely and a writer that never repeats a PUT on its own (the push decides, after a read).
 
     Both share the account's rate limiter (client_for keys it by account) and one
-    circuit breaker; its threshold is above the calls in flight, since one carrier
+    circuit breaker; it counts calls that failed for good (the writer never retries, so
+    each failed PUT is one) and only opens when they are at least half of the calls that
+    ended in its window, with a threshold above the calls in flight, since one carrier
     hiccup can fail all of them at once.
     """
-    breaker = CircuitBreaker(threshold=max(5, 3 * provider.max_concurrency))
+    breaker = CircuitBreaker(threshold=max(5, provider.max_concurrency + 1))
     common = {"timeout": tuning.timeout, "connect_timeout": tuning.timeout, "breaker": breaker}
     reader = client_for(provider, retry=RetryPolicy(max_attempts=tuning.read_attempts, backoff_base=tuning.backoff_base,
                                                     backoff_cap=tuning.backoff_cap), **common)

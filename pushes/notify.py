@@ -4,7 +4,9 @@ from __future__ import annotations
 from django.core.mail import send_mail
 
 from pushes.counts import push_counts
-from pushes.models import ChangeStatus, RatePlanPush
+from pushes.models import ChangeStatus, PushStatus, RatePlanPush
+from rateplans.alerts import alert_raise
+from rateplans.models import AlertKind
 
 NO_GO_SUBJECT = "Rate plan update not started: it could not finish before the billing period ends"
 REPORT_SUBJECT = "Rate plan update finished for {account}: {applied} applied, {attention} need attention"
@@ -63,4 +65,10 @@ def report_email(push: RatePlanPush) -> None:
     subject = REPORT_SUBJECT.format(account=push.provider.name, applied=counts.applied, attention=attention)
     if counts.not_sent:
         subject += f", {counts.not_sent:,} not sent (billing period ending)"
-    send_mail(subject, "\n".join(line for line in lines if line), None, push.provider.alert_recipients, fail_silently=True)
+    body = "\n".join(line for line in lines if line)
+    if push.status == PushStatus.FAILED or push.stopped_early or counts.rejected:
+        # A push that stopped or had SIMs refused is an incident: its report is the alert (one e-mail, recorded).
+        alert_raise(provider=push.provider, kind=AlertKind.PUSH_ATTENTION, key=f"push:{push.pk}", subject=subject,
+                    body=body)
+    else:
+        send_mail(subject, body, None, push.provider.alert_recipients, fail_silently=True)

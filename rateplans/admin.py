@@ -1,7 +1,14 @@
 from django import forms
 from django.contrib import admin
 
-from rateplans.models import CREDENTIAL_TARGET_FIELDS, BillingPeriod, CommunicationPlan, RatePlan, ServiceProvider
+from rateplans.models import (
+    CREDENTIAL_TARGET_FIELDS,
+    Alert,
+    BillingPeriod,
+    CommunicationPlan,
+    RatePlan,
+    ServiceProvider,
+)
 
 
 class ServiceProviderForm(forms.ModelForm):
@@ -64,3 +71,15 @@ class CommunicationPlanAdmin(admin.ModelAdmin):
     list_filter = ["provider"]
     search_fields = ["name"]
     filter_horizontal = ["rate_plans"]
+
+
+@admin.register(Alert)
+class AlertAdmin(admin.ModelAdmin):
+    list_display = ["first_at", "kind", "provider", "subject", "occurrences", "last_at", "sent_at", "send_error"]
+    list_filter = ["kind", "provider"]
+    search_fields = ["subject", "body", "key"]
+    readonly_fields = ["provider", "kind", "key", "subject", "body", "recipients", "occurrences", "first_at", "last_at",
+                       "sent_at", "send_error"]
+
+    def has_add_permission(self, request):
+        return False

@@ -56,6 +56,15 @@ class Integration(models.TextChoices):
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
 
 
+def validate_syncable_integration(value: str) -> None:
+    """Only integrations carrieropt can sync may be chosen: for the others no SIM or usage would ever arrive,
+    so an account of theirs could never be optimized. (Stored accounts of them stay readable.)"""
+    if value in (Integration.TELEGENCE, Integration.THINGSPACE):
+        raise ValidationError(
+            f"{value} accounts cannot be synced by carrieropt yet, so optimization is not available for them; "
+            f"choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers).")
+
+
 class PortalType(models.TextChoices):
     M2M = "M2M", "M2M"
     MOBILITY = "Mobility", "Mobility"
@@ -66,7 +75,8 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
 
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="providers")
     name = models.CharField(max_length=200)
-    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER)
+    integration = models.CharField(max_length=20, choices=Integration.choices, default=Integration.JASPER,
+                                   validators=[validate_syncable_integration])
     portal_type = models.CharField(max_length=10, choices=PortalType.choices, default=PortalType.M2M)
     api_base_url = models.URLField(max_length=300, validators=[validate_carrier_url],
                                    help_text="e.g. https://rws.example.com (the /rws/api/v1 prefix is added)")
@@ -95,7 +105,10 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])
-    max_concurrency = models.PositiveSmallIntegerField(default=2, validators=[MinValueValidator(1)])
+    max_concurrency = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1)],
+        help_text="Calls in flight at once. Cisco's API policy is one per account; raise it only if the carrier "
+                  "granted this account more.")
     max_pages = models.PositiveIntegerField(default=100_000, validators=[MinValueValidator(1)])
     last_device_sync_at = models.DateTimeField(null=True, blank=True)
     last_usage_sync_at = models.DateTimeField(null=True, blank=True)
@@ -230,3 +243,37 @@ class CommunicationPlan(models.Model):
 
     def __str__(self):
         return self.name
+
+
+class AlertKind(models.TextChoices):
+    SESSION_FAILED = "session_failed", "Session failed"
+    ALREADY_RUNNING = "already_running", "Start refused: a session is already running"
+    CARRIER_AUTH = "carrier_auth", "Carrier refused the credentials or permissions"
+    BREAKER_OPEN = "breaker_open", "Circuit breaker opened"
+    PUSH_ATTENTION = "push_attention", "Push stopped or ended with rejections"
+    WEBHOOK_DEAD = "webhook_dead_letter", "Webhook event dead-lettered"
+    WATCHDOG = "watchdog", "Watchdog action"
+
+
+class Alert(models.Model):
+    """One incident of a carrier account, e-mailed once: a repeat with the same key inside
+    ALERT_DEDUP_MINUTES of the last one is counted here, not mailed again."""
+
+    provider = models.ForeignKey(ServiceProvider, on_delete=models.CASCADE, related_name="alerts")
+    kind = models.CharField(max_length=30, choices=AlertKind.choices)
+    key = models.CharField(max_length=200, help_text="Incident key: repeats with this key in the window are one incident.")
+    subject = models.CharField(max_length=300)
+    body = models.TextField()
+    recipients = models.TextField(blank=True, help_text="Who it was mailed to (comma-separated).")
+    occurrences = models.PositiveIntegerField(default=1, help_text="Times the incident was raised; mailed once.")
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    sent_at = models.DateTimeField(null=True, blank=True)
+    send_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-first_at"]
+        indexes = [models.Index(fields=["key", "-last_at"], name="alert_key_last")]
+
+    def __str__(self):
+        return f"{self.get_kind_display()}: {self.subject}"

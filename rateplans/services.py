@@ -80,8 +80,9 @@ def provider_update(*, provider: ServiceProvider, **fields) -> ServiceProvider:
         fields.pop("api_key", None)
         moved = sorted(f for f in CREDENTIAL_TARGET_FIELDS if f in fields and fields[f] != getattr(provider, f))
         if moved:
-            raise ValidationError({"api_key": [
-                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for."]})
+            raise ValidationError({"api_key": [ValidationError(
+                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for.",
+                code="key_needed")]})
     _assign(provider, fields, PROVIDER_WRITABLE)
     _save(provider)
     return provider

@@ -5,10 +5,12 @@ from django.template.response import TemplateResponse
 from carrieropt.actors import user_actor
 from carrieropt.errors import ValidationFailed
 from carrieropt.options import ChargeType, Method
+from carrieropt.tasks import enqueue_on_commit
 from rateplans.admin import ServiceProviderAdmin
 from rateplans.models import ServiceProvider
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
 from sessions.services import SessionAlreadyRunning, session_start
+from sessions.webhooks import events_resend
 
 ACCOUNT_DEFAULT = [("", "Each account's default")]
 
@@ -74,7 +76,19 @@ class OptimizationSessionAdmin(admin.ModelAdmin):
 
 @admin.register(ProgressEvent)
 class ProgressEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "session", "sequence", "kind", "progress", "error_message", "attempts", "delivered_at"]
-    list_filter = ["kind", "delivered_at"]
+    list_display = ["id", "session", "sequence", "kind", "progress", "error_message", "attempts", "delivered_at",
+                    "dead_lettered_at", "last_error"]
+    list_filter = ["kind", "delivered_at", "dead_lettered_at"]
+    actions = ["resend"]
+
+    @admin.action(description="Re-send dead-lettered events to AMOP")
+    def resend(self, request, queryset):
+        count = events_resend(event_ids=queryset.values_list("pk", flat=True))
+        if count:
+            enqueue_on_commit("sessions.tasks.deliver_events")
+        skipped = queryset.count() - count
+        self.message_user(request, f"{count} dead-lettered event(s) queued to be sent again"
+                          + (f"; {skipped} not dead-lettered, left as they are." if skipped else "."),
+                          messages.SUCCESS if count else messages.WARNING)
     search_fields = ["=event_id", "error_message"]
     readonly_fields = [f.name for f in ProgressEvent._meta.fields]

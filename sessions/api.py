@@ -17,7 +17,7 @@ from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
 from rateplans.models import BillingPeriod, ServiceProvider
 from sessions import services
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
-from sessions.reports import XLSX_MIME, report_file
+from sessions.reports import XLSX_MIME, report_name, report_open
 from sessions.serializers import ProgressEventOut, SessionFilter, SessionOut, SessionStartIn
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="A session is already active for this carrier account "
@@ -131,7 +131,8 @@ class SessionReportApi(SessionApi):
 
     @extend_schema(responses={(200, XLSX_MIME): OpenApiTypes.BINARY})
     def get(self, request, guid):
-        path = report_file(self.session().report_path)
-        if path is None:
+        session = self.session()
+        report = report_open(session.report_path)  # from the reports storage, whichever machine wrote it
+        if report is None:
             raise NotFound("No report has been written for this session yet.")
-        return FileResponse(path.open("rb"), as_attachment=True, filename=path.name, content_type=XLSX_MIME)
+        return FileResponse(report, as_attachment=True, filename=report_name(session=session), content_type=XLSX_MIME)

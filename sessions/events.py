@@ -8,6 +8,8 @@ from django.db import transaction
 from django.db.models import Max
 
 from carrieropt.tasks import enqueue_on_commit
+from optimizer.models import DeviceAssignment
+from optimizer.serializers import money_out, ratio_out
 from rateplans.models import ServiceProvider
 from sessions.models import EventKind, OptimizationSession, ProgressEvent
 
@@ -56,8 +58,27 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
             "NoUsageDeviceCount": session.no_usage_count,
             "NoUsageIccids": session.no_usage_iccids[:NO_USAGE_ICCIDS_IN_EVENT],
             "Warnings": session.warnings,
+            "Results": results_summary(session),
         })
     return data
+
+
+def results_summary(session: OptimizationSession) -> dict:
+    """What AMOP shows of a completed session: the session's stored totals, money as decimal strings."""
+    figures = session.figures
+    return {
+        "SIMs": session.device_count,
+        "CurrentCost": money_out(session.current_cost),
+        "OptimizedCost": money_out(session.optimized_cost),
+        "Savings": money_out(figures.savings),
+        "SavingsPercent": None if figures.savings_ratio is None else ratio_out(figures.savings_ratio * 100),
+        "Changes": DeviceAssignment.objects.filter(run_id=session.run_id, changed=True).count(),
+        "LowerBound": money_out(session.lower_bound),
+        "Gap": ratio_out(figures.gap),
+        "NoUsageCount": session.no_usage_count,
+        "ReportUrl": (f"{settings.SITE_URL.rstrip('/')}/api/sessions/{session.guid}/report/"
+                      if session.report_path else None),
+    }
 
 
 def _deliver_soon() -> None:

@@ -85,7 +85,7 @@ class OptimizationSession(models.Model):
     no_usage_count = models.PositiveIntegerField(default=0, help_text="Billable SIMs without usage of the cycle.")
     no_usage_iccids = models.JSONField(default=list, blank=True, help_text="ICCIDs of the SIMs without usage data.")
     warnings = models.TextField(blank=True, help_text="Why the session succeeded with warnings.")
-    report_path = models.CharField(max_length=500, blank=True)
+    report_path = models.CharField(max_length=500, blank=True)  # the report's name in STORAGES["reports"]
     error = models.TextField(blank=True)
 
     class Meta:
@@ -152,6 +152,9 @@ class ProgressEvent(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Set after AMOP_WEBHOOK_MAX_ATTEMPTS failures: the sender skips it so the rest of the stream flows;
+    # the admin's "re-send" clears it.
+    dead_lettered_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
 
     class Meta:

@@ -237,9 +237,9 @@ def stage_finalizing(session_id: int) -> None:
                   None, session.provider.alert_recipients, fail_silently=True)
     session.refresh_from_db()
     heartbeat()
-    report_path = _report(session)
+    report_name = _report(session)
     with transaction.atomic():
-        update = {"report_path": str(report_path or "")}
+        update = {"report_path": report_name or ""}
         if warnings:
             update["status"] = SessionStatus.SUCCEEDED_WITH_WARNINGS
         completed = _advance(session_id, from_stage=Stage.FINALIZING, to_stage=Stage.COMPLETE,
@@ -277,13 +277,13 @@ def _report(session):
     """Write and e-mail the Excel report; a report failure never loses the results."""
     started = time.monotonic()
     try:
-        path = report_write(session=session)
-        report_email(session=session, path=path)
+        name = report_write(session=session)
+        report_email(session=session, name=name)
     except Exception:  # noqa: BLE001
         log.exception("report for session %s failed", session.pk)
         return None
-    log.info("report for session %s written in %.1fs: %s", session.pk, time.monotonic() - started, path)
-    return path
+    log.info("report for session %s written in %.1fs: %s", session.pk, time.monotonic() - started, name)
+    return name
 
 
 STAGES = {

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import pathlib
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
+from django.core.exceptions import SuspiciousFileOperation
+from django.core.files import File
+from django.core.files.storage import storages
+from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
 from django.utils import timezone
 from openpyxl import Workbook
@@ -19,7 +21,9 @@ from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.chart import BarChart, Reference
 from openpyxl.styles import Font
 
+from carrieropt import xlsx
 from carrieropt.money import CENT
+from carrieropt.xlsx import EXCEL_MAX_TEXT, FORMULA_TRIGGERS, MONEY_FORMAT
 from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from optimizer.selectors import NO_PLAN, plan_costs
@@ -31,11 +35,6 @@ XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 EXCEL_MAX_ROWS = 1_048_576
 # Rows of data per assignment sheet (one row is the header); beyond it the next sheet starts.
 ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1
-# A text cell starting with one of these could be read as a formula by Excel or by
-# whatever the sheet is exported to (CSV injection).
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
-EXCEL_MAX_TEXT = 32_767
-MONEY_FORMAT = "#,##0.00"
 PERCENT_FORMAT = "0.00%"
 
 ASSIGNMENT_HEADER = ["ICCID", "Group", "Current plan", "Recommended plan", "Usage MB", "Current cost",
@@ -47,18 +46,45 @@ PLAN_HEADER = ["Rate plan", "SIMs before", "Cost before", "SIMs after", "Cost af
 KEPT_NOTES = dict(KeptReason.choices)
 
 
-def report_path(*, session) -> pathlib.Path:
-    return pathlib.Path(settings.REPORTS_DIR) / f"device_assignments_{session.guid}.xlsx"
+def reports_storage():
+    """Where reports live: STORAGES["reports"] (a folder under MEDIA_ROOT, or object storage)."""
+    return storages["reports"]
 
 
-def report_file(stored_path: str) -> pathlib.Path | None:
-    """The report a session row points at, if it exists inside REPORTS_DIR: never serve a file from elsewhere."""
-    if not stored_path:
+def report_name(*, session) -> str:
+    return f"device_assignments_{session.guid}.xlsx"
+
+
+def _valid_name(name: str) -> bool:
+    """A name inside the reports storage: relative, no '..' (an old absolute path is not one)."""
+    if not name:
+        return False
+    try:
+        validate_file_name(name, allow_relative_path=True)
+    except SuspiciousFileOperation:
+        return False
+    return True
+
+
+def report_exists(name: str) -> bool:
+    return _valid_name(name) and reports_storage().exists(name)
+
+
+def report_location(name: str) -> str:
+    """Where a stored report is, for people: a path on this machine, or s3://bucket/key."""
+    storage = reports_storage()
+    try:
+        return storage.path(name)
+    except NotImplementedError:  # object storage has no local path
+        key = "/".join(part for part in (getattr(storage, "location", ""), name) if part)
+        return f"s3://{getattr(storage, 'bucket_name', '?')}/{key}"
+
+
+def report_open(name: str):
+    """The stored report as a binary file (streamed by whoever reads it), or None when there is none."""
+    if not report_exists(name):
         return None
-    path = pathlib.Path(stored_path)
-    if not path.resolve().is_relative_to(pathlib.Path(settings.REPORTS_DIR).resolve()) or not path.is_file():
-        return None
-    return path
+    return reports_storage().open(name, "rb")
 
 
 def _local(value: dt.datetime | None, tz) -> str:
@@ -217,22 +243,54 @@ def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
 
 
 class _AssignmentSheets:
-    """Assignment rows spread over as many sheets as Excel's row limit needs."""
+    """The SIM-level rows, spread over as many sheets as Excel's row limit needs.
 
-    def __init__(self, workbook: Workbook, title: str, header: list[str]):
-        self.workbook, self.title, self.header = workbook, title, header
-        self.count = 0
-        self.sheet: _Sheet | None = None
+    The sheets are made with the workbook (header and a sample row); their rows are written into the saved
+    file by carrieropt.xlsx.fill_sheets, which is what keeps a million-SIM report to seconds."""
 
-    def next_row(self) -> _Sheet:
-        """The sheet the next row lands on (cells must be made against it)."""
-        if self.sheet is None or self.sheet.rows - 1 >= ROWS_PER_SHEET:
+    def __init__(self, workbook: Workbook, run, *, by_group: bool):
+        self.run, self.by_group = run, by_group
+        self.header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
+        title = "Assignments by group" if by_group else "Assignments"
+        assignments = DeviceAssignment.objects.filter(run=run)
+        rows = assignments.count() + (assignments.values("comm_group_id").distinct().count() if by_group else 0)
+        self.titles = [title if i == 0 else f"{title} {i + 1}" for i in range(max(1, -(-rows // ROWS_PER_SHEET)))]
+        for name in self.titles:
+            sheet = _Sheet(workbook, name, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40})
+            sheet.header(self.header)
+            sheet.ws.freeze_panes = "A2"
+            sheet.append(xlsx.sample_row(sheet.ws))
+        self.count, self.recommended_sum = 0, Decimal(0)
+
+    def rows(self) -> Iterator[tuple[list, str]]:
+        """(values, column kinds) per row; counts the SIM rows and sums their recommended cost on the way."""
+        codes = dict(RatePlan.objects.filter(provider_id=self.run.provider_id).values_list("pk", "code"))
+        groups = dict(CommGroup.objects.filter(run=self.run).values_list("pk", "name"))
+        kinds = SIM_ROW_KINDS
+        subtotal = None
+        for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept in \
+                _assignment_rows(self.run, by_group=self.by_group):
+            if kept:
+                notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
+            group = groups.get(group_id, "")
+            if self.by_group and (subtotal is None or subtotal.group_id != group_id):
+                if subtotal is not None:
+                    yield subtotal.row()
+                subtotal = _Subtotal(group_id, group)
+            lead = [group, iccid] if self.by_group else [iccid, group]
+            yield [*lead, codes.get(current_id, NO_PLAN), codes.get(recommended_id, ""), usage, current, recommended,
+                   None if current is None else current - recommended, "yes" if changed else "no", notes], kinds
             self.count += 1
-            title = self.title if self.count == 1 else f"{self.title} {self.count}"
-            self.sheet = _Sheet(self.workbook, title, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40})
-            self.sheet.header(self.header)
-            self.sheet.ws.freeze_panes = "A2"
-        return self.sheet
+            self.recommended_sum += recommended
+            if subtotal is not None:
+                subtotal.add(usage, current, recommended, changed)
+        if subtotal is not None:
+            yield subtotal.row()
+
+
+# Group, ICCID (or ICCID, group), plans: text; usage: a number; costs and savings: money; changed, notes: text.
+SIM_ROW_KINDS = "ttttnmmmtt"
+SUBTOTAL_KINDS = "btttnmmmtt"
 
 
 @dataclass
@@ -252,43 +310,10 @@ class _Subtotal:
         self.recommended += recommended
         self.changed += int(changed)
 
-    def write(self, out: _AssignmentSheets) -> None:
-        s = out.next_row()
+    def row(self) -> tuple[list, str]:
         savings = CostFigures(self.current, self.recommended).savings
-        s.append([s.strong(f"{self.name} subtotal"), f"{self.sims} SIMs", "", "", self.usage, s.money(self.current),
-                  s.money(self.recommended), s.money(savings), f"{self.changed} changed", ""])
-
-
-def _write_assignments(workbook: Workbook, run, *, by_group: bool) -> tuple[int, Decimal]:
-    """The SIM-level sheets; returns (SIM rows, sum of recommended costs) for the consistency check."""
-    codes = dict(RatePlan.objects.filter(provider_id=run.provider_id).values_list("pk", "code"))
-    groups = dict(CommGroup.objects.filter(run=run).values_list("pk", "name"))
-    header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
-    out = _AssignmentSheets(workbook, "Assignments by group" if by_group else "Assignments", header)
-    count, recommended_sum, subtotal = 0, Decimal(0), None
-    for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept in \
-            _assignment_rows(run, by_group=by_group):
-        if kept:
-            notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
-        group = groups.get(group_id, "")
-        if by_group and (subtotal is None or subtotal.group_id != group_id):
-            if subtotal is not None:
-                subtotal.write(out)
-            subtotal = _Subtotal(group_id, group)
-        s = out.next_row()
-        lead = [s.text(group), s.text(iccid)] if by_group else [s.text(iccid), s.text(group)]
-        s.append([*lead, s.text(codes.get(current_id, NO_PLAN)), s.text(codes.get(recommended_id, "")), usage,
-                  s.money(current), s.money(recommended), s.money(None if current is None else current - recommended),
-                  "yes" if changed else "no", s.text(notes)])
-        count += 1
-        recommended_sum += recommended
-        if subtotal is not None:
-            subtotal.add(usage, current, recommended, changed)
-    if subtotal is not None:
-        subtotal.write(out)
-    if out.sheet is None:
-        out.next_row()  # an empty session still gets its (empty) assignment sheet
-    return count, recommended_sum
+        return [f"{self.name} subtotal", f"{self.sims} SIMs", "", "", self.usage, self.current, self.recommended,
+                savings, f"{self.changed} changed", ""], SUBTOTAL_KINDS
 
 
 def _write_no_usage(workbook: Workbook, session) -> None:
@@ -301,45 +326,41 @@ def _write_no_usage(workbook: Workbook, session) -> None:
         sheet.append([sheet.text(iccid)])
 
 
-def report_write(*, session) -> pathlib.Path:
-    """Write the session's workbook (streamed: write-only mode) and return its path.
+def report_write(*, session) -> str:
+    """Write the session's workbook (streamed: write-only mode) to the reports storage; return its name there.
 
     M2M accounts get one row per SIM sorted by ICCID; Mobility accounts get the SIMs
     laid out group by group with a subtotal per group. Beyond Excel's row limit the
     rows continue on the next sheet.
     """
-    path = report_path(session=session)
-    path.parent.mkdir(parents=True, exist_ok=True)
     workbook = Workbook(write_only=True)
     _write_summary(workbook, session)
     _write_groups(workbook, session.run)
-    by_group = session.provider.portal_type == PortalType.MOBILITY
-    count, recommended_sum = _write_assignments(workbook, session.run, by_group=by_group)
+    assignments = _AssignmentSheets(workbook, session.run, by_group=session.provider.portal_type == PortalType.MOBILITY)
     if session.no_usage_iccids:
         _write_no_usage(workbook, session)
-    if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
-        log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
-                    recommended_sum, session.optimized_cost)
-    # Written aside and moved in place, so a download never sees half a file.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".xlsx")
-    os.close(fd)
-    try:
+    # Built in a local temporary file (openpyxl needs a seekable file; the big sheets are filled into the saved
+    # file), then handed to the storage whole.
+    with tempfile.TemporaryDirectory() as directory:
+        tmp = pathlib.Path(directory) / "report.xlsx"
         workbook.save(tmp)
-        # mkstemp makes the file private (0600); the web process may run as another user of the group.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, path)
-    return path
+        xlsx.fill_sheets(tmp, assignments.titles, assignments.rows(), rows_per_sheet=ROWS_PER_SHEET,
+                         width=len(assignments.header))
+        count, recommended_sum = assignments.count, assignments.recommended_sum
+        if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
+            log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,
+                        recommended_sum, session.optimized_cost)
+        with tmp.open("rb") as file:
+            name = reports_storage().save(report_name(session=session), File(file))
+    log.info("report for session %s: %d SIM rows -> %s", session.guid, count, name)
+    return name
 
 
 def _money_text(value: Decimal | None) -> str:
     return "n/a" if value is None else f"{value.quantize(CENT):,}"
 
 
-def report_email(*, session, path: pathlib.Path) -> int:
+def report_email(*, session, name: str) -> int:
     """Mail the report to the account's recipients and operations; returns how many messages were sent."""
     provider, period, tz = session.provider, session.billing_period, session.provider.tz
     recipients = provider.alert_recipients
@@ -368,7 +389,7 @@ def report_email(*, session, path: pathlib.Path) -> int:
         f"Savings: {_money_text(savings)}" + (f" ({pct * 100:.2f} %)" if pct is not None else ""),
         f"Lower bound: {_money_text(session.lower_bound)}" + (f" (gap {gap * 100:.3f} %)" if gap is not None else ""),
         "",
-        f"The device assignments are attached ({pathlib.Path(path).name}).",
+        f"The device assignments are attached ({pathlib.PurePosixPath(name).name}).",
     ]
     if session.warnings:
         lines += ["", f"Warning: {session.warnings}"]
@@ -376,5 +397,6 @@ def report_email(*, session, path: pathlib.Path) -> int:
         subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
         body="\n".join(lines), to=recipients,
     )
-    message.attach_file(str(path), XLSX_MIME)
+    with reports_storage().open(name, "rb") as report:
+        message.attach(pathlib.PurePosixPath(name).name, report.read(), XLSX_MIME)
     return message.send()

@@ -6,18 +6,18 @@ import logging
 import uuid
 
 from django.conf import settings
-from django.core.mail import send_mail
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from carrieropt.actors import SCHEDULE, command_actor
-from carrieropt.errors import Conflict
+from carrieropt.errors import Conflict, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
-from carrieropt.errors import ValidationFailed
 from optimizer.models import ChargeType, Method
-from rateplans.models import BillingPeriod, ServiceProvider
+from rateplans.alerts import alert_raise
+from rateplans.models import AlertKind, BillingPeriod, ServiceProvider
 from rateplans.services import billing_period_current, billing_period_ending
 from sessions.events import event_record
 from sessions.models import (
@@ -126,7 +126,12 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
         active = OptimizationSession.objects.filter(provider=provider, status__in=ACTIVE_STATUSES).first()
         if active is None:
             raise
-        send_mail(ALREADY_RUNNING_SUBJECT, ALREADY_RUNNING, None, provider.alert_recipients, fail_silently=True)
+        # One e-mail per running session, however many starts it refuses (ALERT_DEDUP_MINUTES).
+        alert_raise(provider=provider, kind=AlertKind.ALREADY_RUNNING, key=f"session:{active.pk}",
+                    subject=ALREADY_RUNNING_SUBJECT,
+                    body=f"{ALREADY_RUNNING}\n\nCarrier account: {provider.name}\nRunning session: {active.guid} "
+                         f"(started {active.created_at:%Y-%m-%d %H:%M %Z}, {active.get_stage_display()}, "
+                         f"{active.progress} %).\nRefused start: {trigger}" + (f" by {started_by}" if started_by else "") + ".\n")
         raise SessionAlreadyRunning(ALREADY_RUNNING, extra={"active_session": str(active.guid)}) from None
     return session
 
@@ -176,7 +181,42 @@ def session_fail(*, session_id: int, message: str) -> OptimizationSession | None
         optimizer_services.run_stop(run_id=session.run_id)
         event_record(session=session, kind=EventKind.ERROR, progress=session.progress, error_message=message)
     log.warning("session %s failed: %s", session_id, message)
+    session_failed_alert(session=session)
     return session
+
+
+def session_failed_alert(*, session: OptimizationSession) -> None:
+    """E-mail why a session failed and what was kept (nothing it had not finished is half-written)."""
+    provider = session.provider
+    tz = provider.tz
+    previous = (OptimizationSession.objects.filter(provider=provider, status=SessionStatus.SUCCEEDED)
+                .exclude(pk=session.pk).order_by("-finished_at").first())
+
+    def local(value):
+        return value.astimezone(tz).strftime("%Y-%m-%d %H:%M %Z") if value else "never"
+
+    kept = [
+        f"- SIMs and usage on file as last synced (devices {local(provider.last_device_sync_at)}, "
+        f"usage {local(provider.last_usage_sync_at)}); a sync that failed left them unchanged.",
+        "- No rate plan was changed on the carrier by this session.",
+        (f"- The last completed session, {previous.guid} (finished {local(previous.finished_at)}), keeps its results "
+         f"and report." if previous else "- This account has no completed session yet."),
+    ]
+    body = "\n".join([
+        f"The rate plan optimization of {provider.name} ({session.tenant.name}) failed.",
+        "",
+        f"Session: {session.guid}",
+        f"Billing period: {session.billing_period.start_date.isoformat()} to {session.billing_period.end_date.isoformat()}",
+        f"Started: {local(session.started_at or session.created_at)}; failed: {local(session.finished_at)}",
+        f"Reached: {session.get_stage_display()} ({session.progress} %), trigger {session.get_trigger_display()}",
+        "",
+        f"Why: {session.error}",
+        "",
+        "What was kept:",
+        *kept,
+    ])
+    alert_raise(provider=provider, kind=AlertKind.SESSION_FAILED, key=f"session:{session.pk}",
+                subject=f"Optimization failed for {provider.name}: {session.error}"[:300], body=body)
 
 
 def session_cancel(*, session: OptimizationSession, cancelled_by: str) -> OptimizationSession:

@@ -33,7 +33,7 @@ from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
-from sessions.reports import report_file
+from sessions.reports import report_exists
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
 NO_USAGE_SHOWN = 200  # ICCIDs listed on the session page; all of them are in the report and the API
@@ -143,7 +143,7 @@ def session_detail(request, guid):
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     return render(request, "dashboard/session.html", {
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
-        "has_report": report_file(session.report_path) is not None, "savings_pct": savings_pct,
+        "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
         "stage_labels": dict(Stage.choices),

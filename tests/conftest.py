@@ -4,6 +4,7 @@ import pytest
 
 from tests import factories
 from tests.factories_results import session_with_results, token_for
+from tests.report_storage import use_report_folder
 
 pytest_plugins = ["carriers.simulator.fixtures"]  # carrier_simulator, carrier_simulator_factory
 
@@ -129,7 +130,7 @@ def demo(request, db):
 def completed_session(settings, tmp_path):
     """completed_session(provider=, groups=, sims_per_group=, seed=, notes=, **session_fields): a session the real
     pipeline ran on a small seeded fleet (tests.factories_results.session_with_results), its report under tmp_path."""
-    settings.REPORTS_DIR = tmp_path / "reports"
+    use_report_folder(settings, tmp_path / "reports")
     return session_with_results
 
 

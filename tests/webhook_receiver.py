@@ -6,8 +6,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class Receiver:
-    def __init__(self, statuses=()):
+    def __init__(self, statuses=(), status_for=None):
+        """`statuses`: answers in order (then 200); `status_for(body) -> int | None`: an answer chosen by the body."""
         self.statuses = list(statuses)
+        self.status_for = status_for
         self.requests: list[dict] = []
         receiver = self
 
@@ -15,7 +17,9 @@ class Receiver:
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 receiver.requests.append({"body": body, "headers": dict(self.headers)})
-                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                status = receiver.status_for(body) if receiver.status_for else None
+                if status is None:
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

@@ -24,17 +24,32 @@ from rateplans.cycles import cycle_bounds
 API_PREFIX = "/rws/api/v1"
 MAX_PAGE_SIZE = 50
 
-# Error codes are the simulator's own; only the body shape {"errorMessage", "errorCode"} is the carrier's.
+# The API as Cisco publishes it (developer.cisco.com/docs/control-center/): search-devices, get-device-details,
+# get-device-usage (ctdUsages), edit-device-details, get-rate-plans, get-usage-by-rate-plan,
+# get-device-usage-by-zone, echo, rest-api-troubleshooting-checklist. Errors are {"errorMessage", "errorCode"} with
+# the codes below (carriers.errors.CONTROL_CENTER_ERRORS); shapes the pages do not spell out are marked
+# "unconfirmed" here and in carriers/README.md.
 ERROR_CODES = {
-    400: "10000024",
-    401: "10000001",
-    404: "10000003",
-    405: "10000005",
-    429: "40000029",
-    500: "50000000",
-    504: "50400000",
+    "bad_credentials": "10000001",
+    "missing_parameter": "10000003",  # e.g. modifiedSince missing or not a date
+    "invalid_value": "10000013",  # unconfirmed: a value not valid for this SIM (unknown rate plan, status, ...)
+    "not_allowed": "10000014",  # unconfirmed: a change this SIM cannot take (plan not in its communication plan)
+    "bad_json": "10000023",
+    "bad_api_version": "10000024",
+    "unknown_parameter": "10000028",
+    "no_access": "10000030",
+    "invalid_iccid": "20000001",
+    "internal": "30000001",
+    "throttled": "40000029",
 }
-FAULT_KINDS = ("500", "429", "timeout")
+SIM_STATUSES = ("ACTIVATED", "ACTIVATION_READY", "DEACTIVATED", "INVENTORY", "RETIRED", "TEST_READY", "PURGED",
+                "REPLACED")
+OVERAGE_OVERRIDES = ("DEFAULT", "TEMPORARY_OVERRIDE", "PERMANENT_OVERRIDE")
+EDITABLE = ("status", "ratePlan", "communicationPlan", "customer", "deviceID", "modemID", "overageLimitOverride",
+            *(f"accountCustom{n}" for n in range(1, 11)))
+ACCOUNT_ID = "100020620"
+MAX_EFFECTIVE_DAYS = 180
+FAULT_KINDS = ("500", "429", "timeout", "malformed")  # "429" is throttling, answered as throttle_status says
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
@@ -42,8 +57,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 class Faults:
     """What the simulator does wrong on purpose. Mutable while it runs (tests flip it between calls)."""
 
-    error_rate: float = 0.0  # share of API calls answered 500, 429 or left hanging
-    fault_kinds: tuple[str, ...] = FAULT_KINDS
+    error_rate: float = 0.0  # share of API calls answered 500, throttled or left hanging (or broken JSON, if asked)
+    fault_kinds: tuple[str, ...] = ("500", "429", "timeout")
     # Injected faults are transient blips: at most this many in a row (0 = no cap), so a
     # 10 % error rate does not trip the client's 5-failure breaker by chance. Outages are `outage`.
     fault_burst: int = 2
@@ -52,12 +67,19 @@ class Faults:
     malformed_page: int | None = None  # this device-list page is answered with truncated JSON
     duplicate_across_pages: bool = False  # the last SIM of each page is repeated first on the next
     churn: int = 0  # SIMs changed after each device-list page is served
-    rate_limit: float | None = None  # calls per second per username, 429 beyond
+    rate_limit: float | None = None  # calls per account in each one-second window; throttled beyond
+    throttle_status: int = 400  # how throttling is answered: 400 + errorCode 40000029 (as Cisco's answers are reported), or 429
     never_last_page: bool = False  # lastPage is always false (a carrier that never ends)
     outage: bool = False  # every API call answers 500
-    script: deque[str] = field(default_factory=deque)  # the next calls' fate, in order: 500/429/timeout/ok
-    # ctdUsages of these ICCIDs is refused (HTTP 400) every time, or only the first time it is asked:
-    # a carrier whose usage service has no record of some SIMs, or stumbles on a few.
+    max_in_flight: int | None = None  # a call beyond this many in flight for the account is refused as throttled
+    # Limits the published pages do not state precisely (README: unconfirmed), off unless asked for:
+    modified_since_max_days: int | None = None  # modifiedSince older than this is refused (10000003)
+    no_access: tuple[str, ...] = ()  # functions the API user's role may not call (10000030): "rateplans", "usages", ...
+    # The next calls' fate, in order: 500 / 429 (throttled) / timeout / malformed / ok, or "code:NNNNNNNN" to
+    # answer with that Control Center errorCode (401 for 10000001, 403 for 10000030, 404 for 20000001, else 400).
+    script: deque[str] = field(default_factory=deque)
+    # ctdUsages of these ICCIDs is refused (HTTP 400, errorCode 10000013: about that SIM) every time, or only the
+    # first time it is asked: a carrier whose usage service has no record of some SIMs, or stumbles on a few.
     usage_refused: frozenset[str] = frozenset()
     usage_refused_once: set[str] = field(default_factory=set)
 
@@ -82,8 +104,11 @@ def _json(status: int, payload, headers: tuple[tuple[str, str], ...] = ()) -> Si
     return SimResponse(status, json.dumps(payload, separators=(",", ":")).encode(), headers)
 
 
-def _error(status: int, message: str, headers: tuple[tuple[str, str], ...] = ()) -> SimResponse:
-    return _json(status, {"errorMessage": message, "errorCode": ERROR_CODES[status]}, headers)
+def _error(status: int, kind: str | None, message: str, headers: tuple[tuple[str, str], ...] = ()) -> SimResponse:
+    body = {"errorMessage": message}
+    if kind is not None:
+        body["errorCode"] = ERROR_CODES[kind]
+    return _json(status, body, headers)
 
 
 def carrier_date(epoch_ms: int) -> str:
@@ -98,21 +123,21 @@ def epoch_ms_at_or_after(moment: dt.datetime) -> int:
     return -(-micros // 1000)
 
 
-class _UserBucket:
-    """Server-side rate limit: a bucket of `rate` tokens refilled at `rate` per second."""
+class _Window:
+    """Server-side rate limit: at most `rate` calls of an account in each one-second window."""
 
     def __init__(self, rate: float, clock: Callable[[], float]):
         self.rate, self.clock = rate, clock
-        self.tokens, self.stamp = max(1.0, rate), clock()
+        self.second, self.count = None, 0
 
     def take(self) -> bool:
-        now = self.clock()
-        self.tokens = min(max(1.0, self.rate), self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
+        second = math.floor(self.clock())
+        if second != self.second:
+            self.second, self.count = second, 0
+        if self.count + 1 > self.rate:
+            return False
+        self.count += 1
+        return True
 
 
 class SimulatedCarrier:
@@ -137,7 +162,12 @@ class SimulatedCarrier:
         self._fault_rng = random.Random(seed if fault_seed is None else fault_seed)
         self._churn_rng = random.Random(seed + 1)
         self._fault_run = 0
-        self._buckets: dict[str, _UserBucket] = {}
+        self._windows: dict[str, _Window] = {}
+        self._in_flight = 0
+        self.max_seen_in_flight = 0
+        self.scheduled: list[dict] = []  # changes with a future effectiveDate, applied when it comes
+        self.overage = {}  # index -> overageLimitOverride (DEFAULT when absent)
+        self.fields: dict[int, dict[str, str]] = {}  # index -> customer, deviceID, modemID, accountCustomN
         self.changes: list[dict] = []
         self.requests: deque[dict] = deque(maxlen=log_size)
         self.counts: Counter[str] = Counter()
@@ -244,68 +274,250 @@ class SimulatedCarrier:
 
     # -- the API ----------------------------------------------------------------------------------
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes) -> SimResponse:
+        """Answer one request. The server calls `call_done()` once the answer is on the wire (calls in flight)."""
         path, _, query_string = target.partition("?")
         path = unquote(path)
         query = {k: v[-1] for k, v in parse_qs(query_string, keep_blank_values=True).items()}
         if path.startswith("/_sim/"):
             return self._control(method, path, query)
         with self._lock:
+            self._in_flight += 1
+            self.max_seen_in_flight = max(self.max_seen_in_flight, self._in_flight)
+            self._apply_due_locked()
             response = self._api_locked(method, path, query, headers, body)
+            throttled = b'"errorCode":"40000029"' in response.body
             self.counts[str(response.status if not response.hang else "timeout")] += 1
-            self.requests.append({"method": method, "path": path, "query": query,
-                                  "status": response.status, "fault": response.hang > 0})
+            if throttled:
+                self.counts["throttled"] += 1
+            self.requests.append({"method": method, "path": path, "query": query, "body": body[:500].decode(errors="replace"),
+                                  "status": response.status, "fault": response.hang > 0, "throttled": throttled})
         if self.faults.latency_ms:
             response = SimResponse(response.status, response.body, response.headers, response.hang,
                                    delay=self.faults.latency_ms / 1000)
         return response
 
+    def call_done(self) -> None:
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+
     def _api_locked(self, method: str, path: str, query: dict, headers: dict[str, str], body: bytes) -> SimResponse:
         fault = self._next_fault()
         if fault == "500":
-            return _error(500, "Internal server error (injected by the simulator)")
+            return _error(500, "internal", "Internal server error (injected by the simulator)")
         if fault == "429":
-            return _error(429, "Too many requests (injected by the simulator)", (("Retry-After", "1"),))
+            return self._throttled("injected by the simulator")
         if fault == "timeout":
-            return SimResponse(504, b'{"errorMessage":"Gateway timeout","errorCode":"50400000"}',
-                               hang=self.faults.hang_seconds)
+            return SimResponse(504, b'{"errorMessage":"Gateway timeout"}', hang=self.faults.hang_seconds)
+        if fault == "malformed":
+            self.counts["malformed"] += 1
+            return SimResponse(200, b'{"pageNumber":1,"devices":[{"iccid":"8901')
+        if fault and fault.startswith("code:"):
+            code = fault[5:]
+            if code == ERROR_CODES["throttled"]:
+                return self._throttled("scripted")
+            status = {"10000001": 401, "10000030": 403, "20000001": 404, "30000001": 500}.get(code, 400)
+            return _json(status, {"errorMessage": f"Scripted error {code}", "errorCode": code})
         if not self._authorized(headers.get("authorization", "")):
-            return _error(401, "Invalid username or API key.")
+            return _error(401, "bad_credentials", "Invalid username or API key.")
+        limit = self.faults.max_in_flight
+        if limit is not None and self._in_flight > limit:
+            return self._throttled(f"at most {limit} call(s) in flight per account")
         if self.faults.rate_limit:
-            bucket = self._buckets.get(self.username)
-            if bucket is None or bucket.rate != self.faults.rate_limit:
-                bucket = self._buckets[self.username] = _UserBucket(self.faults.rate_limit, time.monotonic)
-            if not bucket.take():
-                return _error(429, f"Rate limit exceeded: at most {self.faults.rate_limit:g} calls per second.",
-                              (("Retry-After", "1"),))
-        if not path.startswith(API_PREFIX + "/devices"):
-            return _error(404, f"No such resource: {path}")
-        rest = path[len(API_PREFIX + "/devices"):].strip("/")
-        parts = rest.split("/") if rest else []
+            window = self._windows.get(self.username)
+            if window is None or window.rate != self.faults.rate_limit:
+                window = self._windows[self.username] = _Window(self.faults.rate_limit, time.monotonic)
+            if not window.take():
+                return self._throttled(f"at most {self.faults.rate_limit:g} calls per second")
+        if not path.startswith("/rws/api/"):
+            return _error(404, None, f"No such resource: {path}")
+        version, _, rest = path[len("/rws/api/"):].partition("/")
+        if version != "v1":
+            return _error(400, "bad_api_version", f"Invalid API version: {version!r}; the current version is 1.")
+        parts = [p for p in rest.split("/") if p]
         if not parts:
+            return _error(404, None, f"No such resource: {path}")
+        if parts[0] == "echo" and len(parts) == 2 and method == "GET":
+            return _json(200, {"context": parts[1]})
+        if parts == ["rateplans"] and method == "GET":
+            return self._rate_plans(query)
+        if parts == ["usages"] and method == "GET":
+            return self._usages(query)
+        if parts[0] != "devices":
+            return _error(404, None, f"No such resource: {path}")
+        if len(parts) == 1:
             if method != "GET":
-                return _error(405, f"{method} is not allowed on /devices")
+                return _error(405, None, f"{method} is not allowed on /devices")
             return self._list_devices(query)
-        i = self.index.get(parts[0])
+        i = self.index.get(parts[1])
         if i is None:
-            return _error(404, f"Invalid ICCID: {parts[0]}")
-        if len(parts) == 1 and method == "GET":
+            return _error(404, "invalid_iccid", f"Invalid ICCID: {parts[1]}")
+        sub = parts[2:]
+        if not sub and method == "GET":
             return _json(200, self._details(i))
-        if len(parts) == 1 and method == "PUT":
+        if not sub and method == "PUT":
             return self._edit_device(i, body)
-        if parts[1:] == ["ctdUsages"] and method == "GET":
-            if (parts[0] in self.faults.usage_refused or parts[0] in self.faults.usage_refused_once
-                    or parts[0] in self.usage_unavailable):
-                self.faults.usage_refused_once.discard(parts[0])
-                return _error(400, f"Usage of {parts[0]} is not available")
+        if sub == ["ctdUsages"] and method == "GET":
+            if (parts[1] in self.faults.usage_refused or parts[1] in self.faults.usage_refused_once
+                    or parts[1] in self.usage_unavailable):
+                self.faults.usage_refused_once.discard(parts[1])
+                return _error(400, "invalid_value", f"Usage of {parts[1]} is not available")
             details = self._details(i)
             return _json(200, {
                 "iccid": details["iccid"], "imsi": details["imsi"], "msisdn": details["msisdn"],
                 "imei": details["imei"], "status": details["status"], "ratePlan": details["ratePlan"],
                 "communicationPlan": details["communicationPlan"], "ctdDataUsage": self.ctd_bytes(details["iccid"]),
                 "ctdSMSUsage": 0, "ctdVoiceUsage": 0, "ctdSessionCount": 0, "overageLimitReached": False,
-                "overageLimitOverride": "DEFAULT",
+                "overageLimitOverride": self.overage.get(i, "DEFAULT"),
             })
-        return _error(405 if len(parts) == 1 else 404, f"{method} {path} is not part of the API")
+        if sub == ["usageInZone"] and method == "GET":
+            return self._usage_in_zone(i, query)
+        if sub == ["sessionInfo"] and method == "GET":
+            return self._session_info(i)
+        return _error(405 if not sub else 404, None, f"{method} {path} is not part of the API")
+
+    # -- cycles -----------------------------------------------------------------------------------
+    def _cycle_start(self, at: float) -> dt.date:
+        local = dt.datetime.fromtimestamp(at, self._tz)
+        return cycle_bounds(local.date(), demo_fleet.DEMO_CYCLE_END_DAY)[0]
+
+    def _cycle_starts(self, n: int = 3) -> list[dt.date]:
+        """The current cycle's start and the n-1 before it, newest first."""
+        starts = [self._cycle_start(self.clock())]
+        while len(starts) < n:
+            day_before = starts[-1] - dt.timedelta(days=1)
+            starts.append(cycle_bounds(day_before, demo_fleet.DEMO_CYCLE_END_DAY)[0])
+        return starts
+
+    def _cycle_bytes(self, i: int, start: dt.date) -> int:
+        """A SIM's bytes in the cycle starting `start`: cycle to date for the current one, the full cycle before."""
+        if start == self._cycle_starts(1)[0]:
+            return self.ctd_bytes(self.iccids[i])
+        return math.floor(self.cycle_usage_mb[i] * BYTES_PER_MB)
+
+    def _paging(self, query: dict) -> tuple[int, int] | SimResponse:
+        try:
+            size = int(query.get("pageSize", MAX_PAGE_SIZE))
+            number = int(query.get("pageNumber", 1))
+        except ValueError:
+            return _error(400, "missing_parameter", "pageSize and pageNumber must be integers.")
+        if not 1 <= size <= MAX_PAGE_SIZE:
+            return _error(400, "missing_parameter", f"pageSize must be between 1 and {MAX_PAGE_SIZE}.")
+        if number < 1:
+            return _error(400, "missing_parameter", "pageNumber must be 1 or more.")
+        return size, number
+
+    @staticmethod
+    def _unknown(query: dict, allowed: set[str]) -> SimResponse | None:
+        unknown = sorted(set(query) - allowed)
+        if unknown:
+            return _error(400, "unknown_parameter", f"Unknown parameter(s): {', '.join(unknown)}.")
+        return None
+
+    # -- rate plans and usage by rate plan ----------------------------------------------------------
+    def _rate_plans(self, query: dict) -> SimResponse:
+        """Get Rate Plans (AccountAdmin role; `shared` is not for account users: an error)."""
+        if "rateplans" in self.faults.no_access:
+            return _error(403, "no_access", "The user's role has no access to Get Rate Plans.")
+        if "shared" in query:
+            return _error(400, "unknown_parameter", "shared is not applicable for account users.")
+        refused = self._unknown(query, {"accountId", "pageSize", "pageNumber"})
+        if refused:
+            return refused
+        if query.get("accountId", ACCOUNT_ID) != ACCOUNT_ID:
+            return _error(400, "no_access", f"accountId {query['accountId']!r} is not your account.")
+        paging = self._paging(query)
+        if isinstance(paging, SimResponse):
+            return paging
+        size, number = paging
+        plans = demo_fleet.CATALOGUE
+        chosen = plans[(number - 1) * size:number * size]
+        return _json(200, {
+            "pageNumber": number, "lastPage": number * size >= len(plans),
+            # Field names beyond name/type are unconfirmed (the page lists them per rate plan type).
+            "ratePlans": [{"name": p.code, "type": "Monthly - Pooled" if p.pooled else "Monthly - Individual",
+                           "shared": p.pooled, "version": 1,
+                           "dataUsage": {"includedData": p.included_mb, "includedDataUnit": "MB"}} for p in chosen],
+        })
+
+    def _usages(self, query: dict) -> SimResponse:
+        """Get Usage by Rate Plan: the SIMs on one (not shared) rate plan with their cycle usage, paged."""
+        if "usages" in self.faults.no_access:
+            return _error(403, "no_access", "The user's role has no access to Get Usage by Rate Plan.")
+        refused = self._unknown(query, {"ratePlanName", "cycleStartDate", "usageType", "ratePlanVersion",
+                                        "pageSize", "pageNumber"})
+        if refused:
+            return refused
+        name = query.get("ratePlanName")
+        if not name:
+            return _error(400, "missing_parameter", "ratePlanName is required.")
+        spec = next((p for p in demo_fleet.CATALOGUE if p.code == name), None)
+        if spec is None:
+            return _error(400, "invalid_value", f"Invalid rate plan: {name!r}.")
+        if spec.pooled:
+            return _error(400, "invalid_value", f"Rate plan {name!r} is shared: usage by rate plan is not "
+                                                f"supported for shared rate plans.")
+        starts = self._cycle_starts()
+        start = starts[0]
+        if query.get("cycleStartDate"):
+            try:
+                start = dt.date.fromisoformat(query["cycleStartDate"])
+            except ValueError:
+                return _error(400, "missing_parameter", f"cycleStartDate {query['cycleStartDate']!r} is not yyyy-MM-dd.")
+            if start not in starts:
+                return _error(400, "missing_parameter", f"cycleStartDate {start} is not the start of one of the "
+                                                        f"last three billing cycles ({', '.join(map(str, starts))}).")
+        paging = self._paging(query)
+        if isinstance(paging, SimResponse):
+            return paging
+        size, number = paging
+        on_plan = [i for i in range(self.sims) if self.rate_plan[i] == name]
+        chosen = on_plan[(number - 1) * size:number * size]
+        return _json(200, {
+            # Response field names are unconfirmed: the page's answer table is not in the docs corpus.
+            "ratePlanName": name, "cycleStartDate": start.isoformat(), "pageNumber": number,
+            "lastPage": number * size >= len(on_plan),
+            "devices": [{"iccid": self.iccids[i], "dataUsage": self._cycle_bytes(i, start), "smsUsage": 0,
+                         "voiceUsage": 0} for i in chosen],
+        })
+
+    def _usage_in_zone(self, i: int, query: dict) -> SimResponse:
+        """Get Device Usage by Zone: one SIM's usage in one of the last three cycles, by rate plan and zone."""
+        refused = self._unknown(query, {"cycleStartDate", "ratePlan", "zone"})
+        if refused:
+            return refused
+        starts = self._cycle_starts()
+        start = starts[0]
+        raw = query.get("cycleStartDate")
+        if raw:
+            # The request format is yyyy-MM-ddZ (a date with a zone designator).
+            try:
+                start = dt.date.fromisoformat(raw.rstrip("Z")[:10])
+            except ValueError:
+                return _error(400, "missing_parameter", f"cycleStartDate {raw!r} is not yyyy-MM-ddZ.")
+            if start not in starts:
+                return _error(400, "missing_parameter", f"cycleStartDate {start} is not the start of one of the "
+                                                        f"last three billing cycles ({', '.join(map(str, starts))}).")
+        plan = self.rate_plan[i]
+        if query.get("ratePlan") and query["ratePlan"] != plan:
+            usage = {}
+        else:
+            zone = query.get("zone") or "Home"
+            usage = {plan: [{"zone": zone, "dataUsage": self._cycle_bytes(i, start) if zone == "Home" else 0,
+                             "voiceMOUsage": 0, "voiceMTUsage": 0, "smsMOUsage": 0, "smsMTUsage": 0}]}
+        return _json(200, {"iccid": self.iccids[i], "cycleStartDate": f"{start.isoformat()}Z",
+                           "deviceCycleUsageInZones": usage})
+
+    def _session_info(self, i: int) -> SimResponse:
+        active = self.status[i] == "ACTIVATED"
+        started = self.date_updated[i]
+        return _json(200, {"iccid": self.iccids[i], "ipAddress": f"10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}" if active else None,
+                           "ipv6Address": None, "dateSessionStarted": carrier_date(started) if active else None,
+                           "dateSessionEnded": None if active else carrier_date(started)})
+
+    def _throttled(self, why: str) -> SimResponse:
+        status = self.faults.throttle_status
+        return _json(status, {"errorMessage": f"Rate Limit Exceeded ({why})", "errorCode": "40000029"},
+                     (("Retry-After", "1"),) if status == 429 else ())
 
     def _next_fault(self) -> str | None:
         faults = self.faults
@@ -332,31 +544,43 @@ class SimulatedCarrier:
         return hmac.compare_digest(given, self._credentials)
 
     def _list_devices(self, query: dict) -> SimResponse:
+        """Search Devices: SIMs changed since modifiedSince, oldest change first, optionally one status."""
+        refused = self._unknown(query, {"modifiedSince", "status", "accountId", "pageSize", "pageNumber"})
+        if refused:
+            return refused
         raw_since = query.get("modifiedSince")
         if not raw_since:
-            return _error(400, "modifiedSince is required.")
+            return _error(400, "missing_parameter", "modifiedSince is required.")
         try:
             since = dt.datetime.fromisoformat(raw_since)
         except ValueError:
-            return _error(400, f"modifiedSince {raw_since!r} is not an ISO 8601 date.")
+            return _error(400, "missing_parameter", f"modifiedSince {raw_since!r} is not an ISO 8601 date.")
         if since.tzinfo is None:
             since = since.replace(tzinfo=dt.UTC)
-        try:
-            size = int(query.get("pageSize", MAX_PAGE_SIZE))
-            number = int(query.get("pageNumber", 1))
-        except ValueError:
-            return _error(400, "pageSize and pageNumber must be integers.")
-        if not 1 <= size <= MAX_PAGE_SIZE:
-            return _error(400, f"pageSize must be between 1 and {MAX_PAGE_SIZE}.")
-        if number < 1:
-            return _error(400, "pageNumber must be 1 or more.")
+        max_days = self.faults.modified_since_max_days
+        if max_days is not None and since < dt.datetime.fromtimestamp(self.clock(), dt.UTC) - dt.timedelta(days=max_days):
+            return _error(400, "missing_parameter", f"modifiedSince may be at most {max_days} days ago.")
+        status = query.get("status")
+        if status is not None and status not in SIM_STATUSES:
+            return _error(400, "invalid_value", f"Invalid status: {status!r}.")
+        if query.get("accountId", ACCOUNT_ID) != ACCOUNT_ID:
+            return _error(400, "no_access", f"accountId {query['accountId']!r} is not an account this user may see.")
+        paging = self._paging(query)
+        if isinstance(paging, SimResponse):
+            return paging
+        size, number = paging
         if self.faults.malformed_page == number:
             return SimResponse(200, f'{{"pageNumber":{number},"devices":[{{"iccid":"8901'.encode())
         start = bisect.bisect_left(self._order_dates, epoch_ms_at_or_after(since))
         stride = size - 1 if self.faults.duplicate_across_pages and size > 1 else size
-        first = start + (number - 1) * stride
-        chosen = self._order[first:first + size]
-        last_page = first + size >= len(self._order) and not self.faults.never_last_page
+        first = (number - 1) * stride
+        if status is None:  # no copy of the (million-long) order per page
+            chosen = self._order[start + first:start + first + size]
+            remaining = len(self._order) - start
+        else:
+            order = [i for i in self._order[start:] if self.status[i] == status]
+            chosen, remaining = order[first:first + size], len(order)
+        last_page = first + size >= remaining and not self.faults.never_last_page
         payload = {
             "pageNumber": number,
             "devices": [{"iccid": self.iccids[i], "status": self.status[i], "ratePlan": self.rate_plan[i],
@@ -368,33 +592,81 @@ class SimulatedCarrier:
         return _json(200, payload)
 
     def _edit_device(self, i: int, body: bytes) -> SimResponse:
+        """Edit Device Details: at least one editable field; effectiveDate (yyyy-MM-dd) schedules it, at most
+        180 days ahead; without one (or with today or a past day) the change happens at once."""
         try:
             payload = json.loads(body or b"null")
         except ValueError:
-            return _error(400, "The request body is not JSON.")
-        if not isinstance(payload, dict) or "ratePlan" not in payload:
-            return _error(400, "The request body must be a JSON object with ratePlan.")
-        unsupported = set(payload) - {"ratePlan", "effectiveDate"}
-        if unsupported:
-            return _error(400, f"The simulator cannot edit {', '.join(sorted(unsupported))}.")
-        plan = payload["ratePlan"]
-        if plan not in demo_fleet.PLAN_CODES:
-            return _error(400, f"Invalid rate plan: {plan!r}.")
-        if plan not in self._allowed[self.comm_plan[i]]:
-            return _error(400, f"Rate plan {plan!r} is not available for communication plan {self.comm_plan[i]!r}.")
+            return _error(400, "bad_json", "The request body is not valid JSON.")
+        if not isinstance(payload, dict):
+            return _error(400, "bad_json", "The request body must be a JSON object.")
+        unknown = set(payload) - set(EDITABLE) - {"effectiveDate"}
+        if unknown:
+            return _error(400, "unknown_parameter", f"Unknown parameter(s): {', '.join(sorted(unknown))}.")
+        edits = {k: v for k, v in payload.items() if k != "effectiveDate"}
+        if not edits:
+            return _error(400, "missing_parameter", "At least one of " + ", ".join(EDITABLE[:7]) +
+                          " or a custom field is required.")
+        for key, value in edits.items():
+            if not isinstance(value, str):
+                return _error(400, "invalid_value", f"{key} must be a string, got {value!r}.")
+        if "status" in edits and edits["status"] not in SIM_STATUSES:
+            return _error(400, "invalid_value", f"Invalid status: {edits['status']!r}.")
+        comm = edits.get("communicationPlan", self.comm_plan[i])
+        if comm not in self._allowed:
+            return _error(400, "invalid_value", f"Invalid communication plan: {comm!r}.")
+        plan = edits.get("ratePlan", self.rate_plan[i])
+        if "ratePlan" in edits and plan not in demo_fleet.PLAN_CODES:
+            return _error(400, "invalid_value", f"Invalid rate plan: {plan!r}.")
+        if plan not in self._allowed[comm]:
+            return _error(400, "not_allowed", f"Rate plan {plan!r} is not available for communication plan {comm!r}.")
+        if "overageLimitOverride" in edits and edits["overageLimitOverride"] not in OVERAGE_OVERRIDES:
+            return _error(400, "invalid_value", f"Invalid overageLimitOverride: {edits['overageLimitOverride']!r}.")
         effective = payload.get("effectiveDate")
+        when: dt.date | None = None
         if effective is not None:
             try:
-                dt.date.fromisoformat(str(effective)[:10])
+                when = dt.date.fromisoformat(str(effective)[:10])
             except ValueError:
-                return _error(400, f"effectiveDate {effective!r} is not a date (yyyy-MM-dd).")
-        old = self.rate_plan[i]
-        self.rate_plan[i] = plan
-        self._touch(i)
-        self.changes.append({"iccid": self.iccids[i], "source": "api", "from": old, "to": plan,
-                             "status": self.status[i], "effectiveDate": effective,
-                             "at": carrier_date(self.date_updated[i])})
+                return _error(400, "invalid_value", f"effectiveDate {effective!r} is not a date (yyyy-MM-dd).")
+            today = dt.datetime.fromtimestamp(self.clock(), self._tz).date()
+            if when > today + dt.timedelta(days=MAX_EFFECTIVE_DAYS):
+                return _error(400, "invalid_value", f"effectiveDate {when} is more than {MAX_EFFECTIVE_DAYS} days "
+                                                    f"in the future.")
+            if when <= today:
+                when = None
+        if when is not None:
+            self.scheduled.append({"index": i, "edits": edits, "effectiveDate": when.isoformat()})
+            return _json(200, {"iccid": self.iccids[i]})
+        self._apply_edits(i, edits, source="api", effective=effective)
         return _json(200, {"iccid": self.iccids[i]})
+
+    def _apply_edits(self, i: int, edits: dict, *, source: str, effective) -> None:
+        old = self.rate_plan[i]
+        self.rate_plan[i] = edits.get("ratePlan", old)
+        self.comm_plan[i] = edits.get("communicationPlan", self.comm_plan[i])
+        self.status[i] = edits.get("status", self.status[i])
+        if "overageLimitOverride" in edits:
+            self.overage[i] = edits["overageLimitOverride"]
+        other = {k: v for k, v in edits.items() if k not in ("ratePlan", "communicationPlan", "status", "overageLimitOverride")}
+        if other:
+            self.fields.setdefault(i, {}).update(other)
+        self._touch(i)
+        self.changes.append({"iccid": self.iccids[i], "source": source, "from": old, "to": self.rate_plan[i],
+                             "status": self.status[i], "effectiveDate": effective, "edits": dict(edits),
+                             "at": carrier_date(self.date_updated[i])})
+
+    def _apply_due_locked(self) -> None:
+        """Scheduled changes whose effectiveDate has come (in the account's time zone) take effect."""
+        if not self.scheduled:
+            return
+        today = dt.datetime.fromtimestamp(self.clock(), self._tz).date().isoformat()
+        due = [c for c in self.scheduled if c["effectiveDate"] <= today]
+        if due:
+            self.scheduled = [c for c in self.scheduled if c["effectiveDate"] > today]
+            for change in due:
+                self._apply_edits(change["index"], change["edits"], source="api (scheduled)",
+                                  effective=change["effectiveDate"])
 
     # -- test controls, loopback only ------------------------------------------------------------------
     def _control(self, method: str, path: str, query: dict) -> SimResponse:
@@ -409,6 +681,6 @@ class SimulatedCarrier:
             try:
                 n = int(query.get("n", "1"))
             except ValueError:
-                return _error(400, "n must be an integer.")
+                return _error(400, None, "n must be an integer.")
             return _json(200, {"changed": self.churn(n)})
-        return _error(404, f"No such control: {method} {path}")
+        return _error(404, None, f"No such control: {method} {path}")

@@ -22,7 +22,15 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = self.server.carrier.handle(self.command, self.path, headers, body)
+        carrier = self.server.carrier
+        response = carrier.handle(self.command, self.path, headers, body)
+        try:
+            self._answer(response)
+        finally:
+            if not self.path.startswith("/_sim/"):
+                carrier.call_done()
+
+    def _answer(self, response) -> None:
         stop = self.server.stopping
         if response.delay and stop.wait(response.delay):
             return

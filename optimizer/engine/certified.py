@@ -1,14 +1,16 @@
 """The certified solver: per group, a Lagrangian lower bound and an assignment priced within a small, stated gap of it."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from time import perf_counter
 
 import numpy as np
 
 from .legacy import legacy_best_for_group
 from .model import Problem, Solution
-from .pergroup import Group, GroupAnswer, solve_per_group
-from .pricing import PlanTerms, blocks, group_cost
+from .pergroup import Group, GroupAnswer, count_changes, group_skip_reason, solve_per_group
+from .pricing import BLOCK_EPS, PlanTerms, blocks, group_cost, plan_terms, price, scope_cost
 from .winner import Candidate, choose_winner, current_plans_compete
 
 # Groups whose every assignment can be listed (plans ** SIMs up to this) are solved by enumeration: exact.
@@ -27,6 +29,8 @@ MAX_STEP_EDGES = 20_000
 MAX_FACTOR_CLASSES = 64
 # Bins of the dual for a factor class however few SIMs it has (all of them when fewer).
 CLASS_MIN_BINS = 128
+# Added to the line of a plan a SIM may not take (pools spanning groups with different plans): never cheapest.
+NOT_ALLOWED = 1e12
 # Softmin terms further than this many temperatures from the minimum are treated as exactly zero.
 SOFT_CUT = 40.0
 # Relative margin taken off every bound so float summation order can never push it above a true cost.
@@ -96,19 +100,48 @@ def _bins(u: np.ndarray, m: np.ndarray | None, max_bins: int):
     return ub, cnt, mb
 
 
-def _class_bins(u, m, w, max_bins):
-    """Bins per factor class (SIMs of one factor share every line's slope and intercept): usage, count,
-    individual cost and factor per bin.  w None: one class, no factor column."""
+# The last classification made in this thread (solves may run side by side in threads).
+_classes_seen = threading.local()
+
+
+def _factor_classes(w: np.ndarray, ok: np.ndarray | None = None):
+    """SIMs that share a factor (and, with ok, the pooled lines they may take) share every line:
+    (factor per class, inverse, order by class, class starts, lines allowed per class or None).
+
+    Remembered for the last arrays asked about (a group's classes serve the dual, the bound twice and the
+    rounding)."""
+    seen = getattr(_classes_seen, "last", None)
+    if seen is not None and seen[0] is w and seen[1] is ok:
+        return seen[2]
+    values, inverse = np.unique(w, return_inverse=True)
+    ok_class = None
+    if ok is not None:
+        code = ok.astype(np.int64) @ (np.int64(1) << np.arange(ok.shape[1], dtype=np.int64))
+        keys, inverse = np.unique(inverse.astype(np.int64) * (np.int64(1) << ok.shape[1]) + code, return_inverse=True)
+        values = values[keys >> ok.shape[1]]
+        ok_class = ((keys & ((np.int64(1) << ok.shape[1]) - 1))[:, None] >> np.arange(ok.shape[1])) & 1
+        ok_class = ok_class.astype(bool)
+    order = np.argsort(inverse, kind="stable")  # by class; within a class in the SIMs' order
+    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
+    result = (values, inverse, order, starts, ok_class)
+    _classes_seen.last = (w, ok, result)
+    return result
+
+
+def _class_bins(u, m, w, max_bins, ok=None):
+    """Bins per class (SIMs of one factor share every line's slope and intercept): usage, count,
+    individual cost, factor and line penalty (NOT_ALLOWED where the class may not take a line) per bin.
+    w None: one class, no factor column."""
     if w is None:
         ub, nb, mb = _bins(u, m, max_bins)
-        return ub, nb, mb, None
-    values, inverse = np.unique(w, return_inverse=True)
-    if values.size > MAX_FACTOR_CLASSES:
+        return ub, nb, mb, None, None
+    values, inverse, order, _, ok_class = _factor_classes(w, ok)
+    if values.size > MAX_FACTOR_CLASSES and ok is None:
         # Many distinct factors: classes of nearby factors; the bins only steer the multipliers, the bound
         # is evaluated on every SIM with its own factor.
         edges = np.quantile(w, np.linspace(0, 1, MAX_FACTOR_CLASSES + 1)[1:-1])
         inverse = np.searchsorted(edges, w, side="right")
-    order = np.argsort(inverse, kind="stable")  # within a class, ascending usage as u is
+        order = np.argsort(inverse, kind="stable")  # within a class, ascending usage as u is
     counts = np.bincount(inverse)
     starts = np.concatenate([[0], np.cumsum(counts)])
     parts = []
@@ -127,15 +160,19 @@ def _class_bins(u, m, w, max_bins):
             hi = np.cumsum(nb).astype(np.int64)
             lo = hi - nb.astype(np.int64)
             wb = (S[hi] - S[lo]) / nb
-        parts.append((ub, nb, mb, wb))
+        pen = None
+        if ok_class is not None:
+            pen = np.broadcast_to(np.where(ok_class[k], 0.0, NOT_ALLOWED), (nb.shape[0], ok_class.shape[1]))
+        parts.append((ub, nb, mb, wb, pen))
     ub = np.concatenate([p[0] for p in parts])
     nb = np.concatenate([p[1] for p in parts])
     mb = None if m is None else np.concatenate([p[2] for p in parts])
     wb = np.concatenate([p[3] for p in parts])
-    return ub, nb, mb, wb
+    pb = None if ok_class is None else np.concatenate([p[4] for p in parts])
+    return ub, nb, mb, wb, pb
 
 
-def _smoothed(lam, ub, nb, mb, K, A, tau, want_derivatives=True, e=None, wb=None, X0=None):
+def _smoothed(lam, ub, nb, mb, K, A, tau, want_derivatives=True, e=None, wb=None, X0=None, pb=None):
     """Entropy-smoothed dual: sum_b n_b * softmin_tau over lines K + lam*(u - A) (and the individual-plan cost).
 
     With factors wb per bin the lines are e + wb*(K - lam*A) + lam*u; X0 (per line) is the excess
@@ -148,6 +185,8 @@ def _smoothed(lam, ub, nb, mb, K, A, tau, want_derivatives=True, e=None, wb=None
     else:
         V += e[None, :]
         V += wb[:, None] * (K - lam * A)[None, :]
+        if pb is not None:
+            V += pb
     if mb is not None:
         V = np.concatenate([V, mb[:, None]], axis=1)
     arg = V.argmin(axis=1)
@@ -182,10 +221,10 @@ def _smoothed(lam, ub, nb, mb, K, A, tau, want_derivatives=True, e=None, wb=None
     return value, grad, hess
 
 
-def _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, max_iter=40, e=None, wb=None, X0=None):
+def _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, max_iter=40, e=None, wb=None, X0=None, pb=None):
     """Projected Newton ascent on the smoothed dual over the box 0 <= lam <= s."""
     Q = K.shape[0]
-    extra = {"e": e, "wb": wb, "X0": X0}
+    extra = {"e": e, "wb": wb, "X0": X0, "pb": pb}
     for _ in range(max_iter):
         value, grad, hess = _smoothed(lam, ub, nb, mb, K, A, tau, **extra)
         fixed = ((lam <= 0) & (grad < 0)) | ((lam >= s) & (grad > 0))
@@ -220,14 +259,14 @@ def _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, max_iter=40, e=None, wb=No
     return lam
 
 
-def _solve_dual(u, m, K, A, s, max_bins=MAX_BINS, e=None, w=None, X0=None):
+def _solve_dual(u, m, K, A, s, max_bins=MAX_BINS, e=None, w=None, X0=None, ok=None):
     """Multipliers for the pooled plans: a continuation on the smoothing temperature down to ~1e-6 of a plan price."""
-    ub, nb, mb, wb = _class_bins(u, m, w, max_bins)
+    ub, nb, mb, wb, pb = _class_bins(u, m, w, max_bins, ok)
     scale = max(float((K if e is None else K + e).max()), float((s * A).max()), 1e-12)
     lam = 0.5 * s
     tau = 0.02 * scale
     while True:
-        lam = _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, e=e, wb=wb, X0=X0)
+        lam = _maximise_smoothed(ub, nb, mb, K, A, s, lam, tau, e=e, wb=wb, X0=X0, pb=pb)
         if tau < 3e-6 * scale:
             return lam, tau
         tau *= 0.2
@@ -257,7 +296,7 @@ def _envelope(alpha: np.ndarray, lam: np.ndarray):
     return np.array(hull, dtype=np.int64), np.array(xs, dtype=np.float64)
 
 
-def _pooled_envelope(u, lam, K, A, e=None, w=None):
+def _pooled_envelope(u, lam, K, A, e=None, w=None, ok=None):
     """Per SIM: the cheapest pooled line value and which line it is.
 
     Lines are K + lam*(u - A), or with per-SIM factors w: e + w*(K - lam*A) + lam*u, one envelope per
@@ -267,7 +306,7 @@ def _pooled_envelope(u, lam, K, A, e=None, w=None):
         hull, xs = _envelope(alpha, lam)
         line = hull[np.searchsorted(xs, u, side="right")]
         return alpha[line] + lam[line] * u, line
-    values, inverse = np.unique(w, return_inverse=True)
+    values, inverse, order, starts, ok_class = _factor_classes(w, ok)
     E = np.empty(u.shape[0])
     line = np.empty(u.shape[0], dtype=np.int64)
     if values.size > 4 * MAX_FACTOR_CLASSES:
@@ -275,22 +314,28 @@ def _pooled_envelope(u, lam, K, A, e=None, w=None):
         for start in range(0, u.shape[0], chunk):
             sl = slice(start, start + chunk)
             V = u[sl, None] * lam[None, :] + e[None, :] + w[sl, None] * (K - lam * A)[None, :]
+            if ok is not None:
+                V += np.where(ok[sl], 0.0, NOT_ALLOWED)
             line[sl] = V.argmin(axis=1)
             E[sl] = V[np.arange(V.shape[0]), line[sl]]
         return E, line
-    order = np.argsort(inverse, kind="stable")
-    starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
     for k, f in enumerate(values):
         idx = order[starts[k] : starts[k + 1]]
         alpha = e + f * (K - lam * A)
-        hull, xs = _envelope(alpha, lam)
-        ln = hull[np.searchsorted(xs, u[idx], side="right")]
+        lines = np.arange(K.shape[0]) if ok_class is None else np.flatnonzero(ok_class[k])
+        if lines.size == 0:
+            # No pooled plan for these SIMs: their individual plan is their only choice.
+            line[idx] = 0
+            E[idx] = NOT_ALLOWED
+            continue
+        hull, xs = _envelope(alpha[lines], lam[lines])
+        ln = lines[hull[np.searchsorted(xs, u[idx], side="right")]]
         line[idx] = ln
         E[idx] = alpha[ln] + lam[ln] * u[idx]
     return E, line
 
 
-def lagrangian_bound(u, lam, K, A, s, m=None, *, e=None, w=None, X0=None, constant=0.0) -> float:
+def lagrangian_bound(u, lam, K, A, s, m=None, *, e=None, w=None, X0=None, constant=0.0, ok=None) -> float:
     """max(0, sum_i min(m_i, min_p K_p + lam_p (u_i - A_p))) at lam (clipped to 0 <= lam <= s) or at 0.
 
     Pool p's charge n*K + r*blocks(U - n*A) >= n*K + (r/b)*max(0, U - n*A) >= sum over its SIMs of
@@ -298,11 +343,12 @@ def lagrangian_bound(u, lam, K, A, s, m=None, *, e=None, w=None, X0=None, consta
     per-SIM factors w a SIM's line is e + w*K + lam*(u - w*A) (K the monthly charge, A the allowance of a
     full cycle), as the pool's allowance is the sum of its members'.  SIMs that cannot move have only their
     plan to choose: on a pooled line they add lam . X0 (their excess per line) to `constant` (their
-    charges there, and the exact cost of those on other plans).
+    charges there, and the exact cost of those on other plans).  ok (per SIM, per line): the pooled lines a
+    SIM's group allows (pools spanning groups), the minimum is over those only.
     """
     best = 0.0  # no price is negative
     for multipliers in (np.clip(lam, 0.0, s), np.zeros_like(s)):
-        E, _ = _pooled_envelope(u, multipliers, K, A, e, w)
+        E, _ = _pooled_envelope(u, multipliers, K, A, e, w, ok)
         if m is not None:
             E = np.minimum(E, m)
         value = float(E.sum()) + constant
@@ -315,7 +361,7 @@ def lagrangian_bound(u, lam, K, A, s, m=None, *, e=None, w=None, X0=None, consta
 # --------------------------------------------------------------------------- primal: rounding, then local search
 
 
-def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None):
+def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None, ok=None):
     """Choice per SIM (0..Q-1 a pooled plan, Q the best individual plan) from the smoothed optimum.
 
     Where one line is clearly cheapest the SIM takes it.  Where several are within a few temperatures
@@ -325,7 +371,7 @@ def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None):
     """
     Q = K.shape[0]
     n = u.shape[0]
-    E, line = _pooled_envelope(u, lam, K, A, e, w)
+    E, line = _pooled_envelope(u, lam, K, A, e, w, ok)
     choice = line.copy()
     if marg_present:
         choice[m < E] = Q
@@ -334,9 +380,7 @@ def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None):
     if w is not None:
         # SIMs of one factor share their breakpoints: number them within their factor, so each factor's
         # SIMs between two plans are split by an unbroken low-discrepancy run.
-        _, inverse = np.unique(w, return_inverse=True)
-        order = np.argsort(inverse, kind="stable")
-        starts = np.concatenate([[0], np.cumsum(np.bincount(inverse))])
+        _, inverse, order, starts, _ = _factor_classes(w, ok)
         rank = np.empty(n, dtype=np.int64)
         rank[order] = np.arange(n) - starts[inverse[order]]
     chunk = 200_000
@@ -349,6 +393,8 @@ def _round_smoothed(u, lam, tau, K, A, m, marg_present, e=None, w=None):
         else:
             V += e[None, :]
             V += w[start:stop, None] * alpha[None, :]
+            if ok is not None:
+                V += np.where(ok[start:stop], 0.0, NOT_ALLOWED)
         if marg_present:
             V = np.concatenate([V, m[start:stop, None]], axis=1)
         vmin = V.min(axis=1)
@@ -377,8 +423,9 @@ class _Pools:
 
     SAMPLE = 512
 
-    def __init__(self, u, choice, K, A, r, b, m, has_individual, lam, e=None, w=None, fixed=None):
+    def __init__(self, u, choice, K, A, r, b, m, has_individual, lam, e=None, w=None, fixed=None, ok=None):
         self.u = u
+        self.ok = ok  # per SIM and pooled line: may the SIM take it (None: every SIM every line)
         self.K, self.A, self.r, self.b = K, A, r, b
         self.e = np.zeros_like(K) if e is None else e
         # Per-SIM factor (1 when K and A are already the SIMs' own charge and allowance).
@@ -392,22 +439,28 @@ class _Pools:
         self.n = np.array([len(x) for x in self.members[: self.Q]], dtype=np.float64) + n0
         self.U = np.array([u[x].sum() for x in self.members[: self.Q]], dtype=np.float64) + U0
         self.F = np.array([self.w[x].sum() for x in self.members[: self.Q]], dtype=np.float64) + F0
-        # With per-SIM factors a SIM's excess in pool q, u - w*A_q, is not in usage order: swap partners are
-        # looked up in each pool's members ordered by it.
+        # Swap partners are looked up by their excess in the pool, u - w*A_q: with one factor that is usage
+        # order, the members' own order (kval: their usage); with per-SIM factors each pool keeps its members
+        # sorted by it.  Either way an evaluation reads a few members, never the whole pool.
         self.keyed = w is not None
-        if self.keyed:
-            self.kmem, self.kval = [], []
-            for q in range(self.Q):
-                mem = self.members[q]
+        self.kmem, self.kval = [], []
+        for q in range(self.Q):
+            mem = self.members[q]
+            if self.keyed:
                 key = u[mem] - self.w[mem] * A[q]
                 order = np.argsort(key, kind="stable")
                 self.kmem.append(mem[order])
                 self.kval.append(key[order])
+            else:
+                self.kmem.append(mem)
+                self.kval.append(u[mem])
         self.cache: dict = {}
         self.restricted = True
 
     def _f(self, q, n, F, x):
-        return F * self.K[q] + n * self.e[q] + self.r[q] * blocks(x, self.b[q])
+        # blocks() without its errstate guard: here b > 0 and x is finite (this runs ~100k times per group).
+        nb = np.ceil(x / self.b[q] - BLOCK_EPS)
+        return F * self.K[q] + n * self.e[q] + self.r[q] * np.where(x > 0, np.maximum(nb, 0.0), 0.0)
 
     def _x(self, q):
         return self.U[q] - self.F[q] * self.A[q]
@@ -421,7 +474,8 @@ class _Pools:
         mem = self.members[q]
         if mem.size <= self.SAMPLE:
             return mem
-        return mem[np.unique(np.linspace(0, mem.size - 1, self.SAMPLE).round().astype(np.int64))]
+        # More members than samples: the rounded positions are strictly increasing, no duplicates to drop.
+        return mem[np.linspace(0, mem.size - 1, self.SAMPLE).round().astype(np.int64)]
 
     def _pick(self, delta, reduced):
         if self.restricted:
@@ -444,6 +498,8 @@ class _Pools:
             xq = self._x(q)
             dq = (self._f(q, self.n[q] + 1, self.F[q] + wc, xq + (uc - wc * self.A[q]))
                   - self._f(q, self.n[q], self.F[q], xq))
+            if self.ok is not None:
+                dq = np.where(self.ok[cand, q], dq, np.inf)
         else:
             dq = self.m[cand]
         i, d = self._pick(dp + dq, self._line(q, cand) - self._line(p, cand))
@@ -455,33 +511,30 @@ class _Pools:
         xp, xq = self._x(p), self._x(q)
         ci = self._sample(q)
         ui, wi = self.u[ci], self.w[ci]
-        if self.keyed:
-            mem_p, sorted_by = self.kmem[p], self.kval[p]
-            key_i = ui - wi * self.A[p]
-        else:
-            mem_p = self.members[p]
-            sorted_by, key_i = self.u[mem_p], ui
-        up, wp = self.u[mem_p], self.w[mem_p]
-        best = (np.inf, None)
-        # i leaves q for p, j leaves p for q: about d moves from q's excess to p's.
-        for d in (xq, -xp, 0.5 * (xq - xp)):
-            pos = np.searchsorted(sorted_by, key_i - d)
-            for off in (-1, 0):
-                jj = np.clip(pos + off, 0, up.size - 1)
-                dd = ui - up[jj]
-                dw = wi - wp[jj]
-                delta = (
-                    self._f(p, self.n[p], self.F[p] + dw, xp + dd - dw * self.A[p])
-                    - self._f(p, self.n[p], self.F[p], xp)
-                    + self._f(q, self.n[q], self.F[q] - dw, xq - dd + dw * self.A[q])
-                    - self._f(q, self.n[q], self.F[q], xq)
-                )
-                j_sims = mem_p[jj]
-                reduced = (self._line(p, ci) - self._line(q, ci)) + (self._line(q, j_sims) - self._line(p, j_sims))
-                k, dk = self._pick(delta, reduced)
-                if dk < best[0]:
-                    best = (dk, ("swap", p, q, int(ci[k]), int(j_sims[k])))
-        return best
+        mem_p, sorted_by = self.kmem[p], self.kval[p]
+        key_i = ui - wi * self.A[p] if self.keyed else ui
+        # i leaves q for p, j leaves p for q: about d moves from q's excess to p's.  Partners for the three
+        # targets d and the two neighbours of each, evaluated at once (rows in that order).
+        targets = np.array([xq, -xp, 0.5 * (xq - xp)])
+        pos = np.searchsorted(sorted_by, key_i[None, :] - targets[:, None])
+        jj = np.clip(np.stack([pos - 1, pos], axis=1).reshape(6, -1), 0, mem_p.size - 1)
+        j_sims = mem_p[jj]
+        dd = ui[None, :] - self.u[j_sims]
+        dw = wi[None, :] - self.w[j_sims]
+        delta = (
+            self._f(p, self.n[p], self.F[p] + dw, xp + dd - dw * self.A[p])
+            - self._f(p, self.n[p], self.F[p], xp)
+            + self._f(q, self.n[q], self.F[q] - dw, xq - dd + dw * self.A[q])
+            - self._f(q, self.n[q], self.F[q], xq)
+        )
+        if self.ok is not None:
+            delta = np.where(self.ok[ci, p][None, :] & self.ok[j_sims, q], delta, np.inf)
+        reduced = (self._line(p, ci) - self._line(q, ci))[None, :] + (self._line(q, j_sims) - self._line(p, j_sims))
+        k, dk = self._pick(delta.ravel(), reduced.ravel())
+        if not np.isfinite(dk):
+            return (np.inf, None)
+        row, col = divmod(k, ci.size)
+        return (dk, ("swap", p, q, int(ci[col]), int(j_sims[row, col])))
 
     def _evaluate(self, key):
         kind, p, q = key
@@ -489,7 +542,8 @@ class _Pools:
 
     def _take(self, q, i):
         mem = self.members[q]
-        self.members[q] = np.delete(mem, np.searchsorted(mem, i))
+        at = np.searchsorted(mem, i)
+        self.members[q] = np.delete(mem, at)
         if q < self.Q:
             self.n[q] -= 1
             self.U[q] -= self.u[i]
@@ -497,11 +551,14 @@ class _Pools:
             if self.keyed:
                 at = int(np.flatnonzero(self.kmem[q] == i)[0])
                 self.kmem[q] = np.delete(self.kmem[q], at)
-                self.kval[q] = np.delete(self.kval[q], at)
+            else:
+                self.kmem[q] = self.members[q]
+            self.kval[q] = np.delete(self.kval[q], at)
 
     def _put(self, q, i):
         mem = self.members[q]
-        self.members[q] = np.insert(mem, np.searchsorted(mem, i), i)
+        at = np.searchsorted(mem, i)
+        self.members[q] = np.insert(mem, at, i)
         if q < self.Q:
             self.n[q] += 1
             self.U[q] += self.u[i]
@@ -510,7 +567,10 @@ class _Pools:
                 key = self.u[i] - self.w[i] * self.A[q]
                 at = int(np.searchsorted(self.kval[q], key))
                 self.kmem[q] = np.insert(self.kmem[q], at, i)
-                self.kval[q] = np.insert(self.kval[q], at, key)
+            else:
+                key = self.u[i]
+                self.kmem[q] = self.members[q]
+            self.kval[q] = np.insert(self.kval[q], at, key)
 
     def improve(self, max_moves: int, tol: float) -> int:
         keys = [("move", p, q) for p in range(self.k) for q in range(self.k) if p != q]
@@ -550,10 +610,12 @@ class _Pools:
         return out
 
 
-def _pair_targets(u, K, A, m, lam, width=PAIR_TARGETS, e=None, w=None) -> np.ndarray:
+def _pair_targets(u, K, A, m, lam, width=PAIR_TARGETS, e=None, w=None, ok=None) -> np.ndarray:
     """Per SIM, the `width` plans with the cheapest Lagrangian line at its usage (Q = its individual plan)."""
     alpha = (K - lam * A)[None, :]
     V = (alpha if w is None else e[None, :] + w[:, None] * alpha) + lam[None, :] * u[:, None]
+    if ok is not None:
+        V = V + np.where(ok, 0.0, NOT_ALLOWED)
     if m is not None:
         V = np.concatenate([V, m[:, None]], axis=1)
     return np.argsort(V, axis=1, kind="stable")[:, : min(width, V.shape[1])]
@@ -568,7 +630,7 @@ def _pool_state(u, w, choice, Q, fixed):
     return cnt, use, fac
 
 
-def _pair_moves(u, choice, K, A, r, b, m, targets, max_rounds=50, e=None, w=None, fixed=None) -> np.ndarray:
+def _pair_moves(u, choice, K, A, r, b, m, targets, max_rounds=50, e=None, w=None, fixed=None, ok=None) -> np.ndarray:
     """Best-improvement over every pair of SIMs, each sent to its current plan or one of its target plans.
 
     Reaches what single moves cannot: e.g. opening a pool with a heavy SIM plus an idle one that brings
@@ -586,6 +648,10 @@ def _pair_moves(u, choice, K, A, r, b, m, targets, max_rounds=50, e=None, w=None
     usage = (u[first_sim][:, None, None], u[second_sim][:, None, None])
     factor = (w[first_sim][:, None, None], w[second_sim][:, None, None])
     indiv = m if m is not None else np.zeros(n)
+    # May SIM i take option q (Q: its individual plan)?
+    ok_full = None
+    if ok is not None:
+        ok_full = np.concatenate([ok, (indiv < NOT_ALLOWED)[:, None] if m is not None else np.zeros((n, 1), bool)], axis=1)
     choice = choice.copy()
     for _ in range(max_rounds):
         cnt, use, fac = _pool_state(u, w, choice, Q, fixed)
@@ -618,6 +684,8 @@ def _pair_moves(u, choice, K, A, r, b, m, targets, max_rounds=50, e=None, w=None
                       - (F0 * Kq + n0 * eq_ + rq * blocks(u0 - F0 * Aq, bq)))
             delta += np.where(first & (q < Q), change, 0.0)
             delta += np.where(q == Q, signs[s_i] * indiv[sims[who[s_i]]], 0.0)
+        if ok_full is not None:
+            delta = np.where(ok_full[first_sim[:, None, None], ta] & ok_full[second_sim[:, None, None], tb], delta, np.inf)
         best = int(np.argmin(delta))
         if delta.flat[best] >= -1e-9:
             break
@@ -638,7 +706,7 @@ def _choice_cost(u, choice, K, A, r, b, m, e=None, w=None, fixed=None) -> float:
 
 
 def _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, rounds=ILS_ROUNDS, e=None, w=None, fixed=None,
-                          constant=0.0) -> np.ndarray:
+                          constant=0.0, ok=None) -> np.ndarray:
     """Pair-move descent restarted from perturbations of the best answer so far (small groups only).
 
     Small groups are packing problems where the dual says little about which pools to open; kicking a
@@ -646,8 +714,8 @@ def _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, rounds=ILS_ROUND
     generator has a fixed seed, so the answer is the same on every run.
     """
     kw = {"e": e, "w": w, "fixed": fixed}
-    targets = _pair_targets(u, K, A, m, lam, e=e, w=w)
-    best = _pair_moves(u, choice, K, A, r, b, m, targets, **kw)
+    targets = _pair_targets(u, K, A, m, lam, e=e, w=w, ok=ok)
+    best = _pair_moves(u, choice, K, A, r, b, m, targets, ok=ok, **kw)
     best_cost = _choice_cost(u, best, K, A, r, b, m, **kw) + constant
     rng = np.random.default_rng(20240601)
     n = u.shape[0]
@@ -657,7 +725,15 @@ def _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, rounds=ILS_ROUND
         trial = best.copy()
         kick = rng.choice(n, size=min(n, int(rng.integers(2, 5))), replace=False)
         trial[kick] = targets[kick, rng.integers(0, targets.shape[1], size=kick.size)]
-        trial = _pair_moves(u, trial, K, A, r, b, m, targets, **kw)
+        if ok is not None:
+            # a kick onto a plan the SIM may not take is undone
+            on_line = trial[kick] < K.shape[0]
+            bad = np.zeros(kick.size, bool)
+            bad[on_line] = ~ok[kick[on_line], trial[kick][on_line]]
+            if m is not None:
+                bad[~on_line] = m[kick[~on_line]] >= NOT_ALLOWED
+            trial[kick[bad]] = best[kick[bad]]
+        trial = _pair_moves(u, trial, K, A, r, b, m, targets, ok=ok, **kw)
         c = _choice_cost(u, trial, K, A, r, b, m, **kw) + constant
         if c < best_cost - 1e-9:
             best, best_cost = trial, c
@@ -667,7 +743,7 @@ def _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, rounds=ILS_ROUND
 # --------------------------------------------------------------------------- exact enumeration for tiny groups
 
 
-def _enumerate(u: np.ndarray, plans: np.ndarray, t: PlanTerms, f=None, fixed=None) -> tuple[np.ndarray, float]:
+def _enumerate(u: np.ndarray, plans: np.ndarray, t: PlanTerms, f=None, fixed=None, ok=None) -> tuple[np.ndarray, float]:
     """Cheapest assignment of a few SIMs by listing every one (plans ** SIMs of them).
 
     fixed: (count, usage, allowance, charge) per plan of `plans` of SIMs that stay in that plan's pool."""
@@ -697,6 +773,8 @@ def _enumerate(u: np.ndarray, plans: np.ndarray, t: PlanTerms, f=None, fixed=Non
                 cost += np.where(cnt > 0, pool, 0.0)
             else:
                 cost += (on * indiv[None, :, j]).sum(axis=1)
+            if ok is not None:
+                cost = np.where((on & ~ok[None, :, j]).any(axis=1), np.inf, cost)
         i = int(np.argmin(cost))
         if cost[i] < best_cost:
             best_cost, best = float(cost[i]), plans[digits[i]]
@@ -752,6 +830,7 @@ def solve_group(
     *,
     f: np.ndarray | None = None,
     pinned: Pinned | None = None,
+    allowed_sims: np.ndarray | None = None,
     exact_limit: int = EXACT_LIMIT,
     progress=None,
 ) -> GroupResult:
@@ -759,14 +838,18 @@ def solve_group(
 
     f: the SIMs' factors (None: every SIM has the billing factor).  pinned: the group's SIMs that keep
     their plan (not in `u`); they count in pools, cost and bound, and the plan returned covers `u` only.
+    allowed_sims (SIMs x plans, bool): which of `plans` each SIM may take, when SIMs of groups allowing
+    different plans share pools (None: every SIM every plan).
     progress, if given, is called with the fraction of this group's work done (phases, not SIMs).
     """
     step = progress if progress is not None else (lambda fraction: None)
     pinned = pinned if pinned is not None else Pinned.none()
     n = u.shape[0]
     uniform = f is None
-    linear = plans[t.pooled[plans] & (t.s[plans] > 0)]
-    other = plans[~(t.pooled[plans] & (t.s[plans] > 0))]
+    is_linear = t.pooled[plans] & (t.s[plans] > 0)
+    linear = plans[is_linear]
+    other = plans[~is_linear]
+    ok = None if allowed_sims is None else np.asarray(allowed_sims, dtype=bool)
     fixed, constant = _pinned_terms(pinned, linear, t, uniform)
     n0, U0, F0, C0, A0 = fixed
     if n == 0:
@@ -777,7 +860,7 @@ def solve_group(
         by_plan = np.zeros((4, plans.shape[0]))
         pos = np.searchsorted(plans, linear)
         by_plan[0, pos], by_plan[1, pos], by_plan[2, pos], by_plan[3, pos] = n0, U0, A0, C0
-        plan, cost = _enumerate(u, plans, t, f, tuple(by_plan) if pinned.plan.size else None)
+        plan, cost = _enumerate(u, plans, t, f, tuple(by_plan) if pinned.plan.size else None, ok)
         cost += constant
         # Enumeration proves optimality: the bound is the optimum itself.
         return GroupResult(plan, cost - BOUND_MARGIN * max(1.0, abs(cost)), "exact enumeration")
@@ -785,6 +868,8 @@ def solve_group(
     m = marg = None
     if other.size:
         indiv = _individual_costs(u, other, t, f)
+        if ok is not None:
+            indiv = np.where(ok[:, ~is_linear], indiv, NOT_ALLOWED)
         j = indiv.argmin(axis=1)
         m = indiv[np.arange(n), j]
         marg = other[j]
@@ -794,7 +879,11 @@ def solve_group(
         return GroupResult(marg, value - BOUND_MARGIN * max(1.0, abs(value)), "exact (no pooled plan)")
 
     r, b, s = t.r[linear], t.b[linear], t.s[linear]
-    if uniform:
+    ok_lines = None if ok is None else np.ascontiguousarray(ok[:, is_linear])
+    if uniform and ok_lines is not None:
+        # SIMs that may take different lines are classed as SIMs of different factors are: factor 1 each.
+        K, A, e, w = t.K[linear], t.A[linear], np.zeros(linear.size), np.ones(n)
+    elif uniform:
         K, A, e, w = t.K[linear], t.A[linear], None, None
     else:
         # Lines per SIM: fee + f * (monthly - lam * full allowance) + lam * usage.
@@ -803,19 +892,19 @@ def solve_group(
     X0 = U0 - A0 if has_fixed else None
     pool_fixed = (n0, U0, F0) if has_fixed else None
     line_constant = constant + float(C0.sum())
-    lam, tau = _solve_dual(u, m, K, A, s, e=e, w=w, X0=X0)
+    lam, tau = _solve_dual(u, m, K, A, s, e=e, w=w, X0=X0, ok=ok_lines)
     step(0.3)
-    bound = lagrangian_bound(u, lam, K, A, s, m, e=e, w=w, X0=X0, constant=line_constant)
-    choice = _round_smoothed(u, lam, tau, K, A, m, m is not None, e=e, w=w)
+    bound = lagrangian_bound(u, lam, K, A, s, m, e=e, w=w, X0=X0, constant=line_constant, ok=ok_lines)
+    choice = _round_smoothed(u, lam, tau, K, A, m, m is not None, e=e, w=w, ok=ok_lines)
     step(0.5)
-    pools = _Pools(u, choice, K, A, r, b, m, m is not None, lam, e=e, w=w, fixed=pool_fixed)
+    pools = _Pools(u, choice, K, A, r, b, m, m is not None, lam, e=e, w=w, fixed=pool_fixed, ok=ok_lines)
     pools.improve(max_moves=max(50, 25 * pools.k), tol=1e-9)
     choice = pools.choice()
     step(0.8)
     if n * (n - 1) // 2 * (min(PAIR_TARGETS, pools.k) + 1) ** 2 <= PAIR_SEARCH_LIMIT:
         # The pair search prices the pinned SIMs on pooled lines; those elsewhere are `constant`.
         choice = _iterated_pair_search(u, choice, K, A, r, b, m, lam, bound, e=e, w=w, fixed=pool_fixed,
-                                       constant=constant)
+                                       constant=constant, ok=ok_lines)
     plan = np.empty(n, dtype=np.int64)
     pooled_sims = choice < linear.size
     plan[pooled_sims] = linear[choice[pooled_sims]]
@@ -842,6 +931,8 @@ def solve_certified(
     Groups with no allowed plan, or more than `max_plans` when a limit is set, are skipped: their SIMs
     keep their current plan (-1 where unknown) and that fixed cost counts in both total and bound.
     """
+    if problem.pool is not None:
+        return _solve_pool_scopes(problem, progress=progress, max_plans=max_plans, exact_limit=exact_limit)
     share = 0.85 if compare_legacy else 1.0  # the legacy comparison takes roughly the rest
     movable = problem.movable_mask
     factor = problem.factor
@@ -878,6 +969,84 @@ def solve_certified(
                            bound=min(res.bound, win.cost))
 
     return solve_per_group(problem, solve_one, method="certified", max_plans=max_plans, bounded=True, progress=progress)
+
+
+def _solve_pool_scopes(problem: Problem, *, progress, max_plans, exact_limit) -> Solution:
+    """Certified answer when pools span groups (Problem.pool): one solve per pool scope, its SIMs each
+    limited to the plans of their own group.  The bound is proven per scope, so there is none per group
+    (group_bound is NaN); group costs share each pool's overage as price() does.  The legacy strategies
+    work per group and cannot price a pool shared with other groups, so they do not compete here; the
+    current plans do, per scope.  SIMs of skipped groups keep their plan and count in their pools.
+    """
+    started = perf_counter()
+    t = plan_terms(problem)
+    G, N = problem.n_groups, problem.n_sims
+    u, f, cur, grp = problem.usage_mb, problem.factor, problem.current_plan, problem.group
+    reasons = [group_skip_reason(int(problem.allowed[g].sum()), max_plans) for g in range(G)]
+    sims_per_group = np.bincount(grp, minlength=G)
+    skipped = [g for g in range(G) if reasons[g] and sims_per_group[g]]
+    free = problem.movable_mask & ~np.isin(grp, skipped)
+    by_pool = np.argsort(problem.pool, kind="stable")
+    starts = np.searchsorted(problem.pool[by_pool], np.arange(int(problem.pool.max()) + 2 if N else 1))
+    assignment = cur.astype(np.int64).copy()
+    bound = 0.0
+    done = 0
+    for k in range(starts.size - 1):
+        members = by_pool[starts[k] : starts[k + 1]]
+        if members.size == 0:
+            continue
+        mv = members[free[members]]
+        stay = members[~free[members] & (cur[members] >= 0)]
+        fk = None if f is None else f[members]
+        if mv.size == 0:
+            if stay.size:
+                bound += scope_cost(t, u[stay], cur[stay], None if f is None else f[stay])
+            continue
+        groups_here = np.unique(grp[mv])
+        plans = np.flatnonzero(problem.allowed[groups_here].any(axis=0))
+        idx = mv[np.argsort(u[mv], kind="stable")]
+        rows = problem.allowed[groups_here][:, plans]
+        allowed_sims = None if (rows == rows[0]).all() else problem.allowed[grp[idx]][:, plans]
+        pinned = Pinned(u[stay], None if f is None else f[stay], cur[stay].astype(np.int64))
+        res = solve_group(u[idx], plans, t, f=None if f is None else f[idx], pinned=pinned,
+                          allowed_sims=allowed_sims, exact_limit=exact_limit)
+        answer = cur[members].astype(np.int64)
+        pos = np.searchsorted(members, idx)  # members are in input order
+        answer[pos] = res.plan
+        cost = scope_cost(t, u[members], answer, fk)
+        # The current plans compete when every SIM that may move has one its group allows.
+        current_ok = bool(((cur[mv] >= 0) & problem.allowed[grp[mv], np.maximum(cur[mv], 0)]).all())
+        if current_ok:
+            kept = scope_cost(t, u[members], cur[members], fk)
+            if kept <= cost:
+                answer, cost = cur[members].astype(np.int64), kept
+        assignment[members] = answer
+        bound += min(res.bound, cost)
+        done += members.size
+        if progress is not None:
+            progress(done / max(N, 1))
+    pr = price(problem, assignment)
+    if progress is not None:
+        progress(1.0)
+    strategy = tuple(
+        f"skipped: {reasons[g]}" if g in skipped else ("no SIMs" if not sims_per_group[g] else "certified (pools span groups)")
+        for g in range(G)
+    )
+    notes = tuple(f"group {problem.group_name(g)}: skipped ({reasons[g]}); SIMs keep their current plan" for g in skipped)
+    return Solution(
+        assignment=assignment.astype(np.int32),
+        total_cost=pr.total,
+        lower_bound=bound,
+        group_cost=pr.per_group,
+        group_bound=np.full(G, np.nan),
+        method="certified",
+        seconds=perf_counter() - started,
+        skipped_groups=tuple(skipped),
+        winning_strategy=strategy,
+        winning_sequence=(None,) * G,
+        notes=notes,
+        changes=count_changes(problem, assignment),
+    )
 
 
 __all__ = ["solve_certified", "solve_group", "lagrangian_bound", "GroupResult", "Pinned"]

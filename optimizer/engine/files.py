@@ -267,7 +267,9 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
     size = os.fstat(raw.fileno()).st_size
     iccids: list[str] = []
     seen: dict[str, int] = {}
-    usage_chunks, plan_chunks, group_chunks, days_chunks, movable_chunks = [], [], [], [], []
+    usage_chunks, plan_chunks, group_chunks, days_chunks, movable_chunks, pool_chunks = [], [], [], [], [], []
+    pool_index: dict[str, int] = {}
+    pool_buf: list[int] = []
     usage_buf: list[float] = []
     plan_buf: list[int] = []
     group_buf: list[int] = []
@@ -291,8 +293,9 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
         i_group = cols.index("group") if "group" in cols else None
         i_days = cols.index("days_active") if "days_active" in cols else None
         i_movable = cols.index("movable") if "movable" in cols else None
-        names_in_order = ["iccid", "usage_mb", "current_plan", "group", "days_active", "movable"]
-        positions = [i_iccid, i_usage, i_plan, i_group, i_days, i_movable]
+        i_pool = cols.index("pool") if "pool" in cols else None
+        names_in_order = ["iccid", "usage_mb", "current_plan", "group", "days_active", "movable", "pool"]
+        positions = [i_iccid, i_usage, i_plan, i_group, i_days, i_movable, i_pool]
         needed = max(x for x in positions if x is not None) + 1
 
         def flush():
@@ -301,6 +304,8 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
             group_chunks.append(np.array(group_buf, dtype=np.int32))
             days_chunks.append(np.array(days_buf, dtype=np.int32))
             movable_chunks.append(np.array(movable_buf, dtype=bool))
+            pool_chunks.append(np.array(pool_buf, dtype=np.int32))
+            pool_buf.clear()
             usage_buf.clear()
             plan_buf.clear()
             group_buf.clear()
@@ -366,6 +371,11 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
                     movable_buf.append(False)
                 else:
                     fail(line, "movable", f"must be 1, 0, true or false, got {row[i_movable].strip()!r}", iccid)
+            if i_pool is not None:
+                key = row[i_pool].strip()
+                if not key:
+                    fail(line, "pool", "empty: give the SIM's pool key (e.g. the account or customer), or leave the column out", iccid)
+                pool_buf.append(pool_index.setdefault(key, len(pool_index)))
             gname = row[i_group].strip() if i_group is not None else ""
             if not gname:
                 if fixed_groups and len(group_names) != 1:
@@ -412,6 +422,7 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
         current_plan=np.concatenate(plan_chunks),
         factor=factor,
         movable=np.concatenate(movable_chunks) if i_movable is not None else None,
+        pool=np.concatenate(pool_chunks) if i_pool is not None else None,
     )
     return OfflineProblem(problem, iccids, plans, path, days_active)
 
@@ -467,6 +478,11 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "devices_current_plan_not_allowed": int((not_allowed & members).sum()),
         }
     notes = list(solution.notes)
+    if problem.pool is not None:
+        notes.append(
+            "pools follow the pool column and may span groups: the lower bound is proven for the whole run "
+            "(per pool scope), so groups have none; a group's cost counts its share of each pool's overage"
+        )
     if unknown:
         notes.append(
             f"baseline_cost is null: {unknown} device(s) have no current plan, so the current cost cannot be priced"
@@ -494,6 +510,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         "devices_unassigned": int((solution.assignment < 0).sum()),
         "devices_not_movable": int((~problem.movable_mask).sum()),
         "devices_prorated": int((problem.factors < 1).sum()),
+        "pool_scopes": None if problem.pool is None else int(problem.pool.max()) + 1 if problem.n_sims else 0,
         "skipped_groups": [problem.group_name(g) for g in solution.skipped_groups],
         "notes": notes,
         "groups": groups,

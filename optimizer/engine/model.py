@@ -129,6 +129,9 @@ class Problem:
     factor: np.ndarray | None = None
     # Per-SIM: False keeps the SIM on its current plan, which it then must have (None: every SIM may move).
     movable: np.ndarray | None = None
+    # Per-SIM pool key: SIMs on one pooled plan with one key share a pool whatever their group (None: the
+    # SIM's group is its pool scope).  Stored renumbered 0..k-1 (only equality of keys means anything).
+    pool: np.ndarray | None = None
 
     def __post_init__(self):
         usage = _array(self.usage_mb, np.float64, "usage_mb")
@@ -187,8 +190,17 @@ class Problem:
         object.__setattr__(self, "allowed", allowed)
         object.__setattr__(self, "current_plan", current)
         object.__setattr__(self, "comm_plan", comm)
+        pool = None
+        if self.pool is not None:
+            raw = np.asarray(self.pool)
+            if raw.shape != (n,):
+                raise ProblemError(f"pool must have shape ({n},), got {raw.shape}")
+            if raw.dtype.kind not in "iu":
+                raise ProblemError(f"pool keys must be integers, got {raw.dtype}")
+            pool = np.unique(raw, return_inverse=True)[1].astype(np.int32).reshape(n)
         object.__setattr__(self, "factor", factor)
         object.__setattr__(self, "movable", movable)
+        object.__setattr__(self, "pool", pool)
 
     @property
     def factors(self) -> np.ndarray:

@@ -92,8 +92,13 @@ def _check_assignment(problem: Problem, assignment) -> np.ndarray:
     return a
 
 
-def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G: int, f=None) -> Pricing:
-    """f: per-SIM factors aligned with u, or None when every SIM has the billing factor."""
+def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G: int, f=None, pool=None) -> Pricing:
+    """f: per-SIM factors aligned with u, or None when every SIM has the billing factor.
+
+    pool: per-SIM pool scope (0..k-1), or None when each group is its own scope.  Pools then span groups:
+    pool_* arrays are per scope and plan, and a pool's overage is counted in the groups of the SIMs that
+    used it, in proportion to each member's usage above its allowance (as sim_costs shares it).
+    """
     P = t.K.shape[0]
     valid = a >= 0
     av = np.where(valid, a, 0)
@@ -104,27 +109,38 @@ def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G
     over_single = np.where(single, t.r[av] * blocks(u - allowance, t.b[av]), 0.0)
 
     pooled_sim = valid & t.pooled[av]
-    key = grp.astype(np.int64) * P + av
+    scope = grp if pool is None else pool
+    S = G if pool is None else (int(pool.max()) + 1 if pool.size else 0)
+    key = scope.astype(np.int64) * P + av
     # bincount adds weights in SIM order, so a loop over SIMs summing usage per pool gets the same bits.
-    pool_n = np.bincount(key[pooled_sim], minlength=G * P).reshape(G, P)
-    pool_u = np.bincount(key[pooled_sim], weights=u[pooled_sim], minlength=G * P).reshape(G, P)
+    pool_n = np.bincount(key[pooled_sim], minlength=S * P).reshape(S, P)
+    pool_u = np.bincount(key[pooled_sim], weights=u[pooled_sim], minlength=S * P).reshape(S, P)
     if f is None:
         pool_a = pool_n * t.A[None, :]
     else:
         # A pool's allowance is the sum of its members' prorated allowances.
-        pool_a = np.bincount(key[pooled_sim], weights=allowance[pooled_sim], minlength=G * P).reshape(G, P)
+        pool_a = np.bincount(key[pooled_sim], weights=allowance[pooled_sim], minlength=S * P).reshape(S, P)
     pool_blocks = np.where(pool_n > 0, blocks(pool_u - pool_a, t.b[None, :]), 0.0)
     over_pool = pool_blocks * t.r[None, :]
 
     rate_g = np.bincount(grp, weights=rate_sim, minlength=G).astype(np.float64)
-    over_g = np.bincount(grp, weights=over_single, minlength=G) + over_pool.sum(axis=1)
+    if pool is None:
+        over_g = np.bincount(grp, weights=over_single, minlength=G) + over_pool.sum(axis=1)
+    else:
+        above = np.where(pooled_sim, np.maximum(u - allowance, 0.0), 0.0)
+        weight = np.bincount(key[pooled_sim], weights=above[pooled_sim], minlength=S * P)
+        charge = over_pool.ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(pooled_sim & (weight[key] > 0), above / weight[key] * charge[key], 0.0)
+        over_g = np.bincount(grp, weights=over_single + share, minlength=G)
     per_plan = np.bincount(av, weights=rate_sim + over_single, minlength=P) + over_pool.sum(axis=0)
     per_group = rate_g + over_g
     unpriced_g = np.bincount(grp[~valid], minlength=G)
+    overage = float(over_single.sum() + over_pool.sum()) if pool is not None else float(over_g.sum())
     return Pricing(
-        total=float(per_group.sum()),
+        total=float(per_group.sum()) if pool is None else float(rate_g.sum()) + overage,
         rate=float(rate_g.sum()),
-        overage=float(over_g.sum()),
+        overage=overage,
         per_group=per_group,
         per_plan=per_plan,
         rate_per_group=rate_g,
@@ -141,7 +157,14 @@ def _price_arrays(t: PlanTerms, u: np.ndarray, grp: np.ndarray, a: np.ndarray, G
 def price(problem: Problem, assignment) -> Pricing:
     """Price `assignment` (plan index per SIM, -1 = not priced) exactly as the cost model says."""
     a = _check_assignment(problem, assignment)
-    return _price_arrays(plan_terms(problem), problem.usage_mb, problem.group, a, problem.n_groups, problem.factor)
+    return _price_arrays(plan_terms(problem), problem.usage_mb, problem.group, a, problem.n_groups, problem.factor,
+                         problem.pool)
+
+
+def scope_cost(t: PlanTerms, u: np.ndarray, a: np.ndarray, f=None) -> float:
+    """Cost of SIMs that form whole pools (one pool scope, any groups), in the order given."""
+    a = np.asarray(a, dtype=np.int64)
+    return float(_price_arrays(t, u, np.zeros(a.shape[0], dtype=np.int64), a, 1, f).total)
 
 
 def group_cost(t: PlanTerms, u_orig_order: np.ndarray, a_orig_order: np.ndarray, f_orig_order=None) -> float:
@@ -166,15 +189,16 @@ def sim_costs(problem: Problem, assignment) -> np.ndarray:
     t = plan_terms(problem)
     P = problem.n_plans
     u, grp, f = problem.usage_mb, problem.group, problem.factor
+    scope = grp if problem.pool is None else problem.pool
     valid = a >= 0
     av = np.where(valid, a, 0)
     allowance = t.allowance(av, f)
     cost = t.charge(av, f) + np.where(~t.pooled[av], t.r[av] * blocks(u - allowance, t.b[av]), 0.0)
 
     pooled_sim = valid & t.pooled[av]
-    key = grp.astype(np.int64) * P + av
+    key = scope.astype(np.int64) * P + av
     above = np.where(pooled_sim, np.maximum(u - allowance, 0.0), 0.0)
-    weight_sum = np.bincount(key[pooled_sim], weights=above[pooled_sim], minlength=problem.n_groups * P)
+    weight_sum = np.bincount(key[pooled_sim], weights=above[pooled_sim], minlength=pr.pool_blocks.size)
     pool_charge = (pr.pool_blocks * t.r[None, :]).ravel()
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(weight_sum[key] > 0, above / weight_sum[key], 0.0)

@@ -72,13 +72,23 @@ def fleet(
     prorate: bool = False,
     fee_per_sim: float = 0.0,
     charge_type: str = "both",
+    prorated: float = 0.0,
+    pinned: float = 0.0,
+    pools: str = "group",
 ) -> Problem:
     """A fleet of n SIMs on the 12-plan catalogue.
 
     Group 0 may use every plan; further groups each allow a random subset of at least two plans, as
     communication plans restricting the catalogue do.  Current plans are where last month's usage
     (this month's with noise) would have put each SIM; `unknown_current` of them are unknown (-1).
+    `prorated` of the SIMs are billed for a random 1..29 days of a 30-day cycle (activated or deactivated
+    mid-cycle; the billing then prorates, the others have factor 1), and `pinned` of those with a current
+    plan cannot move.  Both are drawn after everything else, so the rest of the fleet is the same.
+    pools: "group" (each group pools apart, the legacy rule) or "account" (one pool key for every SIM:
+    shared plans pool account-wide across groups).
     """
+    if pools not in ("group", "account"):
+        raise ValueError(f"pools must be group or account, got {pools!r}")
     rng = np.random.default_rng(seed)
     cat = m2m_catalogue(pooled, fee_per_sim)
     P = len(cat)
@@ -97,6 +107,14 @@ def fleet(
     if unknown_current > 0:
         current[rng.random(n) < unknown_current] = -1
     billing = Billing(30, 18, True) if prorate else Billing()
+    comm = rng.integers(0, max(1, comm_plans), size=n).astype(np.int32)
+    factor = movable = None
+    if prorated > 0:
+        billing = Billing(30, 30, True)
+        days = np.where(rng.random(n) < prorated, rng.integers(1, 30, size=n), 30)
+        factor = days / 30.0
+    if pinned > 0:
+        movable = ~((rng.random(n) < pinned) & (current >= 0))
     return Problem(
         catalogue=cat,
         usage_mb=u,
@@ -106,7 +124,10 @@ def fleet(
         charge_type=charge_type,
         group_names=tuple(f"G{g + 1}" for g in range(groups)),
         current_plan=current,
-        comm_plan=rng.integers(0, max(1, comm_plans), size=n).astype(np.int32),
+        comm_plan=comm,
+        factor=factor,
+        movable=movable,
+        pool=np.zeros(n, dtype=np.int32) if pools == "account" else None,
     )
 
 
@@ -142,9 +163,20 @@ def write_problem_files(problem: Problem, plans_path, devices_path, *, iccid_bas
     ids = np.array(cat.plan_ids + ("",), dtype=object)
     gnames = np.array(names, dtype=object)
     usage_text = [repr(float(x)) for x in problem.usage_mb]
+    header = ["iccid", "usage_mb", "current_plan", "group"]
+    extra = []
+    if problem.factor is not None:
+        header.append("days_active")
+        extra.append(np.rint(problem.factor * problem.billing.days_in_cycle).astype(np.int64))
+    if problem.movable is not None:
+        header.append("movable")
+        extra.append(problem.movable.astype(np.int8))
+    if problem.pool is not None:
+        header.append("pool")
+        extra.append(np.char.add("P", problem.pool.astype(str)))
     with open(devices_path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["iccid", "usage_mb", "current_plan", "group"])
+        w.writerow(header)
         chunk = 100_000
         for start in range(0, problem.n_sims, chunk):
             stop = min(start + chunk, problem.n_sims)
@@ -154,6 +186,7 @@ def write_problem_files(problem: Problem, plans_path, devices_path, *, iccid_bas
                     usage_text[start:stop],
                     ids[problem.current_plan[start:stop]],
                     gnames[problem.group[start:stop]],
+                    *(col[start:stop].tolist() for col in extra),
                     strict=True,
                 )
             )

@@ -143,7 +143,7 @@ def test_wrong_api_key_gives_a_clear_error_without_the_key(tenant, carrier_simul
 def test_api_key_is_not_logged_on_retries_and_failures(sim_provider, carrier_simulator, caplog):
     caplog.set_level(logging.DEBUG)
     carrier_simulator.carrier.faults.outage = True
-    with fast_client(sim_provider) as c, pytest.raises(CircuitOpenError) as exc:
+    with fast_client(sim_provider, threshold=1) as c, pytest.raises(CircuitOpenError) as exc:
         c.get_device(a_sim(carrier_simulator))
     assert "HTTP 500" in caplog.text  # retries are logged...
     key = sim_provider.api_key
@@ -152,16 +152,20 @@ def test_api_key_is_not_logged_on_retries_and_failures(sim_provider, carrier_sim
         assert base64.b64encode(f"{sim_provider.username}:{key}".encode()).decode() not in text
 
 
-def test_five_consecutive_failures_open_the_circuit_and_stop_calling(sim_provider, carrier_simulator):
+def test_the_breaker_counts_calls_that_failed_for_good_not_their_retried_attempts(sim_provider, carrier_simulator):
     carrier_simulator.carrier.faults.outage = True
     carrier_simulator.carrier.clear_log()
-    with fast_client(sim_provider, attempts=10) as c:
-        with pytest.raises(CircuitOpenError, match="circuit open after 5 consecutive failures.*HTTP 500"):
+    with fast_client(sim_provider, attempts=4, threshold=3) as c:
+        for _ in range(2):  # 2 calls x 4 attempts = 8 failed attempts: still closed
+            with pytest.raises(CarrierUnavailable, match="gave up after 4 attempts"):
+                c.get_ctd_usage(a_sim(carrier_simulator))
+        assert not c.breaker.is_open and len(carrier_simulator.carrier.request_log()) == 8
+        with pytest.raises(CircuitOpenError, match="circuit open after 3 calls failed for good.*HTTP 500"):
             c.get_ctd_usage(a_sim(carrier_simulator))
-        assert len(carrier_simulator.carrier.request_log()) == 5
+        assert len(carrier_simulator.carrier.request_log()) == 12
         with pytest.raises(CircuitOpenError):
             c.get_device(a_sim(carrier_simulator))
-        assert len(carrier_simulator.carrier.request_log()) == 5  # open: no further calls
+        assert len(carrier_simulator.carrier.request_log()) == 12  # open: no further calls
 
 
 def test_a_base_url_without_scheme_is_a_configuration_error_not_retried(provider_a):
@@ -187,13 +191,21 @@ def test_timeout_is_retried_and_reported(sim_provider, carrier_simulator):
     assert time.monotonic() - started < 0.9  # the client gave up waiting; it did not sit out the hang
 
 
-def test_malformed_page_is_a_protocol_error_naming_the_page(sim_provider, carrier_simulator):
+def test_a_malformed_page_is_retried_then_a_protocol_error_naming_the_page(sim_provider, carrier_simulator):
     carrier_simulator.carrier.faults.malformed_page = 2
-    with fast_client(sim_provider) as c:
+    with fast_client(sim_provider, attempts=3) as c:
         c.list_devices_page(modified_since=SINCE, page_number=1)
-        with pytest.raises(CarrierProtocolError, match="page 2 of the device list is not valid JSON"):
+        with pytest.raises(CarrierProtocolError, match="page 2 of the device list is not valid JSON.*after 3 attempts"):
             c.list_devices_page(modified_since=SINCE, page_number=2)
-        assert c.stats.retries == 0  # a broken answer is not a blip
+        assert c.stats.retries == 2
+
+
+def test_a_page_broken_once_is_retried_and_read(sim_provider, carrier_simulator):
+    carrier_simulator.carrier.faults.fault_kinds = ("malformed",)
+    carrier_simulator.carrier.faults.script.extend(["malformed"])
+    with fast_client(sim_provider) as c:
+        page = c.list_devices_page(modified_since=SINCE, page_number=1)
+    assert len(page.devices) == 50 and c.stats.retries == 1
 
 
 def test_page_guard_stops_a_carrier_that_never_says_last_page(tenant, carrier_simulator):
@@ -242,4 +254,5 @@ def test_client_and_simulator_agree_on_429_when_the_client_is_too_fast(tenant, c
     with fast_client(provider, attempts=8, threshold=50, backoff_base=0.1, backoff_cap=1.0) as c:
         results = list(c.iter_ctd_usages(sorted(server.carrier.snapshot())[:12]))
     assert len(results) == 12
-    assert c.stats.throttled > 0 and server.carrier.counts["429"] == c.stats.throttled
+    assert c.stats.throttled > 0 and server.carrier.counts["throttled"] == c.stats.throttled
+    assert server.carrier.counts["400"] == c.stats.throttled  # answered as Cisco does: 400 + 40000029

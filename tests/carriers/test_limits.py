@@ -9,6 +9,7 @@ from carriers import (
     RetryPolicy,
     TokenBucket,
 )
+from carriers.limits import AccountLimiter
 
 
 class FakeClock:
@@ -63,15 +64,18 @@ def test_retry_delay_grows_exponentially_with_jitter_and_cap():
 
 
 
-def test_circuit_breaker_opens_after_threshold_and_half_opens_later():
+def test_circuit_breaker_counts_final_failures_within_its_window_and_half_opens_later():
     clock = FakeClock()
-    breaker = CircuitBreaker(threshold=5, reset_after=30, clock=clock)
+    breaker = CircuitBreaker(threshold=5, window=60, reset_after=30, clock=clock)
     for _ in range(4):
         breaker.record_failure("boom", label="acct")
-    breaker.record_success()  # a success resets the count
+    breaker.record_success()  # successes in between do not forgive failures within the window...
+    clock.now += 61
+    assert breaker.recent_failures == 0  # ...but the window does
     for _ in range(4):
         breaker.record_failure("boom", label="acct")
-    with pytest.raises(CircuitOpenError, match="circuit open after 5 consecutive failures"):
+        breaker.record_success()
+    with pytest.raises(CircuitOpenError, match="circuit open after 5 calls failed for good within 60s"):
         breaker.record_failure("boom 5", label="acct")
     with pytest.raises(CircuitOpenError, match=r"last: boom 5"):
         breaker.before_call(label="acct")
@@ -81,5 +85,31 @@ def test_circuit_breaker_opens_after_threshold_and_half_opens_later():
         breaker.before_call(label="acct")  # and only one
     breaker.record_success()
     breaker.before_call(label="acct")
-    assert not breaker.is_open
+    assert not breaker.is_open and breaker.recent_failures == 0
 
+
+def test_account_limiter_halves_on_throttling_and_recovers_slowly():
+    clock = FakeClock()
+    limiter = AccountLimiter(10, 1, clock=clock, sleep=lambda s: None)
+    assert limiter.throttled() == 5 and limiter.throttled() == 2.5
+    assert limiter.bucket.rate == 2.5
+    for _ in range(50):
+        limiter.throttled()
+    assert limiter.current_rate == limiter.floor == 0.5  # never below 5 % of the configured rate
+    limiter.succeeded()
+    assert limiter.current_rate == 0.5  # less than a second later: no change
+    clock.now += 1
+    limiter.succeeded()
+    assert limiter.current_rate == 1.0  # +5 % of 10 per clean second
+    clock.now += 100
+    limiter.succeeded()
+    assert limiter.current_rate == 10 and limiter.bucket.rate == 10  # never above the configured rate
+
+
+def test_retry_after_holds_every_caller_of_the_account():
+    clock = FakeClock()
+    slept = []
+    limiter = AccountLimiter(100, 1, clock=clock, sleep=slept.append)
+    limiter.throttled(retry_after=2.0)
+    limiter.bucket.acquire()
+    assert slept and slept[0] == pytest.approx(2.0)

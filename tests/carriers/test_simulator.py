@@ -70,15 +70,18 @@ def test_paging_serves_every_sim_once_oldest_change_first(carrier_simulator_fact
     assert set(pages[0]["devices"][0]) == {"iccid", "status", "ratePlan", "communicationPlan"}
 
 
-@pytest.mark.parametrize(("params", "message"), [
-    ({"pageSize": 51, "modifiedSince": SINCE}, "pageSize must be between 1 and 50."),
-    ({"pageSize": 10}, "modifiedSince is required."),
-    ({"modifiedSince": "last tuesday"}, "modifiedSince 'last tuesday' is not an ISO 8601 date."),
+@pytest.mark.parametrize(("params", "message", "code"), [
+    ({"pageSize": 51, "modifiedSince": SINCE}, "pageSize must be between 1 and 50.", "10000003"),
+    ({"pageSize": 10}, "modifiedSince is required.", "10000003"),
+    ({"modifiedSince": "last tuesday"}, "modifiedSince 'last tuesday' is not an ISO 8601 date.", "10000003"),
+    ({"modifiedSince": SINCE, "sort": "iccid"}, "Unknown parameter(s): sort.", "10000028"),
+    ({"modifiedSince": SINCE, "status": "SLEEPING"}, "Invalid status: 'SLEEPING'.", "10000013"),
+    ({"modifiedSince": SINCE, "accountId": "42"}, "accountId '42' is not an account this user may see.", "10000030"),
 ])
-def test_bad_list_parameters_get_400(carrier_simulator, params, message):
+def test_bad_list_parameters_get_400(carrier_simulator, params, message, code):
     with api(carrier_simulator) as client:
         response = client.get("/devices", params=params)
-    assert response.status_code == 400 and response.json() == {"errorMessage": message, "errorCode": "10000024"}
+    assert response.status_code == 400 and response.json() == {"errorMessage": message, "errorCode": code}
 
 
 def test_modified_since_filters(carrier_simulator_factory):
@@ -134,8 +137,11 @@ def test_rate_plan_change_is_kept_visible_and_logged(carrier_simulator):
 
 @pytest.mark.parametrize(("body", "message"), [
     ({"ratePlan": "NOPE"}, "Invalid rate plan: 'NOPE'."),
-    ({"status": "RETIRED"}, "The request body must be a JSON object with ratePlan."),
+    ({"status": "SLEEPING"}, "Invalid status: 'SLEEPING'."),
+    ({"effectiveDate": "2027-01-01"}, "At least one of status, ratePlan, communicationPlan, customer, deviceID, "
+                                      "modemID, overageLimitOverride or a custom field is required."),
     ({"ratePlan": "M2M-5MB", "effectiveDate": "soon"}, "effectiveDate 'soon' is not a date (yyyy-MM-dd)."),
+    ({"ratePlan": "M2M-5MB", "imsi": "1"}, "Unknown parameter(s): imsi."),
 ])
 def test_bad_rate_plan_changes_get_400_and_change_nothing(carrier_simulator, body, message):
     iccid = sorted(carrier_simulator.carrier.snapshot())[0]
@@ -143,7 +149,7 @@ def test_bad_rate_plan_changes_get_400_and_change_nothing(carrier_simulator, bod
         response = client.put(f"/devices/{iccid}", json=body)
         unknown = client.get("/devices/8901260000000000000/ctdUsages")
     assert response.status_code == 400 and response.json()["errorMessage"] == message
-    assert unknown.status_code == 404 and unknown.json()["errorCode"] == "10000003"
+    assert unknown.status_code == 404 and unknown.json()["errorCode"] == "20000001"
     assert carrier_simulator.carrier.changes == []
 
 
@@ -183,18 +189,24 @@ def test_error_rate_injects_500_429_and_hangs_in_short_bursts(carrier_simulator_
         for _ in range(300):
             statuses.append(client.get(f"/devices/{server.carrier.iccids[0]}").status_code)
     faults = [s for s in statuses if s != 200]
-    assert 30 <= len(faults) <= 90 and set(faults) == {500, 429, 504}
+    assert 30 <= len(faults) <= 90 and set(faults) == {500, 400, 504}  # 400 is throttling (errorCode 40000029)
     runs = re.findall(r"x+", "".join("x" if s != 200 else "." for s in statuses))
     assert max(map(len, runs)) <= 2
 
 
-def test_rate_limit_answers_429_with_retry_after(carrier_simulator_factory):
+def test_rate_limit_answers_400_with_40000029_by_default_and_429_on_the_flag(carrier_simulator_factory):
     server = carrier_simulator_factory(sims=10, faults=Faults(rate_limit=3))
     with api(server) as client:
         responses = [client.get(f"/devices/{server.carrier.iccids[0]}") for _ in range(6)]
-    throttled = [r for r in responses if r.status_code == 429]
-    assert throttled and throttled[0].headers["Retry-After"] == "1"
-    assert "at most 3 calls per second" in throttled[0].json()["errorMessage"]
+        throttled = [r for r in responses if r.status_code != 200]
+        assert throttled and {r.status_code for r in throttled} == {400}
+        assert throttled[0].json()["errorCode"] == "40000029"
+        assert throttled[0].json()["errorMessage"] == "Rate Limit Exceeded (at most 3 calls per second)"
+        server.carrier.faults.throttle_status = 429
+        responses = [client.get(f"/devices/{server.carrier.iccids[0]}") for _ in range(8)]
+    throttled = [r for r in responses if r.status_code != 200]
+    assert throttled and {r.status_code for r in throttled} == {429}
+    assert throttled[0].headers["Retry-After"] == "1" and throttled[0].json()["errorCode"] == "40000029"
 
 
 def test_run_carrier_simulator_command_serves_over_http(tmp_path):

@@ -14,6 +14,7 @@ from schemathesis.specs.openapi.checks import (
 
 from config.wsgi import application
 from tests.factories_results import ProgressEventFactory, session_with_results, token_for
+from tests.report_storage import use_report_folder
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance,
           response_headers_conformance]
@@ -28,7 +29,7 @@ schema = schemathesis.openapi.from_wsgi("/api/schema/", application)
 
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
-    settings.REPORTS_DIR = tmp_path
+    use_report_folder(settings, tmp_path)
 
 
 @pytest.fixture(autouse=True)

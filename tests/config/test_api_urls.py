@@ -6,6 +6,7 @@ from config import api_urls
 from devices.models import DevicePin
 from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
+from tests.report_storage import use_report_folder
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
 # Routes with a session GUID need no entry: they all get the side's session.
@@ -107,10 +108,9 @@ def test_another_tenants_ids_answer_404(api, world, name):
 @pytest.mark.parametrize("name", [n for n in OBJECT_ROUTES if "get" in METHODS[n]])
 def test_own_ids_are_found(api, world, name, settings, tmp_path):
     """The 404s above come from the tenant scope, not from a broken route."""
-    settings.REPORTS_DIR = tmp_path
-    path = tmp_path / "device_assignments_own.xlsx"
-    path.write_bytes(b"PK")
-    world["a"]["session"].report_path = str(path)
+    use_report_folder(settings, tmp_path)
+    (tmp_path / "device_assignments_own.xlsx").write_bytes(b"PK")
+    world["a"]["session"].report_path = "device_assignments_own.xlsx"
     world["a"]["session"].save()
     response = api.get(reverse(f"api:{name}", kwargs=kwargs_for(name, world["a"])))
     assert response.status_code == 200, response.content

@@ -332,3 +332,45 @@ def test_runs_in_a_fresh_process_against_an_unmigrated_database(tmp_path):
     assert res.returncode == 0, res.stderr
     assert out.exists() and summary.exists()
     assert not db.exists() or db.stat().st_size == 0
+
+
+def test_a_prorated_fleet_with_pinned_sims_round_trips_through_the_files(tmp_path):
+    pr = synthetic.fleet(1500, pooled="mixed", groups=3, seed=23, prorated=0.1, pinned=0.05)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assignment = read_assignment(pr, out)
+    pinned = ~pr.movable
+    assert s["devices_not_movable"] == pinned.sum() > 0 and s["devices_prorated"] == (pr.factor < 1).sum() > 0
+    assert np.array_equal(assignment[pinned], pr.current_plan[pinned])
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["baseline_cost"] == pytest.approx(reference_price(pr, pr.current_plan), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert s["changes"] == int((assignment != pr.current_plan).sum())
+
+
+def test_the_pool_column_makes_groups_share_pools(tmp_path):
+    pr = synthetic.fleet(1200, pooled="mixed", groups=3, seed=24, pools="account", prorated=0.1, pinned=0.05)
+    plans, devices = tmp_path / "plans.json", tmp_path / "devices.csv"
+    synthetic.write_problem_files(pr, plans, devices)
+    out, summary = tmp_path / "a.csv", tmp_path / "s.json"
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assignment = read_assignment(pr, out)
+    assert s["pool_scopes"] == 1
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert all(g["lower_bound"] is None for g in s["groups"].values())
+    assert sum(g["total_cost"] for g in s["groups"].values()) == pytest.approx(s["total_cost"])
+    assert any("pool column" in n for n in s["notes"])
+    moved = pr.movable
+    assert pr.allowed[pr.group[moved], assignment[moved]].all()
+    assert np.array_equal(assignment[~moved], pr.current_plan[~moved])
+
+
+def test_an_empty_pool_key_is_refused(tmp_path):
+    p, d = write_case(tmp_path, devices=["iccid,usage_mb,current_plan,group,pool", "8901,1.0,M2M-5MB,G1,A",
+                                         "8902,2.0,M2M-5MB,G1,"])
+    assert_refused(tmp_path, p, d, "devices.csv", 3, "pool", ["empty"], iccid="8902")

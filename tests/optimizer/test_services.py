@@ -31,6 +31,7 @@ from sessions.models import OptimizationSession, Stage
 from sessions.services import session_start
 from tests import factories
 from tests.factories_results import fleet_seed
+from tests.report_storage import use_report_folder
 
 pytestmark = pytest.mark.demo(devices=300, seed=12)
 # results_finalize of a one-group run (measured: 16 at 10 and at 30 SIMs; one reads the run with its account and
@@ -234,7 +235,7 @@ def test_finalize_keeps_the_cheapest_candidate_per_group_and_its_totals_are_the_
 
 def test_finalize_queries_do_not_grow_with_the_sims(provider_a, provider_b, settings, tmp_path):
     """Finalize through the pipeline, with N and with 3N SIMs in one group: the same queries."""
-    settings.REPORTS_DIR = tmp_path
+    use_report_folder(settings, tmp_path)
     counts = {}
     for provider, sims in ((provider_a, 10), (provider_b, 30)):
         fleet_seed(provider=provider, groups=1, sims_per_group=sims)

@@ -15,7 +15,7 @@ from pushes.batches import push_batch_run
 from pushes.create import PlannedChange, push_create
 from pushes.models import RatePlanChange, RatePlanPushBatch
 from pushes.recommendations import session_apply, session_changes
-from rateplans.models import RatePlan
+from rateplans.models import Alert, RatePlan
 from tests.pushes.helpers import api_changes, completed_session, fleet, mid_period, moves, puts
 
 pytestmark = pytest.mark.django_db(transaction=True)  # queued tasks run when their transaction commits
@@ -41,7 +41,7 @@ def test_2000_changes_with_10_percent_failures_are_each_applied_exactly_once(inl
     assert all(c["to"] == planned[c["iccid"]] for c in server.carrier.changes)
     # Failures really happened and were retried: a tenth of the calls failed, some PUTs were sent again.
     log = server.carrier.request_log()
-    failed_calls = sum(1 for r in log if r["status"] >= 500 or r["status"] == 429 or r["fault"])
+    failed_calls = sum(1 for r in log if r["status"] >= 500 or r["status"] == 429 or r.get("throttled") or r["fault"])
     assert failed_calls > 0.07 * len(log), (failed_calls, len(log))
     sends = Counter(RatePlanChange.objects.filter(push=push).values_list("sends", flat=True))
     assert sends[1] < 2000 and sum(n * k for n, k in sends.items()) == sum(puts(server).values())
@@ -183,6 +183,13 @@ def test_refusals_and_an_outage_are_reported_and_applying_again_sends_only_what_
     assert retry.failed == 20 and retry.applied == 0
     report = [m for m in mail.outbox if m.subject.startswith("Rate plan update finished")][-1]
     assert "20 need attention" in report.subject and "Failed: 20" in report.body
+    # Both pushes needed attention: each report is an alert (recorded, mailed once); the outage opened the breaker.
+    alerts = {(a.kind, a.key) for a in Alert.objects.filter(provider=provider)}
+    assert alerts == {("push_attention", f"{provider.pk}:push_attention:push:{push.pk}"),
+                      ("push_attention", f"{provider.pk}:push_attention:push:{retry.pk}"),
+                      ("breaker_open", f"{provider.pk}:breaker_open:account")}
+    breaker = [m for m in mail.outbox if m.subject == f"Carrier calls of {provider.name} stopped: circuit breaker open"]
+    assert len(breaker) == 1 and "circuit open after" in breaker[0].body and f"#{retry.pk}" in breaker[0].body
 
     server.carrier.faults.outage = False
     again = push_create(provider=provider, changes=moves(provider, 60)[40:], period=period, now=now)

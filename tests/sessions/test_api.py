@@ -9,6 +9,7 @@ from optimizer.models import CommGroup
 from sessions.models import OptimizationSession
 from sessions.reports import report_write
 from tests.factories_results import OptimizationSessionFactory, ProgressEventFactory
+from tests.report_storage import use_report_folder
 
 ISO_WITH_ZONE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$")
 DECIMAL = re.compile(r"^-?\d+\.\d{4}$")
@@ -172,26 +173,26 @@ def test_report_download(api, finished, settings, tmp_path):
     missing = api.get(url)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
 
-    settings.REPORTS_DIR = tmp_path
-    path = report_write(session=finished)
-    finished.report_path = str(path)
+    use_report_folder(settings, tmp_path)
+    finished.report_path = report_write(session=finished)
     finished.save()
     response = api.get(url)
     assert response.status_code == 200
     assert response["Content-Type"] == "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
     assert f"device_assignments_{finished.guid}.xlsx" in response["Content-Disposition"]
-    assert b"".join(response.streaming_content) == path.read_bytes()
+    assert b"".join(response.streaming_content) == (tmp_path / finished.report_path).read_bytes()
     detail = api.get(reverse("api:session-detail", kwargs={"guid": finished.guid})).json()
     assert detail["report_url"].endswith(url)
 
 
-def test_report_path_outside_the_reports_folder_is_never_served(api, finished, settings, tmp_path):
-    settings.REPORTS_DIR = tmp_path / "reports"
+def test_a_stored_name_outside_the_reports_storage_is_never_served(api, finished, settings, tmp_path):
+    use_report_folder(settings, tmp_path / "reports")
     outside = tmp_path / "secret.xlsx"
     outside.write_bytes(b"not yours")
-    finished.report_path = str(outside)
-    finished.save()
-    assert api.get(reverse("api:session-report", kwargs={"guid": finished.guid})).status_code == 404
+    for name in (str(outside), "../secret.xlsx", "reports/../../secret.xlsx"):
+        finished.report_path = name
+        finished.save()
+        assert api.get(reverse("api:session-report", kwargs={"guid": finished.guid})).status_code == 404, name
 
 
 # -- query counts of the lists: the same for 3 rows as for 30 --------------------------------------------------

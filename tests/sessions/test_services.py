@@ -50,3 +50,6 @@ def test_twenty_concurrent_starts_make_exactly_one_session(provider_a):
         t.join()
     assert sorted(outcomes) == ["refused"] * 19 + ["started"]
     assert OptimizationSession.objects.filter(provider=provider_a).count() == 1
+    # 19 refusals of one running session are one incident: one e-mail, the count on the alert.
+    assert [m.subject for m in mail.outbox] == [ALREADY_RUNNING_SUBJECT]
+    assert provider_a.alerts.get().occurrences == 19

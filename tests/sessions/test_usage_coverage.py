@@ -19,8 +19,10 @@ from pushes.models import RatePlanPush
 from rateplans.models import BillingPeriod
 from sessions.models import OptimizationSession
 from sessions.pipeline import COVERAGE_SUBJECT
+from sessions.reports import report_open
 from sessions.services import session_start
 from tests.pushes.helpers import api_changes, fleet
+from tests.report_storage import use_report_folder
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the automatic push is queued on commit
 
@@ -48,7 +50,7 @@ def run(provider, **kwargs):
 def test_a_tenth_of_usage_deleted_keeps_those_sims_lists_them_warns_and_is_not_applied(
         inline_tasks, carrier_simulator_factory, settings, tmp_path, api, tenant_a):
     """The hostile probe of issue 12: usage rows deleted for 10 % of the SIMs of an auto-apply account."""
-    settings.REPORTS_DIR = str(tmp_path)
+    use_report_folder(settings, tmp_path)
     server = carrier_simulator_factory(sims=400, seed=41)
     provider = fleet(server, devices=400, seed=41, auto_apply=True, tenant=tenant_a)
     # The demo fleet has a few SIMs the carrier has no usage for; then a tenth of the rest loses its usage row.
@@ -97,7 +99,7 @@ def test_a_tenth_of_usage_deleted_keeps_those_sims_lists_them_warns_and_is_not_a
     body = api.get(f"/api/sessions/{session.guid}/").json()
     assert body["status"] == "succeeded_with_warnings" and body["no_usage_count"] == len(missing)
     assert body["no_usage_iccids"] == missing and body["sims_with_usage"] == session.sims_with_usage
-    sheet = openpyxl.load_workbook(session.report_path, read_only=True)["No usage data"]
+    sheet = openpyxl.load_workbook(report_open(session.report_path), read_only=True)["No usage data"]
     assert [r[0] for r in sheet.iter_rows(min_row=3, values_only=True)] == missing
     # An operator may still apply the covered SIMs' changes by hand.
     page = api.post(f"/api/sessions/{session.guid}/apply/")

@@ -4,6 +4,7 @@ from django.urls import reverse
 from sessions.models import OptimizationSession
 from sessions.reports import report_write
 from tests.factories_results import OptimizationRunFactory
+from tests.report_storage import use_report_folder
 
 
 def test_pages_need_a_login(completed_session, client, provider_a):
@@ -72,7 +73,7 @@ def test_start_for_another_tenants_account_is_404(alice_client, provider_b):
 def test_session_page_shows_totals_chart_groups_and_report_link(completed_session, alice_client, provider_a, settings, tmp_path):
     # The pipeline wrote a report; the page first shows the session as if none were written yet.
     session = completed_session(provider=provider_a, groups=2, sims_per_group=3, report_path="")
-    settings.REPORTS_DIR = tmp_path
+    use_report_folder(settings, tmp_path)
     url = reverse("dashboard:session-detail", args=[session.guid])
     body = alice_client.get(url).content.decode()
     for value in (session.current_cost, session.optimized_cost, session.savings, session.lower_bound):
@@ -86,7 +87,7 @@ def test_session_page_shows_totals_chart_groups_and_report_link(completed_sessio
     assert "<td>G1</td>" in body and "<td>G2</td>" in body
     assert "report-link" not in body and "written when the session completes" in body
 
-    session.report_path = str(report_write(session=session))
+    session.report_path = report_write(session=session)
     session.save()
     body = alice_client.get(url).content.decode()
     assert f'href="/api/sessions/{session.guid}/report/"' in body

@@ -7,7 +7,7 @@ from django.urls import reverse
 from openpyxl import load_workbook
 
 from sessions.models import OptimizationSession
-from sessions.reports import report_write
+from sessions.reports import report_open, report_write
 
 
 def test_api_start_and_cancel_record_the_tokens_user(api, provider_a):
@@ -48,6 +48,6 @@ def test_the_report_says_who_started_the_session(completed_session, provider_a):
     assert session.started_by.startswith("command"), "run through session_start with no user: the command's label"
     OptimizationSession.objects.filter(pk=session.pk).update(started_by="amop-integration")
     session.refresh_from_db()
-    wb = load_workbook(report_write(session=session))
+    wb = load_workbook(report_open(report_write(session=session)))
     summary = {row[0]: row[1] for row in wb["Summary"].iter_rows(values_only=True) if row and row[0]}
     assert summary["Started by"] == "amop-integration"

@@ -19,7 +19,7 @@ class Command(BaseCommand):
         parser.add_argument("--username", default=demo_fleet.DEMO_USERNAME)
         parser.add_argument("--api-key", default=demo_fleet.DEMO_API_KEY)
         parser.add_argument("--error-rate", type=float, default=0.0,
-                            help="share of API calls answered 500, 429 or left to time out (0..1)")
+                            help="share of API calls answered 500, throttled or left to time out (0..1)")
         parser.add_argument("--fault-burst", type=int, default=2,
                             help="at most this many injected faults in a row (0 = no cap)")
         parser.add_argument("--hang-seconds", type=float, default=5.0, help="how long a 'timeout' fault hangs")
@@ -28,12 +28,23 @@ class Command(BaseCommand):
         parser.add_argument("--duplicate-across-pages", action="store_true",
                             help="repeat the last SIM of each page first on the next page")
         parser.add_argument("--churn", type=int, default=0, help="SIMs changed after each device-list page served")
-        parser.add_argument("--rate-limit", type=float, default=None, help="calls per second, 429 beyond")
+        parser.add_argument("--rate-limit", type=float, default=None,
+                            help="calls per account in each one-second window; throttled beyond")
+        parser.add_argument("--throttle-status", type=int, choices=(400, 429), default=400,
+                            help="answer throttling as 400 + errorCode 40000029 (default, as Cisco's answers are "
+                                 "reported) or as 429 (+ errorCode 40000029, Retry-After: 1)")
+        parser.add_argument("--max-in-flight", type=int, default=None,
+                            help="refuse (as throttled) a call beyond this many in flight for the account")
+        parser.add_argument("--modified-since-max-days", type=int, default=None,
+                            help="unconfirmed limit: refuse a modifiedSince older than this many days (10000003)")
+        parser.add_argument("--no-access", default="",
+                            help="comma-separated functions the API user's role may not call (10000030): rateplans,usages")
         parser.add_argument("--usage-failures", action=argparse.BooleanOptionalAction, default=True,
                             help="the fleet's few SIMs without usage records fail their usage call (default: on)")
 
     def handle(self, *args, port, sims, seed, username, api_key, error_rate, fault_burst, hang_seconds, latency_ms,
-               malformed_page, duplicate_across_pages, churn, rate_limit, usage_failures, **options):
+               malformed_page, duplicate_across_pages, churn, rate_limit, throttle_status, max_in_flight,
+               modified_since_max_days, no_access, usage_failures, **options):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port must be 0..65535, got {port}")
         if sims < 0:
@@ -41,7 +52,10 @@ class Command(BaseCommand):
         try:
             faults = Faults(error_rate=error_rate, fault_burst=fault_burst, hang_seconds=hang_seconds,
                             latency_ms=latency_ms, malformed_page=malformed_page,
-                            duplicate_across_pages=duplicate_across_pages, churn=churn, rate_limit=rate_limit)
+                            duplicate_across_pages=duplicate_across_pages, churn=churn, rate_limit=rate_limit,
+                            throttle_status=throttle_status, max_in_flight=max_in_flight,
+                            modified_since_max_days=modified_since_max_days,
+                            no_access=tuple(n.strip() for n in no_access.split(",") if n.strip()))
         except ValueError as exc:
             raise CommandError(f"--error-rate: {exc}") from None
         carrier = SimulatedCarrier(sims=sims, seed=seed, username=username, api_key=api_key, faults=faults,

@@ -22,7 +22,7 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("plans", help="plans.json: catalogue, billing, charge type, optional groups")
-        parser.add_argument("devices", help="devices.csv: iccid,usage_mb[,current_plan][,group][,days_active][,movable]")
+        parser.add_argument("devices", help="devices.csv: iccid,usage_mb[,current_plan][,group][,days_active][,movable][,pool]")
         parser.add_argument("--out", required=True, help="where to write assignments.csv (iccid,plan_id)")
         parser.add_argument("--summary", required=True, help="where to write the JSON summary")
         parser.add_argument("--method", choices=("certified", "legacy"), default="certified")

@@ -13,6 +13,7 @@ from carrieropt.workers import NO_CLUSTER, clusters_alive
 from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, Trigger
+from sessions.reports import report_location
 from sessions.services import session_start
 
 CLUSTER_CHECK_SECONDS = 20  # while waiting: a cluster that dies is noticed within this (its status expires in 15 s)
@@ -108,5 +109,5 @@ def _summary(session) -> str:
         within = f"  (optimized is within {100 * gap:.3f} % of it)" if gap is not None else ""
         lines.append(f"  lower bound       {cents(session.lower_bound):>14,.2f}{within}")
     if session.report_path:
-        lines.append(f"  report                 {session.report_path}")
+        lines.append(f"  report                 {report_location(session.report_path)}")
     return "\n".join(lines)

@@ -32,7 +32,8 @@ def reference_price(problem: Problem, assignment) -> float:
         if rate_on:
             total += fi * float(cat.monthly_cost[p]) + float(cat.fee_per_sim[p])
         if cat.pooled[p]:
-            pool = pools.setdefault((int(problem.group[i]), p), [0, 0.0, 0.0])
+            scope = int(problem.group[i]) if problem.pool is None else int(problem.pool[i])
+            pool = pools.setdefault((scope, p), [0, 0.0, 0.0])
             pool[0] += 1
             pool[1] += u
             pool[2] += allowance  # a pool's allowance is the sum of its members'

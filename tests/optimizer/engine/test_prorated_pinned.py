@@ -23,7 +23,7 @@ positive = st.floats(0.01, 2.0, allow_nan=False).map(lambda x: round(x, 3))
 
 
 @st.composite
-def small_problems(draw, max_sims=7, max_plans=3):
+def small_problems(draw, max_sims=7, max_plans=3, max_groups=2):
     """Groups small enough to list every assignment: mixed factors (days of a 30-day cycle) and pinned SIMs,
     some on a plan their group does not allow."""
     P = draw(st.integers(1, max_plans))
@@ -37,7 +37,7 @@ def small_problems(draw, max_sims=7, max_plans=3):
         fee_per_sim=np.array(draw(st.lists(st.sampled_from([0.0, 0.1, 1.0]), min_size=P, max_size=P))),
         pooled=np.array(draw(st.lists(st.booleans(), min_size=P, max_size=P))),
     )
-    G = draw(st.integers(1, 2))
+    G = draw(st.integers(1, max_groups))
     allowed = np.array(draw(st.lists(st.lists(st.booleans(), min_size=P, max_size=P), min_size=G, max_size=G)))
     allowed[:, 0] |= ~allowed.any(axis=1)
     n = draw(st.integers(1, max_sims))

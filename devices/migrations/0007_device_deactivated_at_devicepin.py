@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0005_carrier_call_counts'),
+        ('devices', '0006_syncrun_throttled_calls_per_second'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

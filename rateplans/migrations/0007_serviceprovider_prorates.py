@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('rateplans', '0004_encrypt_api_key'),
+        ('rateplans', '0006_alerts'),
     ]
 
     operations = [

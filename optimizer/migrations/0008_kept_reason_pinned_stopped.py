@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optimizer', '0006_assignment_kept_reason'),
+        ('optimizer', '0007_assignment_fewer_checks'),
     ]
 
     operations = [
