@@ -61,7 +61,7 @@ def test_a_sim_activated_mid_cycle_pays_its_days_only_when_the_account_prorates(
     # A SIM kept alone on a 100 MB plan without pooling, using under 50 MB: it pays the recurring charge only.
     plan = RatePlan.objects.get(provider=provider, code="M2M-100MB")
     usage = DeviceUsage.objects.filter(billing_period=period, device__status="ACTIVATED", projected_mb__lt=50,
-                                       device__provider=provider).order_by("device__iccid").first()
+                                       device__provider=provider, device__pin__isnull=True).order_by("device__iccid").first()
     row = usage.device
     Device.objects.filter(pk=row.pk).update(rate_plan=plan, rate_plan_code=plan.code)
     DevicePin.objects.create(device=row, reason="measure proration")
@@ -78,7 +78,7 @@ def test_a_sim_activated_mid_cycle_pays_its_days_only_when_the_account_prorates(
 
 
 def test_a_pinned_sim_without_a_current_plan_fails_the_session_naming_it(inline_tasks, demo):
-    device = Device.objects.filter(provider=demo.provider, status="ACTIVATED").order_by("iccid").first()
+    device = Device.objects.filter(provider=demo.provider, status="ACTIVATED", pin__isnull=True).order_by("iccid").first()
     DevicePin.objects.create(device=device, reason="customer contract")
     Device.objects.filter(pk=device.pk).update(rate_plan=None)
     session = run(demo.provider)
