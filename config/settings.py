@@ -165,6 +165,8 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # <id:pk> in config/api_urls.py: a row id, 1 .. 2**63-1.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
     # One name for each choice set, whichever field carries it (a session's method, an account's default_method).
     "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType"},
 }

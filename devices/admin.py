@@ -1,6 +1,9 @@
+from django import forms
 from django.contrib import admin
 
-from devices.models import CarrierCallCount, Device, DeviceStaging, DeviceUsage, SyncRun
+from carrieropt.errors import ApplicationError
+from devices import pins
+from devices.models import CarrierCallCount, Device, DevicePin, DeviceStaging, DeviceUsage, SyncRun
 
 
 @admin.register(Device)
@@ -11,6 +14,50 @@ class DeviceAdmin(admin.ModelAdmin):
     list_select_related = ["provider", "rate_plan", "communication_plan"]
     raw_id_fields = ["rate_plan", "communication_plan"]
     show_full_result_count = False
+
+
+class DevicePinForm(forms.ModelForm):
+    class Meta:
+        model = DevicePin
+        fields = ["device", "reason"]
+
+    def clean(self):
+        cleaned = super().clean()
+        device = cleaned.get("device")
+        if device is not None and not self.instance.pk:
+            try:
+                pins.pin_check(device=device, reason=cleaned.get("reason", ""))
+            except ApplicationError as exc:
+                self.add_error(exc.field if exc.field == "reason" else "device", exc.message)
+        return cleaned
+
+
+@admin.register(DevicePin)
+class DevicePinAdmin(admin.ModelAdmin):
+    """SIMs an operator keeps on their plan, with why and who decided; a session never moves them."""
+
+    form = DevicePinForm
+
+    list_display = ["device", "device__provider", "device__rate_plan", "reason", "pinned_by", "pinned_at"]
+    list_filter = ["device__provider"]
+    search_fields = ["device__iccid__startswith", "reason"]
+    raw_id_fields = ["device"]
+    readonly_fields = ["pinned_by", "pinned_at"]
+    list_select_related = ["device__provider", "device__rate_plan", "pinned_by"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("device__provider", "device__rate_plan", "pinned_by")
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["reason"])
+            return
+        # Through the service: the same checks (a current plan to keep, not pinned twice) as the API.
+        pin = pins.device_pin(device=obj.device, reason=obj.reason, user=request.user)
+        obj.pk, obj.pinned_by, obj.pinned_at = pin.pk, pin.pinned_by, pin.pinned_at
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*self.readonly_fields, "device"] if obj else self.readonly_fields
 
 
 @admin.register(DeviceUsage)

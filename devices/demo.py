@@ -13,13 +13,14 @@ from django.utils import timezone
 from carrieropt.models import Tenant
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
-from devices.models import Device, DeviceUsage
+from devices.models import STOPPED_STATUSES, Device, DevicePin, DeviceUsage
 from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
 from rateplans.services import billing_period_current
 
 DEMO_TENANT = "Acme IoT (demo)"
 DEMO_PROVIDER = "Acme Jasper (simulated)"
+DEMO_PINS = 3
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,9 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
             date_activated=now - int(fleet.date_activated[i]) * second,
             date_added=now - int(fleet.date_activated[i]) * second,
             date_updated=now - int(fleet.date_updated[i]) * second,
+            # A stopped SIM stopped when it last changed (as the sync records it).
+            deactivated_at=(now - int(fleet.date_updated[i]) * second
+                            if fleet_spec.STATUSES[fleet.status[i]] in STOPPED_STATUSES else None),
             synced_at=now,
         )
         for i in range(len(fleet))
@@ -98,7 +102,7 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     Device.objects.bulk_create(
         rows, batch_size=2000, update_conflicts=True, unique_fields=["provider", "iccid"],
         update_fields=["status", "rate_plan", "rate_plan_code", "communication_plan", "communication_plan_name",
-                       "date_activated", "date_added", "date_updated", "synced_at", "missing_since"],
+                       "date_activated", "date_added", "date_updated", "deactivated_at", "synced_at", "missing_since"],
     )
     ids = dict(Device.objects.filter(provider=provider).values_list("iccid", "id"))
     # A smaller fleet than last time: the SIMs beyond it are no longer part of the demo.
@@ -113,17 +117,24 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     ctd_bytes = np.floor(fleet.cycle_usage_mb * fraction * BYTES_PER_MB).astype(np.int64)
     usages = []
     for i in range(len(fleet)):
+        if fleet.usage_unavailable[i]:
+            continue  # the carrier has no usage for it (the simulator fails its usage call)
         usage_mb = round(int(ctd_bytes[i]) / BYTES_PER_MB, 3)
         status = fleet_spec.STATUSES[fleet.status[i]]
         usages.append(DeviceUsage(
             device_id=ids[str(fleet.iccid[i])], billing_period=period, ctd_bytes=int(ctd_bytes[i]),
             usage_mb=Decimal(f"{usage_mb:.3f}"), usage_date=now,
-            projected_mb=Decimal(f"{projected_mb(usage_mb, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
+            projected_mb=Decimal(f"{projected_mb(int(ctd_bytes[i]) / BYTES_PER_MB, status=status, usage_date=now, period_start=start, period_end=end, now=now):.3f}"),
         ))
+    no_usage = [ids[str(iccid)] for iccid in fleet.iccid[fleet.usage_unavailable]]
+    DeviceUsage.objects.filter(billing_period=period, device_id__in=no_usage).delete()
     DeviceUsage.objects.bulk_create(
         usages, batch_size=2000, update_conflicts=True, unique_fields=["device", "billing_period"],
-        update_fields=["ctd_bytes", "usage_mb", "projected_mb", "usage_date"],
+        update_fields=["ctd_bytes", "usage_mb", "projected_mb", "usage_date", "synced_at"],
     )
+    # A few SIMs an operator keeps on their plan (the demo shows pins in the admin, the API and the session).
+    for device in Device.objects.filter(provider=provider, status="ACTIVATED").order_by("iccid")[:DEMO_PINS]:
+        DevicePin.objects.get_or_create(device=device, defaults={"reason": "Demo: the customer's contract fixes this plan"})
     return SeedResult(
         tenant=tenant, provider=provider,
         rate_plans=RatePlan.objects.filter(provider=provider).count(),

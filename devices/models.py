@@ -1,6 +1,7 @@
 """The SIMs: devices as the carrier reports them, their usage, the staging table and sync runs."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -36,6 +37,10 @@ class Device(models.Model):
     date_added = models.DateTimeField(null=True, blank=True)
     date_updated = models.DateTimeField(null=True, blank=True, help_text="dateUpdated from the carrier")
     missing_since = models.DateTimeField(null=True, blank=True, help_text="Set when a full sync no longer reports the SIM.")
+    deactivated_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the SIM left ACTIVATED for DEACTIVATED or RETIRED (the carrier's dateUpdated of that change); "
+                  "the carrier still bills the cycle it happened in.")
     synced_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -45,6 +50,33 @@ class Device(models.Model):
 
     def __str__(self):
         return self.iccid
+
+
+# Statuses of SIMs that stopped: billed for the cycle they stopped in (from deactivated_at), never moved.
+STOPPED_STATUSES = (DeviceStatus.DEACTIVATED, DeviceStatus.RETIRED)
+
+
+def billed_in_cycle(*, cycle_start) -> Q:
+    """SIMs the carrier bills a rate plan for in the cycle starting at `cycle_start`: every ACTIVATED SIM,
+    and those deactivated or retired during it."""
+    return Q(status=DeviceStatus.ACTIVATED) | Q(status__in=STOPPED_STATUSES, deactivated_at__gte=cycle_start)
+
+
+class DevicePin(models.Model):
+    """An operator's decision that a SIM keeps its rate plan: no session moves it while the pin exists."""
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="pin")
+    reason = models.TextField(help_text="Why the SIM must keep its plan (shown wherever the SIM is kept).")
+    pinned_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                  related_name="+")
+    pinned_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-pinned_at"]
+        constraints = [models.CheckConstraint(condition=~Q(reason=""), name="pin_reason_required")]
+
+    def __str__(self):
+        return f"{self.device} pinned: {self.reason[:40]}"
 
 
 class DeviceUsage(models.Model):

@@ -5,7 +5,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Iterable
 
-from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus
+from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus, billed_in_cycle
 from rateplans.models import BillingPeriod, ServiceProvider
 
 DEVICE_SYNC_KINDS = (SyncKind.FULL, SyncKind.INCREMENTAL)
@@ -26,10 +26,14 @@ def sync_runs_running(*, provider: ServiceProvider, kinds: Iterable[str]) -> lis
     return list(SyncRun.objects.filter(provider=provider, kind__in=list(kinds), status=SyncStatus.RUNNING))
 
 
-def usage_sync_devices(*, provider: ServiceProvider, statuses: Iterable[str]) -> list[tuple[int, str, str]]:
-    """(device id, ICCID, status) of the SIMs whose usage a usage sync asks for, in ICCID order."""
-    return list(Device.objects.filter(provider=provider, missing_since__isnull=True, status__in=list(statuses))
-                .order_by("iccid").values_list("id", "iccid", "status"))
+def usage_sync_devices(*, provider: ServiceProvider, statuses: Iterable[str],
+                       cycle_start: dt.datetime | None) -> list[tuple[int, str, str]]:
+    """(device id, ICCID, status) of the SIMs whose usage a usage sync asks for, in ICCID order: those with a
+    status in `statuses`, and (given `cycle_start`) billed by the carrier in the cycle starting then."""
+    qs = Device.objects.filter(provider=provider, missing_since__isnull=True, status__in=list(statuses))
+    if cycle_start is not None:
+        qs = qs.filter(billed_in_cycle(cycle_start=cycle_start))
+    return list(qs.order_by("iccid").values_list("id", "iccid", "status"))
 
 
 def usage_rows_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:

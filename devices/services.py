@@ -14,11 +14,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
-from carriers import CarrierClient, CarrierError, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
 from devices.alerts import carrier_error_alert
 from devices.clients import client_for
-from devices.models import DeviceStatus, SyncKind, SyncRun, SyncStatus
+from devices.models import STOPPED_STATUSES, DeviceStatus, SyncKind, SyncRun, SyncStatus
 from devices.signals import device_sync_completed, device_sync_starting
 from devices.usage import bytes_to_mb, projected_mb
 from rateplans.models import BillingPeriod, RatePlan, ServiceProvider
@@ -35,9 +35,9 @@ WATERMARK_OVERLAP = dt.timedelta(minutes=5)
 STAGING_BATCH_ROWS = 2_000
 REJECTS_KEPT = 1_000
 RUN_ABANDONED_AFTER = dt.timedelta(hours=6)
-# The optimizer prices only ACTIVATED SIMs (optimizer.selectors.BILLABLE_STATUSES); asking the
-# carrier for the usage of any other SIM spends its 5 calls/s on numbers nobody reads.
-USAGE_STATUSES = (DeviceStatus.ACTIVATED,)
+# The optimizer prices the SIMs billed this cycle (models.billed_in_cycle: ACTIVATED, and those deactivated or
+# retired during it); asking the carrier for the usage of any other SIM spends its 5 calls/s on numbers nobody reads.
+USAGE_STATUSES = (DeviceStatus.ACTIVATED, *STOPPED_STATUSES)
 ICCID_RE = re.compile(r"^\d{19,20}$")
 KNOWN_STATUSES = frozenset(DeviceStatus.values)
 NEW_COMM_PLANS_SUBJECT = "New Communication Plans Added"
@@ -300,17 +300,18 @@ def _device_sync_emails(*, run: SyncRun, provider: ServiceProvider) -> None:
 
 def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None,
                progress: ProgressCallback | None = None, client: CarrierClient | None = None,
-               statuses: Iterable[str] = USAGE_STATUSES) -> SyncRun:
+               statuses: Iterable[str] | None = None) -> SyncRun:
     """Cycle-to-date usage of the account's SIMs into DeviceUsage for the current billing period.
 
     One ctdUsages call per SIM (Control Center v1 has no bulk usage call that covers pooled
     plans), under the account's token bucket and concurrency cap. Only SIMs with a status in
-    `statuses` are asked about (default: every status the carrier bills this cycle). A SIM whose
+    `statuses` are asked about (default None: the SIMs the carrier bills this cycle, see
+    models.billed_in_cycle). A SIM whose
     call failed is asked again up to USAGE_RETRY_ROUNDS times; the rest are listed in `rejects`.
     All rows are written in one transaction at the end, so a failed run leaves DeviceUsage as it was.
     """
     started = time.monotonic()
-    statuses = list(statuses)
+    statuses = None if statuses is None else list(statuses)
     run = _run_start(provider=provider, kind=SyncKind.USAGE, modified_since=None, exclusive_kinds=[SyncKind.USAGE])
     if run.status == SyncStatus.FAILED:
         return run
@@ -340,10 +341,11 @@ def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None
 
 
 def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingPeriod, client: CarrierClient,
-                    statuses: list[str], progress: ProgressCallback | None, started: float) -> SyncRun:
-    devices = selectors.usage_sync_devices(provider=provider, statuses=statuses)
+                    statuses: list[str] | None, progress: ProgressCallback | None, started: float) -> SyncRun:
+    devices = selectors.usage_sync_devices(provider=provider, statuses=statuses or USAGE_STATUSES,
+                                           cycle_start=period.starts_at() if statuses is None else None)
     by_iccid = {iccid: (pk, status) for pk, iccid, status in devices}
-    run.skipped = (provider.devices.filter(missing_since__isnull=True).exclude(status__in=statuses).count())
+    run.skipped = provider.devices.filter(missing_since__isnull=True).count() - len(devices)
     period_start, period_end = period.starts_at(), period.ends_at()
     rows: list[tuple] = []
     failed: dict[str, str] = {}
@@ -364,7 +366,10 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
                 device_id, known_status = by_iccid[iccid]
                 usage_mb = bytes_to_mb(answer.ctd_bytes)
                 # The status in the usage answer is newer than the last device sync.
-                projected = projected_mb(usage_mb, status=answer.status or known_status, usage_date=answer.measured_at,
+                # Projected from the exact bytes: early in a cycle the scale is large (x13 on day 3), and
+                # projecting the 3-place MB would multiply its rounding by it.
+                projected = projected_mb(answer.ctd_bytes / BYTES_PER_MB, status=answer.status or known_status,
+                                         usage_date=answer.measured_at,
                                          period_start=period_start, period_end=period_end, now=answer.measured_at)
                 rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
                              answer.measured_at, stamp))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from devices.models import Device, DeviceStaging, DeviceUsage
+from devices.models import STOPPED_STATUSES, Device, DeviceStaging, DeviceUsage
 from rateplans.models import CommunicationPlan, RatePlan
 
 STAGING_COLUMNS = ("provider_id", "sync_run_id", "iccid", "status", "rate_plan_code", "communication_plan_name",
@@ -22,6 +22,7 @@ DEVICE = Device._meta.db_table
 USAGE = DeviceUsage._meta.db_table
 RATE_PLAN = RatePlan._meta.db_table
 COMM_PLAN = CommunicationPlan._meta.db_table
+STOPPED_SQL = "(" + ", ".join(f"'{status}'" for status in STOPPED_STATUSES) + ")"
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,25 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
             f"date_activated = COALESCE(s.date_activated, {DEVICE}.date_activated), "
             f"date_added = COALESCE(s.date_added, {DEVICE}.date_added), "
             f"date_updated = COALESCE(s.date_updated, {DEVICE}.date_updated), "
-            f"missing_since = NULL, synced_at = %s "
+            f"missing_since = NULL, synced_at = %s, "
+            # The moment a SIM stops is kept from the first sync that sees it stopped; a SIM activated again clears it.
+            f"deactivated_at = CASE WHEN s.status IN {STOPPED_SQL} THEN CASE WHEN {DEVICE}.status IN {STOPPED_SQL} "
+            f"THEN COALESCE({DEVICE}.deactivated_at, s.date_updated, %s) ELSE COALESCE(s.date_updated, %s) END "
+            f"ELSE NULL END "
             f"FROM {STAGING} s {joins} "
             f"WHERE s.sync_run_id = %s AND s.reject_reason = '' AND {DEVICE}.provider_id = s.provider_id "
-            f"AND {DEVICE}.iccid = s.iccid AND ({changed})", [stamp, run_id])
+            f"AND {DEVICE}.iccid = s.iccid AND ({changed})", [stamp, stamp, stamp, run_id])
         updated = cursor.rowcount
 
         cursor.execute(
             f"INSERT INTO {DEVICE} (provider_id, iccid, status, rate_plan_id, rate_plan_code, communication_plan_id, "  # noqa: S608
             f"communication_plan_name, msisdn, sim_notes, date_activated, date_added, date_updated, missing_since, "
-            f"synced_at) SELECT s.provider_id, s.iccid, s.status, rp.id, s.rate_plan_code, cp.id, "
-            f"s.communication_plan_name, s.msisdn, '', s.date_activated, s.date_added, s.date_updated, NULL, %s "
+            f"synced_at, deactivated_at) SELECT s.provider_id, s.iccid, s.status, rp.id, s.rate_plan_code, cp.id, "
+            f"s.communication_plan_name, s.msisdn, '', s.date_activated, s.date_added, s.date_updated, NULL, %s, "
+            f"CASE WHEN s.status IN {STOPPED_SQL} THEN COALESCE(s.date_updated, %s) ELSE NULL END "
             f"FROM {STAGING} s {joins} WHERE s.sync_run_id = %s AND s.reject_reason = '' AND NOT EXISTS ("
-            f"SELECT 1 FROM {DEVICE} d WHERE d.provider_id = s.provider_id AND d.iccid = s.iccid)", [stamp, run_id])
+            f"SELECT 1 FROM {DEVICE} d WHERE d.provider_id = s.provider_id AND d.iccid = s.iccid)",
+            [stamp, stamp, run_id])
         inserted = cursor.rowcount
 
         missing = 0

@@ -17,7 +17,7 @@ SORTS = {
 }
 
 CSV_COLUMNS = ["iccid", "group", "usage_mb", "current_plan", "recommended_plan", "current_cost", "recommended_cost",
-               "saving", "changed"]
+               "saving", "changed", "kept_reason"]
 
 
 def assignments_filtered(*, run_id: int, filters: dict) -> QuerySet[DeviceAssignment]:
@@ -53,10 +53,10 @@ def _prefix_range(digits: str) -> dict:
 def assignments_csv_rows(qs: QuerySet[DeviceAssignment], *, chunk: int = 5000) -> Iterator[list]:
     """Rows of CSV_COLUMNS for `qs`, streamed from a server-side cursor (a million rows never sit in memory)."""
     rows = qs.values_list("iccid", "comm_group__name", "usage_mb", "current_plan__code", "recommended_plan__code",
-                          "current_cost", "recommended_cost", "saving", "changed")
-    for iccid, group, usage, cur, rec, before, after, saving, changed in rows.iterator(chunk_size=chunk):
-        yield [iccid, group, usage, cur or "", rec, "" if before is None else before, after,
-               "" if saving is None else saving, "yes" if changed else "no"]
+                          "current_cost", "recommended_cost", "saving", "changed", "kept_reason")
+    for iccid, group, usage, cur, rec, before, after, saving, changed, kept in rows.iterator(chunk_size=chunk):
+        yield [iccid, group, "" if usage is None else usage, cur or "", rec, "" if before is None else before, after,
+               "" if saving is None else saving, "yes" if changed else "no", kept]
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,8 @@ class KeptReason(models.TextChoices):
     """Why a SIM was not free to move: it stays on its current plan."""
 
     NO_USAGE = "no_usage", "No usage data (cost: fixed charge only)"
+    PINNED = "pinned", "Pinned by an operator"
+    STOPPED = "stopped", "Deactivated or retired this cycle (billed, cannot move)"
 
 
 class DeviceAssignment(models.Model):

@@ -8,18 +8,24 @@ from decimal import Decimal
 
 import numpy as np
 from django.conf import settings
-from django.db.models import Count, FloatField, Sum
+from django.db.models import Count, FloatField, Q, Sum
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from carrieropt.errors import ApplicationError
 from carrieropt.money import MONEY_PLACES
-from devices.models import Device, DeviceStatus, DeviceUsage
+from devices.models import STOPPED_STATUSES, Device, DeviceStatus, DeviceUsage, billed_in_cycle
 from optimizer.engine import Billing, Catalogue, Problem
-from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from rateplans.models import RatePlan
 
-# Only SIMs the carrier bills a rate plan for take part; the rest would inflate both sides.
-BILLABLE_STATUSES = (DeviceStatus.ACTIVATED,)
+# Only SIMs the carrier bills a rate plan for take part (devices.models.billed_in_cycle): every ACTIVATED
+# SIM, and those deactivated or retired during the cycle, which keep their plan (they cannot move).
+BILLABLE_STATUSES = (DeviceStatus.ACTIVATED, *STOPPED_STATUSES)
+
+
+class KeptWithoutPlan(ApplicationError):
+    code = "kept_without_plan"
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,9 @@ class GroupData:
     missing_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # SIMs without usage
     missing_iccids: list[str] = field(default_factory=list)
     missing_current: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))  # plan index or -1
+    missing_factor: np.ndarray = field(default_factory=lambda: np.zeros(0))  # proration factor of each
+    # Per covered SIM: why it cannot move (KeptReason value), "" when it may.
+    kept_reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U10"))
 
     @property
     def plan_ids(self) -> np.ndarray:
@@ -55,7 +64,8 @@ class GroupData:
         digest = hashlib.sha256()
         for part in (self.device_ids.astype("<i8"), self.problem.usage_mb.astype("<f8"),
                      self.problem.current_plan.astype("<i4"), self.plan_ids.astype("<i8"),
-                     self.missing_ids.astype("<i8")):
+                     self.missing_ids.astype("<i8"), self.problem.factors.astype("<f8"),
+                     self.problem.movable_mask.astype("u1")):
             digest.update(part.tobytes())
         return digest.hexdigest()
 
@@ -66,7 +76,7 @@ class GroupData:
         cur = self.missing_current
         known = cur >= 0
         idx = np.maximum(cur, 0)
-        factor = self.problem.billing.factor
+        factor = self.missing_factor if len(self.missing_factor) == len(cur) else self.problem.billing.factor
         if self.problem.charge_type == "overage":
             charge = np.zeros(len(cur))
         else:
@@ -74,12 +84,15 @@ class GroupData:
         return np.where(known, charge, np.nan)
 
 
+def billable_devices(*, provider_id: int, period):
+    """The account's SIMs the carrier bills in `period`."""
+    return Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider_id=provider_id,
+                                 missing_since__isnull=True)
+
+
 def group_devices(*, group: CommGroup):
-    return Device.objects.filter(
-        provider_id=group.run.provider_id,
-        communication_plan__in=group.communication_plans.all(),
-        status__in=BILLABLE_STATUSES, missing_since__isnull=True,
-    )
+    return billable_devices(provider_id=group.run.provider_id, period=group.run.billing_period).filter(
+        communication_plan__in=group.communication_plans.all())
 
 
 def usage_fresh_since(*, run) -> dt.datetime:
@@ -88,6 +101,12 @@ def usage_fresh_since(*, run) -> dt.datetime:
     finalize of one run see the same SIMs as covered."""
     began = run.started_at or run.created_at or timezone.now()
     return began - dt.timedelta(hours=settings.USAGE_MAX_AGE_HOURS)
+
+
+def kept_without_plan(*, group: CommGroup) -> list[str]:
+    """ICCIDs of the group's SIMs that must keep their plan (pinned, or stopped this cycle) but have none."""
+    return list(group_devices(group=group).filter(Q(pin__isnull=False) | Q(status__in=STOPPED_STATUSES),
+                                                  rate_plan__isnull=True).order_by("iccid").values_list("iccid", flat=True))
 
 
 def group_usage(*, group: CommGroup) -> dict[int, float]:
@@ -111,21 +130,39 @@ def catalogue_from_plans(plans: list[RatePlan]) -> Catalogue:
     )
 
 
+def days_active(*, period, tz, activated: dt.datetime | None, stopped: dt.datetime | None) -> int:
+    """Days of `period` the carrier bills a SIM for (cost-model.md `days_active`), in the account's time zone
+    `tz`: from its activation day (when inside the cycle) to its deactivation day (when inside it), inclusive."""
+    first = max(period.start_date, activated.astimezone(tz).date()) if activated else period.start_date
+    last = min(period.end_date, stopped.astimezone(tz).date()) if stopped else period.end_date
+    return max(0, min(period.days_in_cycle, (last - first).days + 1))
+
+
 def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     """The group's SIMs, plans and usage of its run's billing period, as engine arrays.
 
     Only SIMs with usage of the cycle (group_usage) go into the problem; the others are listed
-    as missing, never priced as if they used 0 MB."""
+    as missing, never priced as if they used 0 MB. A SIM deactivated or retired this cycle, or
+    pinned by an operator, is not movable: it keeps its plan and counts in its pool. With an account
+    that prorates, each SIM's factor is its days_active over the days of the cycle."""
+    run = group.run
+    period = run.billing_period
     allowed_plans = list(group.rate_plans.order_by("pk"))
     comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
-    rows = np.array(
-        list(group_devices(group=group).order_by("pk").values_list("pk", "rate_plan_id", "communication_plan_id", "iccid")),
-        dtype=object,
-    ).reshape(-1, 4)
+    records = list(group_devices(group=group).order_by("pk").values_list(
+        "pk", "rate_plan_id", "communication_plan_id", "iccid", "status", "pin__id", "date_activated",
+        "deactivated_at"))
+    rows = np.array([r[:4] for r in records], dtype=object).reshape(-1, 4)
     all_ids = rows[:, 0].astype(np.int64)
     current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
     comm_ids = rows[:, 2].astype(np.int64)
     all_iccids = rows[:, 3].tolist()
+    kept = np.array([KeptReason.PINNED if r[5] is not None else "" if r[4] == DeviceStatus.ACTIVATED
+                     else KeptReason.STOPPED for r in records], dtype=object)
+    prorates, tz = run.provider.bills_prorated, run.provider.tz
+    days = period.days_in_cycle
+    factor = np.array([days_active(period=period, tz=tz, activated=r[6], stopped=r[7] if r[4] in STOPPED_STATUSES else None)
+                       / days if prorates else 1.0 for r in records], dtype=np.float64)
 
     # Current plans outside the group's allowed set are still priced (so "current
     # cost" is real) but never recommended.
@@ -134,6 +171,13 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     plans = allowed_plans + list(RatePlan.objects.filter(pk__in=extra_pk).order_by("pk"))
     index_of = {p.pk: i for i, p in enumerate(plans)}
     current = np.array([index_of.get(int(c), -1) for c in current_ids], dtype=np.int32) if len(current_ids) else np.zeros(0, np.int32)
+    homeless = (kept != "") & (current < 0)
+    if homeless.any():
+        bad = [c for c, h in zip(all_iccids, homeless, strict=True) if h]
+        raise KeptWithoutPlan(
+            f"{len(bad)} SIM(s) must keep their rate plan (pinned, or deactivated this cycle) but have none in the "
+            f"catalogue: {', '.join(bad[:20])}{' …' if len(bad) > 20 else ''}; add the plan or unpin the SIM",
+            field="rate_plan", extra={"iccids": bad})
 
     usage_of = group_usage(group=group) if len(all_ids) else {}
     covered = np.array([int(d) in usage_of for d in all_ids], dtype=bool)
@@ -144,21 +188,25 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     comm_index = {pk: i for i, pk in enumerate(comm_plan_ids)}
     allowed = np.zeros((1, len(plans)), dtype=bool)
     allowed[0, : len(allowed_plans)] = True
+    movable = kept[covered] == ""
     problem = Problem(
         catalogue=catalogue_from_plans(plans),
         usage_mb=usage,
         group=np.zeros(len(device_ids), dtype=np.int32),
         allowed=allowed,
-        billing=Billing(),
+        billing=Billing(days_in_cycle=days, days_remaining=days, prorate=prorates),
         charge_type=charge_type,
         group_names=(group.name,),
         current_plan=current[covered],
         comm_plan=np.array([comm_index[int(c)] for c in comm_ids[covered]], dtype=np.int32),
+        factor=factor[covered] if prorates else None,
+        movable=None if movable.all() else movable,
     )
     return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids,
+                     kept_reason=kept[covered].astype(str),
                      missing_ids=all_ids[~covered],
                      missing_iccids=[c for c, ok in zip(all_iccids, covered, strict=True) if not ok],
-                     missing_current=current[~covered])
+                     missing_current=current[~covered], missing_factor=factor[~covered])
 
 
 NO_PLAN = "(no current plan)"

@@ -6,6 +6,7 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from carrieropt.api.base import MAX_ID
 from optimizer.assignments import SORTS
 from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment
@@ -71,11 +72,14 @@ class AssignmentOut(serializers.ModelSerializer):
     current_cost = serializers.DecimalField(**MONEY, allow_null=True)
     recommended_cost = serializers.DecimalField(**MONEY)
     savings = serializers.SerializerMethodField()
+    kept_reason = serializers.CharField(
+        help_text="Why the SIM kept its plan: no_usage (no usage data, cost is the fixed charge only), pinned, "
+                  "stopped (deactivated this cycle); empty when it was free to move.")
 
     class Meta:
         model = DeviceAssignment
         fields = ["iccid", "device", "group", "group_name", "usage_mb", "current_plan", "recommended_plan",
-                  "current_cost", "recommended_cost", "savings", "changed"]
+                  "current_cost", "recommended_cost", "savings", "changed", "kept_reason"]
         read_only_fields = fields
 
     @extend_schema_field(_money)
@@ -86,7 +90,7 @@ class AssignmentOut(serializers.ModelSerializer):
 class AssignmentFilter(serializers.Serializer):
     """Filters and order of a run's SIM list (the API's assignments, the workbench page and its CSV export)."""
 
-    group = serializers.IntegerField(required=False, min_value=1, help_text="Communication group id.")
+    group = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Communication group id.")
     changed = serializers.BooleanField(required=False, help_text="true: only SIMs whose plan would change.")
     from_plan = serializers.CharField(required=False, allow_blank=True, max_length=120,
                                       help_text="Only SIMs now on this rate plan (code).")

@@ -15,7 +15,6 @@ from django.utils import timezone
 from carrieropt.bulk import rows_insert
 from carrieropt.errors import ApplicationError
 from carrieropt.money import money_shares, to_money
-from devices.models import Device
 from optimizer import engine
 from optimizer.models import (
     QUEUE_ENDED,
@@ -31,7 +30,15 @@ from optimizer.models import (
     QueueStatus,
     RunStatus,
 )
-from optimizer.selectors import BILLABLE_STATUSES, GroupData, catalogue_from_plans, group_data, group_devices
+from optimizer.selectors import (
+    GroupData,
+    KeptWithoutPlan,
+    billable_devices,
+    catalogue_from_plans,
+    group_data,
+    group_devices,
+    kept_without_plan,
+)
 from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
 
 log = logging.getLogger(__name__)
@@ -113,6 +120,12 @@ def comm_groups_build(*, run: OptimizationRun) -> GroupingOutcome:
             group.communication_plans.set(by_key[key])
             group.rate_plans.set(plans_of[key])
         group.device_count = group_devices(group=group).count()
+        homeless = kept_without_plan(group=group)
+        if homeless:
+            raise KeptWithoutPlan(
+                f"{len(homeless)} SIM(s) must keep their rate plan (pinned, or deactivated this cycle) but have no "
+                f"current rate plan in the catalogue: {', '.join(homeless[:20])}{' …' if len(homeless) > 20 else ''}; "
+                f"add the plan or unpin the SIM", field="rate_plan", extra={"iccids": homeless})
         if len(plans_of[key]) > limit:
             group.status = GroupStatus.SKIPPED_PLAN_LIMIT
             group.note = f"{len(plans_of[key])} rate plans; the limit for the {method} method is {limit}."
@@ -169,7 +182,7 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
     """Run a claimed work item and store its result. Returns False if it was not ours to run."""
     if not work_item_claim(queue_id=queue_id, worker=worker):
         return False
-    item = OptimizationQueue.objects.select_related("comm_group__run").get(pk=queue_id)
+    item = OptimizationQueue.objects.select_related("comm_group__run__provider", "comm_group__run__billing_period__provider").get(pk=queue_id)
     try:
         data = group_data(group=item.comm_group, charge_type=item.comm_group.run.charge_type)
         if item.method == Method.LEGACY:
@@ -266,6 +279,8 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
 
 
 def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None) -> Totals:
+    # The account and cycle (time zone, proration) are read by every group: once, here.
+    run = OptimizationRun.objects.select_related("provider", "billing_period__provider").get(pk=run.pk)
     method = run.method
     # Items that never ended by now are ended as errors so nothing hangs in RUNNING.
     run.queues.exclude(status__in=QUEUE_ENDED).update(
@@ -439,6 +454,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
     device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
     iccids = data.iccids + missing_iccids
     n_covered = len(data.device_ids)
+    kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
 
     def rows():
         for i, device_id in enumerate(device_ids):
@@ -447,7 +463,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
             yield (run.pk, group.pk, device_id, iccids[i], f"{usage[i]:.3f}" if covered else None,
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_money is None else current_money[i], recommended_money[i],
-                   covered and cur != int(recommended_pk[i]), "" if covered else KeptReason.NO_USAGE)
+                   covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE)
 
     rows_insert(table=DeviceAssignment._meta.db_table,
                 columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
@@ -455,6 +471,6 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
                 rows=rows())
 
 
-def billable_device_count(*, provider: ServiceProvider) -> int:
-    return Device.objects.filter(provider=provider, status__in=BILLABLE_STATUSES, missing_since__isnull=True).count()
+def billable_device_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:
+    return billable_devices(provider_id=provider.pk, period=period).count()
 

@@ -5,7 +5,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
-from carrieropt.api.base import TenantApi, as_api_validation, scope_field
+from carrieropt.api.base import MAX_ID, TenantApi, as_api_validation, scope_field
 from carrieropt.models import Tenant
 from rateplans import services
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
@@ -23,11 +23,11 @@ from rateplans.serializers import (
 
 
 class ProviderFilter(serializers.Serializer):
-    tenant = serializers.IntegerField(required=False, min_value=1)
+    tenant = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 class CatalogueFilter(serializers.Serializer):
-    provider = serializers.IntegerField(required=False, min_value=1)
+    provider = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
 
 
 def _validated(serializer_class, view, *, instance=None):

@@ -89,6 +89,10 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
         help_text="Day of month the billing cycle ends (31 = last day of the month).",
     )
     optimization_start_hour = models.PositiveSmallIntegerField(default=0, validators=[MaxValueValidator(23)])
+    prorates = models.BooleanField(
+        null=True, blank=True,
+        help_text="The carrier bills a SIM active part of a cycle for those days only (recurring charge and "
+                  "allowance scale, fees do not). Empty: the integration's default (Jasper family: yes).")
     auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
     # What a session of this account runs with unless its start says otherwise (scheduled sessions always do).
     default_method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED,
@@ -130,6 +134,11 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     @property
     def is_jasper_family(self) -> bool:
         return self.integration in JASPER_FAMILY
+
+    @property
+    def bills_prorated(self) -> bool:
+        """Whether SIMs active part of a cycle are billed pro rata: the account's setting, else its integration's."""
+        return self.is_jasper_family if self.prorates is None else self.prorates
 
     @property
     def tz(self) -> zoneinfo.ZoneInfo:

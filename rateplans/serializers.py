@@ -1,15 +1,28 @@
 """API input and output shapes of the catalogue: carrier accounts, rate plans, communication plans."""
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from carrieropt.api.base import StrictInput
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 
 PROVIDER_FIELDS = [
     "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "billing_cycle_end_day",
-    "optimization_start_hour", "auto_apply", "active", "report_recipients", "rate_limit_per_second",
+    "optimization_start_hour", "auto_apply", "prorates", "active", "report_recipients", "rate_limit_per_second",
     "max_concurrency", "max_pages", "default_method", "default_charge_type", "default_must_beat_current",
 ]
+# What the schema promises for a carrier URL, and the server checks besides Django's URL rules: https to a
+# host name (labels of 1-63, at most 253 in all, a letter TLD), or http(s) to this machine; a port; a path.
+CARRIER_URL_PATTERN = (
+    r"^(?:https://(?=[^:/]{1,253}(?:[:/]|$))[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}"
+    r"[a-z0-9])?)*\.[a-z]{2,63}|https?://(?:localhost|127\.0\.0\.1|\[::1\]))(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~/-]*)?(?!\n)$")
+# The columns' ranges, so the schema (and a 400) says them on every database, not only PostgreSQL.
+PROVIDER_RANGES = {
+    "max_concurrency": {"max_value": 32767}, "max_pages": {"max_value": 2147483647},
+    "api_base_url": {"validators": [RegexValidator(CARRIER_URL_PATTERN, "Use https://host.example.com[:port][/path] "
+                                                   "(http only to localhost or 127.0.0.1).")]},
+}
 RATE_PLAN_FIELDS = [
     "code", "name", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim", "pooled",
     "plan_type", "active",
@@ -30,25 +43,26 @@ class ProviderOut(serializers.ModelSerializer):
         return obj.has_api_key
 
 
-class ProviderCreateIn(serializers.ModelSerializer):
+class ProviderCreateIn(StrictInput, serializers.ModelSerializer):
     api_key = serializers.CharField(write_only=True, max_length=300, trim_whitespace=True)
 
     class Meta:
         model = ServiceProvider
         fields = ["tenant", *PROVIDER_FIELDS, "api_key"]
+        extra_kwargs = PROVIDER_RANGES
         # Uniqueness and the other constraints are checked by the service (full_clean),
         # which reports them per field like every other rule.
         validators = []
 
 
-class ProviderUpdateIn(serializers.ModelSerializer):
+class ProviderUpdateIn(StrictInput, serializers.ModelSerializer):
     api_key = serializers.CharField(write_only=True, max_length=300, required=False, allow_blank=True,
                                     help_text="Blank or absent keeps the stored key.")
 
     class Meta:
         model = ServiceProvider
         fields = [*PROVIDER_FIELDS, "api_key"]
-        extra_kwargs = {name: {"required": False} for name in PROVIDER_FIELDS}
+        extra_kwargs = {name: {"required": False, **PROVIDER_RANGES.get(name, {})} for name in PROVIDER_FIELDS}
         validators = []
 
 
@@ -62,14 +76,14 @@ class RatePlanOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class RatePlanCreateIn(serializers.ModelSerializer):
+class RatePlanCreateIn(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = RatePlan
         fields = ["provider", *RATE_PLAN_FIELDS]
         validators = []
 
 
-class RatePlanUpdateIn(serializers.ModelSerializer):
+class RatePlanUpdateIn(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = RatePlan
         fields = RATE_PLAN_FIELDS
@@ -84,7 +98,7 @@ class CommunicationPlanOut(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CommunicationPlanCreateIn(serializers.ModelSerializer):
+class CommunicationPlanCreateIn(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = CommunicationPlan
         fields = ["provider", "name", "rate_plans"]
@@ -92,7 +106,7 @@ class CommunicationPlanCreateIn(serializers.ModelSerializer):
         validators = []
 
 
-class CommunicationPlanUpdateIn(serializers.ModelSerializer):
+class CommunicationPlanUpdateIn(StrictInput, serializers.ModelSerializer):
     class Meta:
         model = CommunicationPlan
         fields = ["name", "rate_plans"]

@@ -38,7 +38,7 @@ def billing_period_ending(*, provider: ServiceProvider, end_date: dt.date) -> Bi
 
 PROVIDER_WRITABLE = frozenset({
     "name", "integration", "portal_type", "api_base_url", "username", "api_key", "billing_timezone",
-    "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "active", "report_recipients",
+    "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "active", "report_recipients",
     "rate_limit_per_second", "max_concurrency", "max_pages",
     "default_method", "default_charge_type", "default_must_beat_current",
 })
@@ -80,8 +80,9 @@ def provider_update(*, provider: ServiceProvider, **fields) -> ServiceProvider:
         fields.pop("api_key", None)
         moved = sorted(f for f in CREDENTIAL_TARGET_FIELDS if f in fields and fields[f] != getattr(provider, f))
         if moved:
-            raise ValidationError({"api_key": [
-                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for."]})
+            raise ValidationError({"api_key": [ValidationError(
+                f"Changing {', '.join(moved)} needs the API key again: the stored key is only sent where it was entered for.",
+                code="key_needed")]})
     _assign(provider, fields, PROVIDER_WRITABLE)
     _save(provider)
     return provider

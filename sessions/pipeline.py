@@ -228,7 +228,7 @@ def stage_finalizing(session_id: int) -> None:
             no_usage_count=totals.no_usage, no_usage_iccids=totals.no_usage_iccids, warnings=warnings)
     if warnings:
         _coverage_email(session, covered=totals.covered, iccids=totals.no_usage_iccids)
-    expected = optimizer_services.billable_device_count(provider=session.provider)
+    expected = optimizer_services.billable_device_count(provider=session.provider, period=session.billing_period)
     skipped = session.run.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
     if totals.devices != expected:
         send_mail(SIM_COUNT_SUBJECT,

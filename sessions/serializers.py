@@ -4,6 +4,7 @@ from __future__ import annotations
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from carrieropt.api.base import MAX_ID, StrictInput
 from optimizer.serializers import MONEY, RATIO, money_out, ratio_out
 from rateplans.models import BillingPeriod, ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, SessionStatus
@@ -74,7 +75,7 @@ class SessionOut(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
-class SessionStartIn(serializers.Serializer):
+class SessionStartIn(StrictInput, serializers.Serializer):
     # The view narrows the queryset to the caller's carrier accounts.
     provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
     # Absent options are the carrier account's defaults (default_method, default_charge_type, default_must_beat_current).
@@ -100,7 +101,7 @@ class SessionStartIn(serializers.Serializer):
 
 
 class SessionFilter(serializers.Serializer):
-    provider = serializers.IntegerField(required=False, min_value=1)
+    provider = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
 
 

@@ -150,7 +150,7 @@ class SimulatedCarrier:
 
     def __init__(self, *, sims: int = 1000, seed: int = 7, username: str = demo_fleet.DEMO_USERNAME,
                  api_key: str = demo_fleet.DEMO_API_KEY, faults: Faults | None = None, fault_seed: int | None = None,
-                 clock: Callable[[], float] = time.time, log_size: int = 100_000):
+                 clock: Callable[[], float] = time.time, log_size: int = 100_000, usage_failures: bool = False):
         if sims < 0:
             raise ValueError(f"sims must be 0 or more, got {sims}")
         self.sims, self.seed = sims, seed
@@ -181,6 +181,9 @@ class SimulatedCarrier:
         self.comm_plan = [demo_fleet.COMMUNICATION_PLANS[c].name for c in fleet.comm_plan.tolist()]
         self.rate_plan = [demo_fleet.PLAN_CODES[r] for r in fleet.rate_plan.tolist()]
         self.cycle_usage_mb = fleet.cycle_usage_mb.tolist()
+        # usage_failures: the fleet's SIMs without usage records answer ctdUsages with an error, as a real
+        # carrier's do (the demo serves them; tests ask for such faults explicitly).
+        self.usage_unavailable = set(fleet.iccid[fleet.usage_unavailable].tolist()) if usage_failures else set()
         self.date_activated = [self.started_at - s * 1000 for s in fleet.date_activated.tolist()]
         self.date_updated = [self.started_at - s * 1000 for s in fleet.date_updated.tolist()]
         self._allowed = {c.name: c.rate_plans for c in demo_fleet.COMMUNICATION_PLANS}
@@ -354,7 +357,8 @@ class SimulatedCarrier:
         if not sub and method == "PUT":
             return self._edit_device(i, body)
         if sub == ["ctdUsages"] and method == "GET":
-            if parts[1] in self.faults.usage_refused or parts[1] in self.faults.usage_refused_once:
+            if (parts[1] in self.faults.usage_refused or parts[1] in self.faults.usage_refused_once
+                    or parts[1] in self.usage_unavailable):
                 self.faults.usage_refused_once.discard(parts[1])
                 return _error(400, "invalid_value", f"Usage of {parts[1]} is not available")
             details = self._details(i)

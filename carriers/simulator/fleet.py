@@ -58,6 +58,8 @@ COMMUNICATION_PLANS: tuple[CommPlanSpec, ...] = (
 
 STATUSES = ("ACTIVATED", "DEACTIVATED", "INVENTORY")
 STATUS_SHARE = (0.92, 0.05, 0.03)
+RECENTLY_ACTIVATED = 0.04  # of active SIMs, activated 1-25 days ago
+USAGE_UNAVAILABLE = 0.003  # of active SIMs, whose usage call fails (see Fleet.usage_unavailable)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,9 @@ class Fleet:
     cycle_usage_mb: np.ndarray  # usage over a full cycle
     date_activated: np.ndarray  # seconds before the reference time
     date_updated: np.ndarray  # seconds before the reference time
+    # SIMs whose usage call the carrier fails (its usage service has no record of them); the demo's simulator
+    # answers their ctdUsages with an error, so a session has to do without their usage.
+    usage_unavailable: np.ndarray = None  # bool
 
     def __len__(self):
         return len(self.iccid)
@@ -113,6 +118,13 @@ def generate_fleet(n: int, seed: int) -> Fleet:
     day = 86_400
     date_activated = rng.integers(40 * day, 730 * day, size=n)
     date_updated = rng.integers(0, 40 * day, size=n)
+    # Drawn after everything above, so the earlier columns of a (n, seed) fleet never change.
+    # A share of active SIMs was activated in the last weeks (mid-cycle: billed pro rata); a SIM
+    # deactivated in the last 40 days (date_updated) was deactivated mid-cycle when that is this cycle.
+    recent = (rng.random(n) < RECENTLY_ACTIVATED) & (status == 0)
+    date_activated = np.where(recent, rng.integers(day, 25 * day, size=n), date_activated)
+    date_updated = np.where(recent, np.minimum(date_updated, date_activated), date_updated)
+    usage_unavailable = (rng.random(n) < USAGE_UNAVAILABLE) & (status == 0)
     return Fleet(
         iccid=iccid_for(seed, np.arange(n)),
         status=status,
@@ -121,4 +133,5 @@ def generate_fleet(n: int, seed: int) -> Fleet:
         cycle_usage_mb=usage,
         date_activated=date_activated,
         date_updated=date_updated,
+        usage_unavailable=usage_unavailable,
     )

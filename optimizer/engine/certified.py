@@ -1,6 +1,7 @@
 """The certified solver: per group, a Lagrangian lower bound and an assignment priced within a small, stated gap of it."""
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -99,7 +100,8 @@ def _bins(u: np.ndarray, m: np.ndarray | None, max_bins: int):
     return ub, cnt, mb
 
 
-_classes_seen: list = []
+# The last classification made in this thread (solves may run side by side in threads).
+_classes_seen = threading.local()
 
 
 def _factor_classes(w: np.ndarray, ok: np.ndarray | None = None):
@@ -108,8 +110,9 @@ def _factor_classes(w: np.ndarray, ok: np.ndarray | None = None):
 
     Remembered for the last arrays asked about (a group's classes serve the dual, the bound twice and the
     rounding)."""
-    if _classes_seen and _classes_seen[0] is w and _classes_seen[1] is ok:
-        return _classes_seen[2]
+    seen = getattr(_classes_seen, "last", None)
+    if seen is not None and seen[0] is w and seen[1] is ok:
+        return seen[2]
     values, inverse = np.unique(w, return_inverse=True)
     ok_class = None
     if ok is not None:
@@ -121,7 +124,7 @@ def _factor_classes(w: np.ndarray, ok: np.ndarray | None = None):
     order = np.argsort(inverse, kind="stable")  # by class; within a class in the SIMs' order
     starts = np.concatenate([[0], np.cumsum(np.bincount(inverse, minlength=values.size))])
     result = (values, inverse, order, starts, ok_class)
-    _classes_seen[:] = [w, ok, result]
+    _classes_seen.last = (w, ok, result)
     return result
 
 

@@ -3,6 +3,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from config import api_urls
+from devices.models import DevicePin
 from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
 from tests.report_storage import use_report_folder
@@ -15,8 +16,10 @@ PK_ROUTES = {
     "communication-plan-detail": "comm",
     "device-detail": "device",
     "push-detail": "push",
+    "pin-detail": "pin",
 }
-LIST_ROUTES = ["provider-list", "rate-plan-list", "communication-plan-list", "device-list", "session-list"]
+LIST_ROUTES = ["provider-list", "rate-plan-list", "communication-plan-list", "device-list", "session-list",
+               "pin-list"]
 
 
 def _routes():
@@ -52,8 +55,10 @@ def _side(provider, completed_session):
     push = RatePlanPush.objects.create(
         provider=provider, session=session, status="no_go", decision="no_go",
         period_ends_at=session.billing_period.ends_at(), minutes_left=1, minutes_needed=2, rate_per_minute=60)
+    pin = DevicePin.objects.create(device=assignment.device, reason="customer contract")
     return {"provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
-            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device, "push": push}
+            "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device, "push": push,
+            "pin": pin}
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from carriers import CarrierClient, DevicePage, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, DevicePage, DeviceRecord
 from carriers.simulator import Faults
 from devices import selectors
 from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
@@ -428,18 +428,22 @@ def test_usage_of_activated_sims_becomes_mb_and_a_projection(tenant, carrier_sim
     run = usage(provider)
     assert (run.kind, run.status, run.error) == ("usage", "succeeded", "")
     statuses = {iccid: s for iccid, (s, _, _) in server.carrier.snapshot().items()}
-    activated = {i for i, s in statuses.items() if s == "ACTIVATED"}
+    period = billing_period_current(provider=provider)
+    # Every ACTIVATED SIM, and those deactivated during this cycle (the carrier bills them for it).
+    stopped = set(Device.objects.filter(provider=provider, status="DEACTIVATED", deactivated_at__gte=period.starts_at())
+                  .values_list("iccid", flat=True))
+    activated = {i for i, s in statuses.items() if s == "ACTIVATED"} | stopped
+    assert stopped and all(statuses[i] == "DEACTIVATED" for i in stopped)
     assert (run.devices_seen, run.inserted, run.updated, run.skipped) == (len(activated), len(activated), 0,
                                                                         300 - len(activated))
     assert run.calls == len(activated) and run.retries == 0
     got = rows(provider)
     assert set(got) == activated  # no call spent on SIMs the optimizer does not price
-    period = billing_period_current(provider=provider)
     for iccid, row in got.items():
         expected = server.carrier.ctd_bytes(iccid, at=frozen)
         assert row.ctd_bytes == expected and row.billing_period == period
         assert row.usage_mb == Decimal(f"{bytes_to_mb(expected):.3f}")
-        assert row.projected_mb == Decimal(f"{projected_mb(bytes_to_mb(expected), status='ACTIVATED', usage_date=row.usage_date, period_start=period.starts_at(), period_end=period.ends_at(), now=row.usage_date):.3f}")
+        assert row.projected_mb == Decimal(f"{projected_mb(expected / BYTES_PER_MB, status=statuses[iccid], usage_date=row.usage_date, period_start=period.starts_at(), period_end=period.ends_at(), now=row.usage_date):.3f}")
         assert row.projected_mb >= row.usage_mb
     provider.refresh_from_db()
     assert provider.last_usage_sync_at == run.finished_at

@@ -4,8 +4,9 @@ import io
 import pytest
 from django.core.management import CommandError, call_command
 
-from devices.models import Device, DeviceUsage, SyncRun
+from devices.models import Device, DeviceUsage, SyncRun, billed_in_cycle
 from devices.testing import simulated_provider
+from rateplans.services import billing_period_current
 
 
 def run_command(*args) -> str:
@@ -20,14 +21,17 @@ def test_sync_devices_syncs_devices_and_usage_with_counted_progress(tenant, carr
     output = run_command("--provider", str(provider.pk))
     # Not a TTY: counted lines instead of a bar, every 100 pages and every 10 % of the usage calls.
     assert "devices: 1 pages, 50 SIMs seen, 0 retries" in output and output.count("devices: ") == 1
-    activated = sum(1 for s, _, _ in server.carrier.snapshot().values() if s == "ACTIVATED")
+    # Asked: every ACTIVATED SIM and each deactivated during this cycle (billed for it).
+    period = billing_period_current(provider=provider)
+    billed = Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider=provider)
+    activated = billed.count()
+    assert activated > sum(1 for s, _, _ in server.carrier.snapshot().values() if s == "ACTIVATED")
     assert f"usage: {activated:,}/{activated:,} SIMs" in output and 10 <= output.count("usage: ") <= 12
     assert f"Device sync #{SyncRun.objects.get(kind='full').pk} (full) of {provider.name!r}: 12 pages, 600 SIMs seen, " \
            f"600 added" in output
     assert "Usage sync #" in output and "skipped by status" in output
     assert Device.objects.filter(provider=provider).count() == 600
-    assert DeviceUsage.objects.filter(device__provider=provider).count() == Device.objects.filter(
-        provider=provider, status="ACTIVATED").count()
+    assert DeviceUsage.objects.filter(device__provider=provider).count() == billed.count()
 
 
 def test_no_usage_and_full_flags(tenant, carrier_simulator):

@@ -54,10 +54,12 @@ def test_provider_create_in_a_foreign_tenant_is_a_field_error(api, tenant_b):
     assert not ServiceProvider.objects.filter(name="Alice POD19").exists()
 
 
-def test_duplicate_provider_name_is_a_field_error_from_the_constraint(api, provider_a, tenant_a):
+def test_duplicate_provider_name_is_a_409_naming_the_field(api, provider_a, tenant_a):
+    # A clash with a stored row, not a malformed request: 409, with the constraint's message per field.
     response = post(api, "provider-list", {**NEW_PROVIDER, "name": provider_a.name, "tenant": tenant_a.pk})
-    assert response.status_code == 400
-    assert response.json()["error"]["fields"]
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "conflict" and error["fields"] and "already exists" in error["message"]
 
 
 def test_provider_update_with_blank_key_keeps_the_stored_key(api, provider_a):
@@ -94,7 +96,7 @@ def test_rate_plan_validation_errors_are_per_field(api, provider_a):
     assert {"monthly_cost", "included_mb", "overage_rate"} <= set(fields)
     response = post(api, "rate-plan-list", {"provider": provider_a.pk, "code": "TAKEN", "monthly_cost": "1",
                                             "included_mb": "1", "overage_rate": "1"})
-    assert response.status_code == 400
+    assert response.status_code == 409
     assert response.json()["error"]["fields"], "the unique (provider, code) rule is reported"
     assert RatePlan.objects.filter(provider=provider_a, code="TAKEN").count() == 1
 
@@ -142,7 +144,7 @@ def test_moving_the_account_elsewhere_needs_the_api_key_again(api, provider_a, t
     # Otherwise a token holder could point the account at a host of theirs and receive the stored key.
     for change in ({"api_base_url": "https://collector.example.net"}, {"username": "someone-else"}):
         response = patch(api, "provider-detail", change, pk=provider_a.pk)
-        assert response.status_code == 400, change
+        assert response.status_code == 409, change  # the stored key conflicts with the change: send it again
         assert "api_key" in response.json()["error"]["fields"]
     provider_a.refresh_from_db()
     assert provider_a.api_base_url == "http://127.0.0.1:8765" and provider_a.username == "api-user"
@@ -196,6 +198,36 @@ def test_communication_plan_list_queries_do_not_grow_with_the_plans(list_queries
     many = list_queries(url)
     assert (few[1], many[1]) == (3, 30)
     assert few[0] == many[0] <= 4, (few, many)  # token, count, page, the allowed rate plans
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": 0}, "name"),                          # a number is not a name (DRF would store "0")
+    ({"name": "   "}, "name"),                      # blank once trimmed
+    ({"active": "yes"}, "active"),                  # not a JSON boolean
+    ({"max_concurrency": "2"}, "max_concurrency"),  # not a JSON number
+    ({"max_concurrency": 40000}, "max_concurrency"),
+    ({"rate_limit_per_second": 5}, "rate_limit_per_second"),   # decimals travel as strings
+    ({"rate_limit_per_second": ""}, "rate_limit_per_second"),
+    ({"rate_limit_per_second": "0"}, "rate_limit_per_second"),  # must be positive
+    ({"rate_limit_per_second": "1e3"}, "rate_limit_per_second"),
+    ({"billing_timezone": ""}, "billing_timezone"),
+    ({"rate_limt_per_second": "5"}, "rate_limt_per_second"),   # a typo is refused, not ignored
+])
+def test_provider_update_refuses_what_the_schema_refuses(api, provider_a, body, field):
+    response = patch(api, "provider-detail", body, pk=provider_a.pk)
+    assert response.status_code == 400, (body, response.content)
+    assert list(response.json()["error"]["fields"]) == [field]
+    before = ServiceProvider.objects.get(pk=provider_a.pk)
+    assert (before.name, before.max_concurrency, before.rate_limit_per_second) == (
+        provider_a.name, provider_a.max_concurrency, provider_a.rate_limit_per_second)
+
+
+@pytest.mark.parametrize("query", ["page_size=null", "page_size=0", "page_size=1001", "page_size=", "page=last",
+                                   "page=", "page=0", "provider=99999999999999999999"])
+def test_list_parameters_outside_the_schema_are_a_400_naming_them(api, provider_a, query):
+    response = api.get(reverse("api:rate-plan-list") + "?" + query)
+    assert response.status_code == 400, (query, response.content)
+    assert list(response.json()["error"]["fields"]) == [query.partition("=")[0]]
 
 
 @pytest.mark.parametrize("integration", ["Telegence", "ThingSpace"])

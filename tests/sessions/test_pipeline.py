@@ -17,7 +17,7 @@ from devices.models import Device, SyncRun
 from devices.testing import simulated_provider
 from optimizer import engine
 from optimizer.models import CommGroup, DeviceAssignment, GroupStatus, OptimizationQueue, OptimizationResult
-from optimizer.selectors import catalogue_from_plans
+from optimizer.selectors import catalogue_from_plans, days_active
 from rateplans.models import RatePlan
 from sessions import pipeline, tasks
 from sessions.models import OptimizationSession, ProgressEvent, Stage
@@ -55,17 +55,25 @@ def test_stored_costs_recompute_from_the_assignments(inline_tasks, demo):
     # Per-SIM costs add up to the session total to the cent.
     assert abs(rows.aggregate(s=Sum("recommended_cost"))["s"] - session.optimized_cost) < Decimal("0.01")
     assert abs(rows.aggregate(s=Sum("current_cost"))["s"] - session.current_cost) < Decimal("0.01")
-    # And an independent pricing of the stored plans per group gives the stored group cost.
+    # And an independent pricing of the stored plans per group gives the stored group cost: SIMs with usage
+    # priced with their proration factor (the demo account prorates), SIMs without usage at the fixed charge.
+    period = session.billing_period
     for group in CommGroup.objects.filter(run=run, status=GroupStatus.OPTIMIZED):
         plans = list(group.rate_plans.order_by("pk"))
         index = {p.pk: i for i, p in enumerate(plans)}
-        sims = list(rows.filter(comm_group=group).values_list("usage_mb", "recommended_plan_id"))
+        priced = rows.filter(comm_group=group, usage_mb__isnull=False)
+        sims = list(priced.values_list("usage_mb", "recommended_plan_id", "device__date_activated",
+                                       "device__deactivated_at", "device__status"))
+        factor = np.array([days_active(period=period, tz=demo.provider.tz, activated=a,
+                                       stopped=d if s != "ACTIVATED" else None) / period.days_in_cycle
+                           for _, _, a, d, s in sims])
         problem = engine.Problem(
-            catalogue=catalogue_from_plans(plans), usage_mb=np.array([float(u) for u, _ in sims]),
-            group=np.zeros(len(sims), dtype=np.int32), allowed=np.ones((1, len(plans)), dtype=bool),
+            catalogue=catalogue_from_plans(plans), usage_mb=np.array([float(u) for u, *_ in sims]),
+            group=np.zeros(len(sims), dtype=np.int32), allowed=np.ones((1, len(plans)), dtype=bool), factor=factor,
         )
-        assignment = np.array([index[p] for _, p in sims], dtype=np.int32)
-        assert abs(engine.price(problem, assignment).total - float(group.optimized_cost)) < 0.01
+        assignment = np.array([index[p] for _, p, *_ in sims], dtype=np.int32)
+        fixed = rows.filter(comm_group=group, usage_mb__isnull=True).aggregate(s=Sum("recommended_cost"))["s"] or 0
+        assert abs(engine.price(problem, assignment).total + float(fixed) - float(group.optimized_cost)) < 0.01
 
 
 def test_optimized_cost_is_never_above_current_or_baseline_and_bound_is_below(inline_tasks, demo):

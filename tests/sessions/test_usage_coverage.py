@@ -14,6 +14,7 @@ from carriers.simulator import Faults
 from devices import services as device_services
 from devices.models import Device, DeviceUsage, SyncRun
 from optimizer.models import DeviceAssignment
+from optimizer.selectors import days_active
 from pushes.models import RatePlanPush
 from rateplans.models import BillingPeriod
 from sessions.models import OptimizationSession
@@ -35,6 +36,12 @@ def delete_usage(provider, share: float, seed: int = 5) -> list[str]:
     return sorted(iccid for _, iccid in chosen)
 
 
+def fleet_without_usage(provider) -> list[str]:
+    """The demo fleet's active SIMs the carrier has no usage for (seed_demo stores none for them)."""
+    return sorted(Device.objects.filter(provider=provider, status="ACTIVATED", usages__isnull=True)
+                  .values_list("iccid", flat=True))
+
+
 def run(provider, **kwargs):
     session = session_start(provider=provider, sync_devices=False, **kwargs)
     return OptimizationSession.objects.get(pk=session.pk)
@@ -46,7 +53,10 @@ def test_a_tenth_of_usage_deleted_keeps_those_sims_lists_them_warns_and_is_not_a
     use_report_folder(settings, tmp_path)
     server = carrier_simulator_factory(sims=400, seed=41)
     provider = fleet(server, devices=400, seed=41, auto_apply=True, tenant=tenant_a)
-    missing = delete_usage(provider, 0.10)
+    # The demo fleet has a few SIMs the carrier has no usage for; then a tenth of the rest loses its usage row.
+    without = fleet_without_usage(provider)
+    assert 0 < len(without) < 5
+    missing = sorted(delete_usage(provider, 0.10) + without)
     mail.outbox.clear()
 
     session = run(provider)
@@ -62,9 +72,14 @@ def test_a_tenth_of_usage_deleted_keeps_those_sims_lists_them_warns_and_is_not_a
     assert kept.count() == len(missing) and not kept.filter(changed=True).exists()
     assert set(kept.values_list("kept_reason", flat=True)) == {"no_usage"}
     assert not kept.filter(usage_mb__isnull=False).exists()
-    for a in kept.select_related("current_plan"):
+    period = session.billing_period
+    for a in kept.select_related("current_plan", "device"):
         assert a.recommended_plan_id == a.current_plan_id
-        assert a.current_cost == a.recommended_cost == a.current_plan.monthly_cost + a.current_plan.fee_per_sim
+        # The demo account prorates: a SIM activated this cycle pays its days only.
+        factor = Decimal(days_active(period=period, tz=provider.tz, activated=a.device.date_activated, stopped=None)
+                         ) / period.days_in_cycle
+        fixed = factor * a.current_plan.monthly_cost + a.current_plan.fee_per_sim
+        assert a.current_cost == a.recommended_cost and abs(a.current_cost - fixed) < Decimal("0.0001")
     # The covered SIMs were optimized: there are changes, and savings come from them only.
     assert rows.filter(changed=True).exists()
     covered = rows.exclude(iccid__in=missing).aggregate(before=Sum("current_cost"), after=Sum("recommended_cost"))
@@ -96,7 +111,8 @@ def test_above_the_threshold_the_session_succeeds_but_still_keeps_the_sims_witho
     settings.MIN_USAGE_COVERAGE = 0.9
     server = carrier_simulator_factory(sims=300, seed=42)
     provider = fleet(server, devices=300, seed=42, auto_apply=True)
-    missing = delete_usage(provider, 0.05)
+    without = fleet_without_usage(provider)
+    missing = sorted(delete_usage(provider, 0.05) + without)
     session = run(provider)
     assert session.status == "succeeded" and not session.warnings
     assert session.no_usage_iccids == missing
@@ -116,11 +132,12 @@ def test_usage_of_another_cycle_or_older_than_the_max_age_does_not_count(inline_
     earlier = BillingPeriod.objects.create(provider=provider, start_date=period.start_date - dt.timedelta(days=31),
                                            end_date=period.start_date - dt.timedelta(days=1))
     DeviceUsage.objects.filter(pk=last_cycle.pk).update(billing_period=earlier)
+    without = fleet_without_usage(provider)
     session = run(provider)
-    assert session.no_usage_iccids == sorted([stale.device.iccid, last_cycle.device.iccid])
+    assert session.no_usage_iccids == sorted([stale.device.iccid, last_cycle.device.iccid, *without])
     settings.USAGE_MAX_AGE_HOURS = 48
     session = run(provider)
-    assert session.no_usage_iccids == [last_cycle.device.iccid]
+    assert session.no_usage_iccids == sorted([last_cycle.device.iccid, *without])
 
 
 def test_a_failed_usage_call_is_retried_within_the_sync_and_what_still_fails_is_listed(inline_tasks, carrier_simulator_factory,

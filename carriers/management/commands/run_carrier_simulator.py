@@ -1,4 +1,5 @@
 """Serve the Control Center carrier simulator on loopback until interrupted."""
+import argparse
 import signal
 
 from django.core.management.base import BaseCommand, CommandError
@@ -38,10 +39,12 @@ class Command(BaseCommand):
                             help="unconfirmed limit: refuse a modifiedSince older than this many days (10000003)")
         parser.add_argument("--no-access", default="",
                             help="comma-separated functions the API user's role may not call (10000030): rateplans,usages")
+        parser.add_argument("--usage-failures", action=argparse.BooleanOptionalAction, default=True,
+                            help="the fleet's few SIMs without usage records fail their usage call (default: on)")
 
     def handle(self, *args, port, sims, seed, username, api_key, error_rate, fault_burst, hang_seconds, latency_ms,
                malformed_page, duplicate_across_pages, churn, rate_limit, throttle_status, max_in_flight,
-               modified_since_max_days, no_access, **options):
+               modified_since_max_days, no_access, usage_failures, **options):
         if not 0 <= port <= 65535:
             raise CommandError(f"--port must be 0..65535, got {port}")
         if sims < 0:
@@ -55,13 +58,15 @@ class Command(BaseCommand):
                             no_access=tuple(n.strip() for n in no_access.split(",") if n.strip()))
         except ValueError as exc:
             raise CommandError(f"--error-rate: {exc}") from None
-        carrier = SimulatedCarrier(sims=sims, seed=seed, username=username, api_key=api_key, faults=faults)
+        carrier = SimulatedCarrier(sims=sims, seed=seed, username=username, api_key=api_key, faults=faults,
+                                   usage_failures=usage_failures)
         try:
             server = SimulatorServer(carrier, port=port)
         except OSError as exc:
             raise CommandError(f"--port {port}: cannot listen on 127.0.0.1:{port} ({exc.strerror})") from None
         self.stdout.write(f"Carrier simulator: {sims:,} SIMs (seed {seed}) on {server.url}/rws/api/v1 "
-                          f"as user {username!r}; test controls under {server.url}/_sim/. Ctrl-C to stop.")
+                          f"as user {username!r}; {len(carrier.usage_unavailable):,} without usage records; "
+                          f"test controls under {server.url}/_sim/. Ctrl-C to stop.")
         self.stdout.flush()
         # `terminate()` from a parent (demo_run, the benchmark) stops it as cleanly as Ctrl-C.
         signal.signal(signal.SIGTERM, _interrupt)

@@ -3,11 +3,13 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
+from django.db.models import Count
 from rest_framework.authtoken.models import Token
 
 from carrieropt.models import Tenant
 from devices.demo import DEMO_PROVIDER
 from devices.models import Device, DeviceUsage
+from optimizer.models import DeviceAssignment, KeptReason
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 from sessions.models import OptimizationSession
 
@@ -42,6 +44,19 @@ class Command(BaseCommand):
         w(f"  sessions           {OptimizationSession.objects.filter(provider=provider).count()}")
         if last is not None:
             w(f"  last session       {last.guid} {last.status}, report: {last.report_path or '-'}")
+            if last.is_complete:
+                kept = dict(DeviceAssignment.objects.filter(run=last.run).exclude(kept_reason="").order_by()
+                            .values_list("kept_reason").annotate(n=Count("pk")))
+                savings = last.savings
+                w(f"  savings            {savings:,.2f} of {last.current_cost:,.2f}" if savings is not None
+                  and last.current_cost else "  savings            -")
+                w(f"  SIMs priced        {last.device_count:,}: {last.sims_with_usage:,} with usage, "
+                  f"{last.no_usage_count:,} without usage data (kept on their plan), "
+                  f"{kept.get(KeptReason.PINNED, 0):,} pinned, "
+                  f"{kept.get(KeptReason.STOPPED, 0):,} deactivated this cycle (kept)")
+                w(f"  changes            {DeviceAssignment.objects.filter(run=last.run, changed=True).count():,}")
+                if last.warnings:
+                    w(self.style.WARNING(f"  warning            {last.warnings}"))
         w("")
         w("Where to look (start the web server first with `make run`; `make worker` runs background jobs):")
         w("  dashboard   http://127.0.0.1:8000/              user: demo  password: " + password)
