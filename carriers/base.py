@@ -161,13 +161,23 @@ class CarrierClient(abc.ABC):
         the last page are dropped (at most max_concurrency wasted calls per sync).
         """
         pending: deque[tuple[int, Future]] = deque()
-        next_page = 1
+        stopped = threading.Event()
+
+        def fetch(page_number: int, previous: Future | None) -> DevicePage | None:
+            # A page asked for ahead is not asked at all once the list has stopped: its caller has gone, or the
+            # page before it failed for good (with one call in flight that page has ended by now, so an outage
+            # costs the failing page's attempts and not one call more).
+            if stopped.is_set() or (previous is not None and previous.done()
+                                    and (previous.cancelled() or previous.exception() is not None)):
+                return None
+            return self.list_devices_page(modified_since=modified_since, page_number=page_number, page_size=page_size)
+
+        next_page, previous = 1, None
         try:
             while True:
                 while len(pending) < self.max_concurrency + 1 and next_page <= self.max_pages:
-                    pending.append((next_page, self._executor.submit(
-                        self.list_devices_page, modified_since=modified_since, page_number=next_page,
-                        page_size=page_size)))
+                    previous = self._executor.submit(fetch, next_page, previous)
+                    pending.append((next_page, previous))
                     next_page += 1
                 if not pending:
                     raise PageLimitExceeded(
@@ -180,6 +190,7 @@ class CarrierClient(abc.ABC):
                 if page.last_page:
                     return
         finally:
+            stopped.set()
             for _, future in pending:
                 future.cancel()
 

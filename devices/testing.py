@@ -30,3 +30,13 @@ def fast_client(provider, *, timeout: float = 0.25, attempts: int = 5, threshold
     return client_for(provider, timeout=timeout, connect_timeout=timeout,
                       retry=RetryPolicy(max_attempts=attempts, backoff_base=backoff_base, backoff_cap=backoff_cap),
                       breaker=CircuitBreaker(threshold=threshold))
+
+
+def billed(provider) -> set[str]:
+    """ICCIDs of the account's SIMs the carrier bills this cycle (those a usage sync must ask about)."""
+    from devices.models import Device, billed_in_cycle
+    from rateplans.services import billing_period_current
+
+    period = billing_period_current(provider=provider)
+    return set(Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider=provider,
+                                     missing_since__isnull=True).values_list("iccid", flat=True))

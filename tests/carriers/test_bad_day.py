@@ -8,7 +8,7 @@ from django.test import TestCase
 from carriers.simulator import Faults
 from devices.models import Device, DeviceUsage
 from devices.services import device_sync, usage_sync
-from devices.testing import fast_client, simulated_provider
+from devices.testing import billed, fast_client, simulated_provider
 
 
 def test_ten_thousand_sims_through_twenty_percent_faults_malformed_pages_and_duplicates(tenant, carrier_simulator_factory):
@@ -35,7 +35,7 @@ def test_ten_thousand_sims_through_twenty_percent_faults_malformed_pages_and_dup
     assert devices_run.inserted == Device.objects.filter(provider=provider).count() == 10_000
     assert {d: (s, p, c) for d, s, p, c in Device.objects.filter(provider=provider).values_list(
         "iccid", "status", "rate_plan_code", "communication_plan_name")} == carrier.snapshot()
-    active = {c for c, (s, _, _) in carrier.snapshot().items() if s == "ACTIVATED"}
+    active = billed(provider)
     got = list(DeviceUsage.objects.filter(device__provider=provider).values_list("device__iccid", flat=True))
     assert len(got) == len(set(got)) == len(active) and set(got) == active
     assert usage_run.rejected == 0 and usage_run.retries > 0.15 * len(active)

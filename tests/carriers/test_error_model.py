@@ -10,7 +10,7 @@ from carriers import CarrierAccountError, CarrierAuthError, CarrierNotFound, Car
 from carriers.simulator import Faults
 from devices.models import DeviceUsage
 from devices.services import device_sync, usage_sync
-from devices.testing import fast_client, simulated_provider
+from devices.testing import billed, fast_client, simulated_provider
 
 SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 
@@ -35,7 +35,7 @@ def test_throttled_usage_calls_are_waited_out_and_no_sim_is_skipped(tenant, carr
     server = carrier_simulator_factory(sims=120)
     provider = simulated_provider(server=server, tenant=tenant, max_concurrency=1)
     synced(provider)
-    active = sum(1 for s, _, _ in server.carrier.snapshot().values() if s == "ACTIVATED")
+    active = len(billed(provider))
     server.carrier.faults.throttle_status = throttle_status
     server.carrier.faults.script.extend(["ok", "429", "ok", "429", "429", "ok"] * 5)
     run = usage(provider)
@@ -120,6 +120,6 @@ def test_more_in_flight_than_the_carrier_allows_is_throttled_and_still_completes
     assert devices_run.throttled > 0 and devices_run.throttled == server.carrier.counts["throttled"]
     assert devices_run.devices_seen == 600
     run = usage(provider)
-    active = sum(1 for s, _, _ in server.carrier.snapshot().values() if s == "ACTIVATED")
+    active = len(billed(provider))
     assert run.status == "succeeded" and run.rejected == 0
     assert DeviceUsage.objects.filter(device__provider=provider).count() == active
