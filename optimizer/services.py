@@ -381,19 +381,9 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             group.status = GroupStatus.OPTIMIZED
         group.save()
 
-        sums["devices"] += data.sims
         sums["covered"] += n
         sums["changed"] += int((problem.current_plan != assignment).sum())
-        if group.current_cost is None:
-            sums["current_known"] = False
-        else:
-            sums["current"] += group.current_cost
-        sums["baseline"] += group.baseline_cost
-        sums["optimized"] += group.optimized_cost
-        if group.lower_bound is not None:
-            sums["bound"] += group.lower_bound
-        else:
-            sums["bound_known"] = False
+        _sums_add(sums, group, sims=data.sims)
     return Totals(
         devices=sums["devices"],
         current_cost=sums["current"] if sums["current_known"] else None,
@@ -418,7 +408,12 @@ def _missing_only(*, run: OptimizationRun, group: CommGroup, data: GroupData, su
     group.baseline_cost = group.optimized_cost = to_money(total)
     group.lower_bound = to_money(total) if run.method == Method.CERTIFIED else None
     group.winning_method, group.winning_strategy = "current", "no usage data: every SIM kept on its plan"
-    sums["devices"] += data.sims
+    _sums_add(sums, group, sims=data.sims)
+
+
+def _sums_add(sums: dict, group: CommGroup, *, sims: int) -> None:
+    """Add a group's stored (rounded) figures to the run's: the run's totals are their sums exactly."""
+    sums["devices"] += sims
     if group.current_cost is None:
         sums["current_known"] = False
     else:

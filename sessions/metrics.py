@@ -119,10 +119,15 @@ def _webhooks(*, now) -> Iterator[Metric]:
     """Only with a webhook configured: without one nothing is ever delivered, and a backlog means nothing."""
     if not settings.AMOP_WEBHOOK_URL:
         return
-    undelivered = ProgressEvent.objects.filter(delivered_at__isnull=True).aggregate(
-        n=Count("pk"), oldest=Min("created_at"), attempts=Max("attempts"))
+    # A dead-lettered event is skipped (later events flow): it is not waiting, it is counted on its own.
+    waiting = ProgressEvent.objects.filter(delivered_at__isnull=True, dead_lettered_at__isnull=True)
+    undelivered = waiting.aggregate(n=Count("pk"), oldest=Min("created_at"), attempts=Max("attempts"))
     yield GaugeMetricFamily("carrieropt_webhook_backlog", "Progress events not delivered to AMOP yet.",
                             value=undelivered["n"])
+    yield GaugeMetricFamily(
+        "carrieropt_webhook_dead_lettered", "Progress events given up on after AMOP_WEBHOOK_MAX_ATTEMPTS "
+        "(re-send them from the admin).",
+        value=ProgressEvent.objects.filter(delivered_at__isnull=True, dead_lettered_at__isnull=False).count())
     oldest = (now - undelivered["oldest"]).total_seconds() if undelivered["oldest"] else 0.0
     yield GaugeMetricFamily("carrieropt_webhook_oldest_undelivered_age_seconds",
                             "Age of the oldest undelivered event (0 when none is waiting).", value=oldest)

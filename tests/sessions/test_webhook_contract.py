@@ -12,6 +12,8 @@ from optimizer.models import DeviceAssignment
 from sessions.models import OptimizationSession, ProgressEvent
 from sessions.services import session_start
 from sessions.webhooks import SIGNATURE_HEADER, events_deliver, signature_valid
+from tests.config.test_metrics import TOKEN as METRICS_TOKEN
+from tests.config.test_metrics import scrape, value
 from tests.webhook_receiver import Receiver
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.demo(devices=200, seed=12)]
@@ -36,7 +38,7 @@ def deliver_all(receiver, rounds=10):
 
 
 @override_settings(AMOP_WEBHOOK_BACKOFF_BASE=0, AMOP_WEBHOOK_MAX_ATTEMPTS=3, SITE_URL="https://opt.example.com")
-def test_a_refused_event_is_dead_lettered_and_the_rest_of_the_session_flows(inline_tasks, demo, settings):
+def test_a_refused_event_is_dead_lettered_and_the_rest_of_the_session_flows(inline_tasks, demo, settings, client):
     settings.OPS_EMAILS = ["ops@example.com"]
     session = completed(demo.provider)
     events = list(session.events.order_by("sequence"))
@@ -52,6 +54,12 @@ def test_a_refused_event_is_dead_lettered_and_the_rest_of_the_session_flows(inli
     assert third.dead_lettered_at is not None and third.delivered_at is None and third.last_error == "HTTP 400"
     assert [m.subject for m in mail.outbox if "AMOP webhook" in m.subject] == [
         f"AMOP webhook gave up on an event of {demo.provider.name}"]
+    # Set aside, not waiting: the metrics count it on its own and the backlog is empty.
+    settings.METRICS_TOKEN, settings.AMOP_WEBHOOK_URL = METRICS_TOKEN, amop.url  # webhook metrics need a URL
+    samples = scrape(client, token=METRICS_TOKEN)
+    assert value(samples, "carrieropt_webhook_dead_lettered") == 1
+    assert value(samples, "carrieropt_webhook_backlog") == 0
+    assert value(samples, "carrieropt_webhook_oldest_undelivered_age_seconds") == 0
 
     # The 100 % event's Results are the session's stored totals.
     results = bodies[-1]["Results"]
