@@ -23,8 +23,10 @@ demo: migrate
 	$(PY) manage.py demo_run --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
 	$(PY) manage.py demo_summary
 
+# One pytest worker per CPU (pytest-xdist): the suite is over half an hour in one process.
+PYTEST_WORKERS ?= auto
 test: $(VENV)/.installed
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

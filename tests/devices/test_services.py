@@ -173,8 +173,8 @@ def test_sims_changing_between_pages_keep_their_newest_state_and_none_is_lost(te
 def test_wrong_api_key_fails_clearly_and_merges_nothing(tenant, carrier_simulator):
     provider = simulated_provider(server=carrier_simulator, tenant=tenant, api_key="sk-not-the-key-1234")
     run = sync(provider)
-    # Up to max_concurrency pages are asked for at once; none is retried.
-    assert run.status == "failed" and 1 <= run.calls <= provider.max_concurrency and run.retries == 0
+    # Up to max_concurrency pages are asked for at once, and one more waits for a free thread; none is retried.
+    assert run.status == "failed" and 1 <= run.calls <= provider.max_concurrency + 1 and run.retries == 0
     assert "refused username 'demo-api-user' and its API key (HTTP 401" in run.error
     assert run.error.endswith("check the account's username and api_key. Device table unchanged.")
     assert "sk-not-the-key-1234" not in run.error

@@ -50,7 +50,8 @@ def test_the_report_is_written_to_the_bucket_and_served_from_it(inline_tasks, de
     settings.MEDIA_ROOT = worker_media
     settings.STORAGES = {**settings.STORAGES, "reports": s3.storage()}
     session = OptimizationSession.objects.get(pk=session_start(provider=demo.provider, sync_devices=False).pk)
-    assert session.status == "succeeded", session.error
+    # (The demo fleet has a few SIMs whose usage the carrier never gives: warnings, and a report all the same.)
+    assert session.status in ("succeeded", "succeeded_with_warnings"), session.error
     assert files_under(worker_media) == []
 
     settings.MEDIA_ROOT = web_media  # the web machine: another disk
