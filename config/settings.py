@@ -168,7 +168,10 @@ SPECTACULAR_SETTINGS = {
     # <id:pk> in config/api_urls.py: a row id, 1 .. 2**63-1.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
     # One name for each choice set, whichever field carries it (a session's method, an account's default_method).
-    "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType"},
+    "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType",
+                            # An account's integration as stored, and the ones it may be given (input).
+                            "IntegrationEnum": "rateplans.models.Integration",
+                            "SyncableIntegrationEnum": "rateplans.models.SYNCABLE_INTEGRATION_CHOICES"},
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis

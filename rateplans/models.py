@@ -54,6 +54,8 @@ class Integration(models.TextChoices):
 
 
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
+# What an account may be given (the API's input enum): the integrations carrieropt can sync.
+SYNCABLE_INTEGRATION_CHOICES = [(value, label) for value, label in Integration.choices if value in JASPER_FAMILY]
 
 
 def validate_syncable_integration(value: str) -> None:
