@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('devices', '0007_device_deactivated_at_devicepin'),
+        ('devices', '0008_final_usage'),
     ]
 
     operations = [
