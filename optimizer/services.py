@@ -247,6 +247,8 @@ class Totals:
     changed: int
     covered: int = 0  # SIMs priced with usage of the cycle
     no_usage_iccids: list[str] = field(default_factory=list)  # SIMs kept on their plan: no usage of the cycle
+    # What results_finalize stores as run.frontier (its seconds differ from run to run: not compared).
+    frontier: dict = field(default_factory=dict, compare=False)
 
     @property
     def no_usage(self) -> int:
@@ -278,7 +280,7 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
         # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
-    _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now())
+    _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now(), frontier=totals.frontier)
     return totals
 
 
@@ -467,8 +469,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         _sums_add(sums, group, sims=data.sims)
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
     # each SIM's rank goes into its row.
-    run.frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
-    run.save(update_fields=["frontier"])
+    frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
     for part, rank in zip(pending, ranks, strict=True):
         if heartbeat is not None:
             heartbeat()
@@ -483,6 +484,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         changed=sums["changed"],
         covered=sums["covered"],
         no_usage_iccids=sorted(sums["no_usage_iccids"]),
+        frontier=frontier,
     )
 
 

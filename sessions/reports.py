@@ -370,11 +370,11 @@ def report_write(*, session) -> str:
     workbook = Workbook(write_only=True)
     _write_summary(workbook, session)
     _write_groups(workbook, session.run)
-    if (session.run.frontier or {}).get("points"):
-        _write_frontier(workbook, session)
     assignments = _AssignmentSheets(workbook, session.run, by_group=session.provider.portal_type == PortalType.MOBILITY)
     if session.no_usage_iccids:
         _write_no_usage(workbook, session)
+    if (session.run.frontier or {}).get("points"):
+        _write_frontier(workbook, session)
     # Built in a local temporary file (openpyxl needs a seekable file; the big sheets are filled into the saved
     # file), then handed to the storage whole.
     with tempfile.TemporaryDirectory() as directory:
