@@ -469,7 +469,11 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         _sums_add(sums, group, sims=data.sims)
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
     # each SIM's rank goes into its row.
-    frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
+    try:
+        frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
+    except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
+        log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it", run.pk)
+        frontier, ranks = {}, [None] * len(pending)
     for part, rank in zip(pending, ranks, strict=True):
         if heartbeat is not None:
             heartbeat()
