@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optimizer', '0008_kept_reason_pinned_stopped'),
+        ('optimizer', '0009_run_realized'),
     ]
 
     operations = [
