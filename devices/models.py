@@ -157,6 +157,16 @@ class SyncRun(models.Model):
     new_communication_plans = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     rejects = models.JSONField(default=list, blank=True, help_text="[{iccid, page, reason}] for rows not merged")
+    # A running sync proves it is alive: a run whose heartbeat is older than STAGE_STALL_SECONDS is taken
+    # over by the next sync of the account (which resumes from its checkpoint) instead of blocking it for hours.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    background = models.BooleanField(
+        default=False, help_text="Started by the daily background sync; a session's sync takes it over.")
+    checkpoint_page = models.PositiveIntegerField(
+        default=0, help_text="Device sync: the last page whose SIMs are committed to staging (resumed after it).")
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The sync that stopped part-way and whose committed work this one continued.")
 
     class Meta:
         ordering = ["-started_at"]

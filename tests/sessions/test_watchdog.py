@@ -70,7 +70,8 @@ def test_setup_schedules_is_idempotent(db):
     call_command("setup_schedules", stdout=out)
     call_command("setup_schedules", stdout=out)
     funcs = sorted(Schedule.objects.values_list("func", flat=True))
-    assert funcs == ["pushes.tasks.resume_pushes", "sessions.tasks.deliver_events", "sessions.tasks.final_usage_check",
+    assert funcs == ["devices.tasks.background_syncs", "pushes.tasks.resume_pushes", "sessions.tasks.deliver_events",
+                     "sessions.tasks.final_usage_check",
                      "sessions.tasks.watchdog_run", "sessions.tasks.window_check"]
 
 
