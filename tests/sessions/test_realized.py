@@ -81,6 +81,9 @@ def ended_session(inline_tasks, carrier_simulator_factory, tenant_a):
     moment = [time.time()]
     server = carrier_simulator_factory(sims=SIMS, seed=SEED, clock=lambda: moment[0])
     provider = fleet(server, devices=SIMS, seed=SEED, tenant=tenant_a)
+    # seed_demo's own usage rows are fresh, and a session only tops up stale usage: without them the session's
+    # usage is what the simulator's carrier answers.
+    DeviceUsage.objects.filter(device__provider=provider).delete()
     session = session_start(provider=provider)  # device sync, usage sync, optimization: the real pipeline
     session = OptimizationSession.objects.get(pk=session.pk)
     assert session.status in ("succeeded", "succeeded_with_warnings"), session.error
