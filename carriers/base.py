@@ -186,8 +186,10 @@ class CarrierClient(abc.ABC):
         raise NotImplementedError(f"{type(self).__name__} cannot read one cycle's usage of a SIM")
 
     # -- built on the interface ------------------------------------------------------------------
-    def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[DevicePage]:
-        """Every page up to the one that says lastPage, in page order.
+    def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE,
+                          first_page: int = 1) -> Iterator[DevicePage]:
+        """Every page from `first_page` (a resumed sync starts after its checkpoint) up to the one that says
+        lastPage, in page order.
 
         The API has no total count, so the next page is asked for while the
         current one is processed (one page ahead, and with a concurrency budget
@@ -207,7 +209,7 @@ class CarrierClient(abc.ABC):
                 return None
             return self.list_devices_page(modified_since=modified_since, page_number=page_number, page_size=page_size)
 
-        next_page, previous = 1, None
+        next_page, previous = first_page, None
         try:
             while True:
                 while len(pending) < self.max_concurrency + 1 and next_page <= self.max_pages:

@@ -5,9 +5,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from carrieropt.api.base import MAX_ID, StrictInput
-from optimizer.serializers import MONEY, RATIO, money_out, ratio_out
+from optimizer.serializers import MONEY, RATIO, RealizedOut, money_out, ratio_out
 from rateplans.models import BillingPeriod, ServiceProvider
 from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, SessionStatus
+from sessions.realized import session_realized
 
 _money = serializers.DecimalField(**MONEY, allow_null=True)
 _ratio = serializers.DecimalField(**RATIO, allow_null=True)
@@ -43,6 +44,9 @@ class SessionOut(serializers.ModelSerializer):
     no_usage_iccids = serializers.ListField(
         child=serializers.CharField(), read_only=True,
         help_text="Billable SIMs without usage of the cycle: kept on their plan, not changes, priced at the fixed charge only.")
+    realized = serializers.SerializerMethodField(
+        help_text="Once the cycle has ended and its final usage was read: what the recommendation actually saved "
+                  "(null before).")
 
     class Meta:
         model = OptimizationSession
@@ -50,8 +54,13 @@ class SessionOut(serializers.ModelSerializer):
                   "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
                   "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
-                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings"]
+                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings", "realized"]
         read_only_fields = fields
+
+    @extend_schema_field(RealizedOut(allow_null=True))
+    def get_realized(self, obj):
+        realized = session_realized(obj)
+        return None if realized is None else RealizedOut(realized, context=self.context).data
 
     @extend_schema_field(_money)
     def get_savings(self, obj):
