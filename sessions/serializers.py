@@ -115,6 +115,8 @@ class SessionOut(serializers.ModelSerializer):
 
 
 class SessionStartIn(StrictInput, serializers.Serializer):
+    # One way to name the period at most (the service refuses both with a 400); the schema says so (ApiSchema).
+    exclusive_fields = (("billing_period", "billing_period_end"),)
     # The view narrows the queryset to the caller's carrier accounts.
     provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
     # Absent options are the carrier account's defaults (default_method, default_charge_type, default_must_beat_current).
