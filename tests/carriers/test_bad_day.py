@@ -38,5 +38,5 @@ def test_three_thousand_sims_through_twenty_percent_faults_malformed_pages_and_d
     active = billed(provider)
     got = list(DeviceUsage.objects.filter(device__provider=provider).values_list("device__iccid", flat=True))
     assert len(got) == len(set(got)) == len(active) and set(got) == active
-    assert usage_run.rejected == 0 and usage_run.retries > 0.15 * len(active)
+    assert usage_run.rejected == 0 and usage_run.retries > 0.15 * (usage_run.calls - usage_run.retries)
     assert breaker_failures == 0  # thousands of failed attempts, no call failed for good
