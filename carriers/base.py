@@ -33,6 +33,8 @@ class DeviceRecord:
     date_added: dt.datetime | None = None
     date_updated: dt.datetime | None = None
     problem: str = ""
+    # Only Get Device Details names the SIM's customer (Search Devices does not): None here means "not read".
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class DeviceDetails:
     date_activated: dt.datetime | None = None
     date_added: dt.datetime | None = None
     date_updated: dt.datetime | None = None
+    customer: str = ""  # the carrier's customer of the SIM ("an enterprise or business unit"); "" for none
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,13 @@ class CarrierClient(abc.ABC):
         its place; any other error (credentials, circuit open, carrier down)
         is raised and ends the iteration.
         """
+        return self._per_sim(self.get_ctd_usage, iccids)
+
+    def iter_device_details(self, iccids: Iterable[str]) -> Iterator[tuple[str, DeviceDetails | CarrierError]]:
+        """Details of each ICCID (the customer, which the device list does not carry), as iter_ctd_usages."""
+        return self._per_sim(self.get_device, iccids)
+
+    def _per_sim(self, call: Callable[[str], object], iccids: Iterable[str]) -> Iterator[tuple[str, object]]:
         window = 2 * self.max_concurrency
         pending: dict[Future, str] = {}
         iterator = iter(iccids)
@@ -212,7 +222,7 @@ class CarrierClient(abc.ABC):
                     if iccid is None:
                         exhausted = True
                         break
-                    pending[self._executor.submit(self.get_ctd_usage, iccid)] = iccid
+                    pending[self._executor.submit(call, iccid)] = iccid
                 if not pending:
                     return
                 done, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -9,7 +9,7 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from carriers import BYTES_PER_MB, CarrierClient, DevicePage, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, DeviceDetails, DevicePage, DeviceRecord
 from carriers.simulator import Faults
 from devices import selectors
 from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
@@ -351,12 +351,14 @@ class ScriptedCarrier(CarrierClient):
     def __init__(self, pages):
         super().__init__(label="scripted carrier", max_concurrency=1, max_pages=10)
         self.pages = pages
+        self.details_read = []
 
     def list_devices_page(self, *, modified_since, page_number, page_size=50):
         return self.pages[page_number - 1]
 
     def get_device(self, iccid):
-        raise AssertionError("device_sync does not read details")
+        self.details_read.append(iccid)  # only for the customer, which the device list does not carry
+        return DeviceDetails(iccid=iccid, status=None, rate_plan=None, communication_plan=None, customer="")
 
     def get_ctd_usage(self, iccid):
         raise AssertionError("device_sync does not read usage")
@@ -400,6 +402,7 @@ def test_rows_are_validated_and_rejected_with_reasons(tenant):
     }
     assert device_state(provider) == {"8901260000000000001": ("RETIRED", "PLAN-A", "CP-1"),
                                       "8901260000000000007": ("DEACTIVATED", "PLAN-A", "CP-1")}
+    assert sorted(client.details_read) == ["8901260000000000001", "8901260000000000007"], "rejected rows: not read"
 
 
 # -- usage sync ------------------------------------------------------------------------------------------
@@ -510,6 +513,7 @@ def test_wider_statuses_are_asked_about_when_requested(tenant, carrier_simulator
 def test_only_the_current_billing_period_can_be_filled(tenant, carrier_simulator):
     provider = synced_provider(carrier_simulator, tenant)
     old = factories.BillingPeriodFactory(provider=provider, start_date=dt.date(2020, 1, 1), end_date=dt.date(2020, 1, 31))
+    carrier_simulator.carrier.clear_log()
     run = usage(provider, period=old)
     assert run.status == "failed" and run.error.startswith("period: billing period 2020-01-01")
     assert carrier_simulator.carrier.request_log("/rws/api/v1/devices/") == []
