@@ -122,6 +122,7 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     serializer_class = AssignmentOut
     filter_backends = [DjangoFilterBackend]
     filterset_class = AssignmentFilterSet
+    queryset = DeviceAssignment.objects.none()  # the schema's model; get_queryset serves the rows
 
     def get_queryset(self):
         session = self.session()  # 404 for a foreign session comes before any 400 about the filters
