@@ -10,6 +10,9 @@ Run by hand (not part of the test suite):
         # the same fleet without them (gap, seconds, changes side by side)
     .venv/bin/python bench/optimizer.py --sizes 100000,1000000 --pools account --no-command
         # four groups whose shared plans pool account-wide, against pools per group
+    .venv/bin/python bench/optimizer.py --sizes 1000000 --frontier 20
+        # the savings-versus-changes frontier: cost, proven bound, gap and share of the savings at 20 change
+        # budgets, seconds for the unconstrained solve and the frontier (wall and CPU)
 
 Every instance: one group, the 12-plan M2M catalogue (1 MB .. 10 GB), heavy-tailed usage.  "gap" is
 (cost - bound) / bound against the best proven bound known for the instance (the certified solver's
@@ -176,6 +179,45 @@ def bench_real_fleet(n: int, prorated: float, pinned: float, checks: list, pools
     return rows
 
 
+TARGET_FRONTIER_SECONDS_1M = 30.0  # unconstrained solve + 20-point frontier, wall
+
+
+def bench_frontier(n: int, points: int, checks: list) -> None:
+    from optimizer.engine.budget import frontier
+
+    problem = synthetic.fleet(n, pooled="all", seed=2024, comm_plans=4)
+    wall, cpu = time.perf_counter(), time.process_time()
+    ref = solve_certified(problem)
+    ref_wall, ref_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    wall, cpu = time.perf_counter(), time.process_time()
+    fr = frontier(problem, points=points, reference=ref)
+    fr_wall, fr_cpu = time.perf_counter() - wall, time.process_time() - cpu
+    base = price(problem, problem.current_plan).total
+    full = base - ref.total_cost
+    print(f"\nFrontier at {n:,} SIMs, 12 pooled plans, seed 2024 ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}): "
+          f"unconstrained solve {ref_wall:.2f} s (CPU {ref_cpu:.2f} s), frontier of {len(fr.points)} points "
+          f"{fr_wall:.2f} s (CPU {fr_cpu:.2f} s); current cost {base:,.2f}\n")
+    header = ("max changes", "% of changes", "changes", "cost", "bound", "gap %", "% of savings")
+    rows = [(f"{p.max_changes:,}", f"{100.0 * p.max_changes / max(1, ref.changes):.1f}", f"{p.changes:,}",
+             f"{p.total_cost:,.2f}", f"{p.lower_bound:,.2f}", f"{100.0 * p.gap:.4f}",
+             f"{100.0 * (base - p.total_cost) / full:.1f}" if full > 0 else "-") for p in fr.points]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
+    print(line(header))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    costs = [p.total_cost for p in fr.points]
+    checks.append((f"frontier cost never rises with the budget ({n:,})", all(b <= a for a, b in zip(costs, costs[1:], strict=False)),
+                   f"{len(costs)} points"))
+    checks.append((f"frontier bound <= cost at every point ({n:,})", all(p.lower_bound <= p.total_cost for p in fr.points),
+                   f"largest gap {100.0 * max(p.gap for p in fr.points):.3f} %"))
+    if n >= 1_000_000:
+        total = ref_wall + fr_wall
+        checks.append((f"{n:,}: unconstrained + {points}-point frontier <= {TARGET_FRONTIER_SECONDS_1M:g} s", total <= TARGET_FRONTIER_SECONDS_1M,
+                       f"{total:.1f} s wall ({ref_wall:.1f} + {fr_wall:.1f}; CPU {ref_cpu + fr_cpu:.1f} s on {os.cpu_count()} shared CPUs)"))
+
+
 def print_real_table(rows):
     header = ("SIMs", "fleet", "prorated", "pinned", "cost", "bound", "gap %", "seconds", "CPU s", "changes")
     fmt = [(f"{n:,}", label, f"{np_:,}", f"{npin:,}", f"{cost:,.2f}", f"{bound:,.2f}", f"{gap:.4f}", f"{secs:.2f}",
@@ -254,9 +296,19 @@ def main():
                     help="... and this share of SIMs cannot move (keeps its current plan)")
     ap.add_argument("--pools", choices=("group", "account"), default=None,
                     help="account: four groups whose shared plans pool account-wide, against pools per group")
+    ap.add_argument("--frontier", type=int, default=None, metavar="N",
+                    help="only the savings-versus-changes frontier: N change budgets per size")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     rows, checks = [], []
+    if args.frontier is not None:
+        for n in sizes:
+            print(f"... frontier at {n:,} SIMs", file=sys.stderr, flush=True)
+            bench_frontier(n, args.frontier, checks)
+        print("\nTargets")
+        for what, ok, value in checks:
+            print(f"  [{'ok' if ok else 'MISSED'}] {what}: {value}")
+        return
     if args.prorated is not None or args.pinned is not None or args.pools is not None:
         prorated, pinned, pools = args.prorated or 0.0, args.pinned or 0.0, args.pools or "group"
         for frac, name in ((prorated, "--prorated"), (pinned, "--pinned")):

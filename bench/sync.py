@@ -4,6 +4,7 @@ Run by hand (not in tests), against a database of its own that it creates and mi
 
     .venv/bin/python bench/sync.py [--sims 100000] [--merge-rows 1000000] [--database-url postgres://...]
         [--max-concurrency N] [--carrier-rate R] [--max-in-flight N] [--throttle-status 400|429]
+        [--kill-at 0.6 [--only-kill]]
 
 --carrier-rate makes the simulator enforce R calls per second per account (throttling beyond, as Control Center
 answers: 400 + errorCode 40000029) and gives the account the same rate_limit_per_second; --max-in-flight makes it
@@ -122,6 +123,72 @@ def bench_pull(tenant, *, sims: int, seed: int, usage: bool, max_concurrency: in
         process.wait(timeout=10)
 
 
+class _WorkerKilled(BaseException):
+    """Raised from the progress callback: the sync stops as a killed worker would (nothing marks it failed)."""
+
+
+def _carrier_requests(url: str) -> int:
+    import httpx
+
+    return httpx.get(f"{url}/_sim/stats", timeout=10).json()["requests"]
+
+
+def bench_kill_resume(tenant, *, sims: int, seed: int, kill_at: float,
+                      max_concurrency: int | None = 8) -> list[tuple[str, str, str]]:
+    """A device sync and a usage sync each killed at `kill_at` of their work and resumed by the next sync
+    (after the dead one's heartbeat went stale), against the same pull uninterrupted: carrier calls."""
+    import datetime as dt
+
+    from django.conf import settings
+    from django.utils import timezone
+
+    from devices.models import SyncRun
+    from devices.services import device_sync, usage_sync
+
+    pages = -(-sims // 50)
+
+    def kill(kind, at):
+        def progress(event):
+            if event.kind == kind and event.done >= at(event):
+                raise _WorkerKilled
+        return progress
+
+    def stall():
+        SyncRun.objects.filter(status="running").update(
+            heartbeat_at=timezone.now() - dt.timedelta(seconds=settings.STAGE_STALL_SECONDS + 1))
+
+    results = []
+    for label, killed in (("uninterrupted", False), (f"killed at {kill_at:.0%} and resumed", True)):
+        process, url = start_simulator(sims, seed)
+        try:
+            provider = fresh_provider(tenant, f"bench: kill {label}", url, max_concurrency=max_concurrency)
+            started = time.monotonic()
+            if killed:
+                try:
+                    device_sync(provider=provider, full=True, progress=kill("devices", lambda e: kill_at * pages))
+                except _WorkerKilled:
+                    stall()
+            run = device_sync(provider=provider, full=True)
+            device_calls = _carrier_requests(url)
+            if killed:
+                try:
+                    usage_sync(provider=provider, progress=kill("usage", lambda e: kill_at * e.total))
+                except _WorkerKilled:
+                    stall()
+            urun = usage_sync(provider=provider)
+            seconds = time.monotonic() - started
+            if run.status != "succeeded" or urun.status != "succeeded":
+                raise SystemExit(f"{label}: {run.error or urun.error}")
+            total = _carrier_requests(url)
+            resumed = " (resumed)" if run.resumed_from_id and (not killed or urun.resumed_from_id) else ""
+            results.append((f"{sims:,} SIMs {label}{resumed}: device list calls / usage calls",
+                            f"{seconds:.1f}", f"{device_calls:,} / {total - device_calls:,} = {total:,} calls"))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+    return results
+
+
 def stage(provider, run, rows_iter) -> None:
     from django.db import transaction
 
@@ -198,6 +265,10 @@ def main() -> None:
                         help="the simulator enforces this many calls/s per account (and the account is set to it)")
     parser.add_argument("--max-in-flight", type=int, default=None, help="the simulator refuses more calls in flight")
     parser.add_argument("--throttle-status", type=int, choices=(400, 429), default=400)
+    parser.add_argument("--kill-at", type=float, default=None,
+                        help="also kill a device sync and a usage sync at this share of their work (e.g. 0.6) and "
+                             "resume them: carrier calls against the same pull uninterrupted")
+    parser.add_argument("--only-kill", action="store_true", help="with --kill-at: skip the pull and merge benchmarks")
     args = parser.parse_args()
 
     if not args.database_url.startswith(("postgres://", "postgresql://")):
@@ -217,10 +288,17 @@ def main() -> None:
 
     call_command("migrate", verbosity=0)
     tenant, _ = Tenant.objects.get_or_create(slug="bench-sync", defaults={"name": "Sync benchmark"})
-    rows = bench_pull(tenant, sims=args.sims, seed=args.seed, usage=not args.no_usage,
-                      max_concurrency=args.max_concurrency or None, carrier_rate=args.carrier_rate,
-                      max_in_flight=args.max_in_flight, throttle_status=args.throttle_status)
-    rows += bench_merge(tenant, rows=args.merge_rows, seed=args.seed + 1)
+    rows = []
+    if not args.only_kill:
+        rows += bench_pull(tenant, sims=args.sims, seed=args.seed, usage=not args.no_usage,
+                           max_concurrency=args.max_concurrency or None, carrier_rate=args.carrier_rate,
+                           max_in_flight=args.max_in_flight, throttle_status=args.throttle_status)
+        rows += bench_merge(tenant, rows=args.merge_rows, seed=args.seed + 1)
+    if args.kill_at is not None:
+        if not 0 < args.kill_at < 1:
+            raise SystemExit(f"--kill-at {args.kill_at}: a share of the work, between 0 and 1")
+        rows += bench_kill_resume(tenant, sims=args.sims, seed=args.seed, kill_at=args.kill_at,
+                                  max_concurrency=args.max_concurrency or None)
 
     width = max(len(r[0]) for r in rows)
     print(f"\n{'step'.ljust(width)} | {'seconds':>8} | rate")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -42,6 +43,20 @@ def error_body(code: str, message: str, fields: dict | None = None) -> dict:
     return {"error": {"code": code, "message": message, "fields": fields or {}}}
 
 
+def _error_codes(detail) -> set[str]:
+    """The codes of every message in a DRF error detail (nested dicts and lists of ErrorDetail)."""
+    if isinstance(detail, dict):
+        return set().union(*map(_error_codes, detail.values())) if detail else set()
+    if isinstance(detail, list):
+        return set().union(*map(_error_codes, detail)) if detail else set()
+    return {getattr(detail, "code", None)}
+
+
+# A body that is valid but names a row that does not exist (or is another tenant's, which is the same to the
+# caller): 404 naming the field, as a path naming such a row is. Any other problem with the request: 400.
+MISSING_ROW_CODES = {"does_not_exist"}
+
+
 def api_exception_handler(exc, context):
     if isinstance(exc, ApplicationError):
         fields = {exc.field: [exc.message]} if exc.field else {}
@@ -55,6 +70,11 @@ def api_exception_handler(exc, context):
     if isinstance(data, dict) and "detail" in data and len(data) == 1:
         code = getattr(data["detail"], "code", "error")
         response.data = error_body(str(code), str(data["detail"]))
+    elif isinstance(exc, ValidationError) and isinstance(data, dict) and data \
+            and _error_codes(data) <= MISSING_ROW_CODES:
+        response.status_code = status.HTTP_404_NOT_FOUND
+        response.data = error_body("not_found", "The request names a row that does not exist (or is another "
+                                                "tenant's).", data)
     else:
         response.data = error_body("invalid", "The request has invalid fields.", data if isinstance(data, dict) else {"non_field_errors": data})
     return response

@@ -10,9 +10,11 @@ from carriers.base import (
     CarrierClient,
     ClientStats,
     CtdUsage,
+    CycleUsage,
     DeviceDetails,
     DevicePage,
     DeviceRecord,
+    UsagePage,
 )
 from carriers.errors import (
     CONTROL_CENTER_ERRORS,
@@ -38,6 +40,6 @@ __all__ = [
     "CONTROL_CENTER_ERRORS", "THROTTLED_CODE", "CarrierAccountError", "CarrierThrottled",
     "BYTES_PER_MB", "MAX_PAGE_SIZE", "CarrierAuthError", "CarrierBadValue", "CarrierClient", "CarrierConfigError", "CarrierError", "CarrierNotFound",
     "CarrierProtocolError", "CarrierRequestRejected", "CarrierUnavailable", "CircuitBreaker", "CircuitOpenError",
-    "ClientStats", "CtdUsage", "DeviceDetails", "DevicePage", "DeviceRecord", "IntegrationNotSupported",
+    "ClientStats", "CtdUsage", "CycleUsage", "UsagePage", "DeviceDetails", "DevicePage", "DeviceRecord", "IntegrationNotSupported",
     "JasperClient", "PageLimitExceeded", "RetryPolicy", "TokenBucket",
 ]

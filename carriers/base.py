@@ -68,6 +68,31 @@ class CtdUsage:
     measured_at: dt.datetime
 
 
+@dataclass(frozen=True)
+class CycleUsage:
+    """A SIM's data usage in one billing cycle (the whole cycle once it has ended), as the carrier bills it.
+
+    `rate_plan` is the plan the carrier reports the usage under for that cycle (None when it names none)."""
+
+    iccid: str
+    data_bytes: int
+    rate_plan: str | None
+    cycle_start: dt.date
+
+
+@dataclass(frozen=True)
+class UsagePage:
+    """One page of Get Usage by Rate Plan: the SIMs billed on one rate plan in one cycle. `problems` names the
+    entries that could not be read (their SIMs are asked one by one instead)."""
+
+    rate_plan: str
+    cycle_start: dt.date
+    page_number: int
+    last_page: bool
+    usages: list[CycleUsage]
+    problems: list[str] = field(default_factory=list)
+
+
 @dataclass
 class ClientStats:
     """What one client did; thread-safe counters read by the sync into SyncRun."""
@@ -153,9 +178,21 @@ class CarrierClient(abc.ABC):
     def change_rate_plan(self, iccid: str, rate_plan: str, effective_date: dt.date | None = None) -> str:
         """Move one SIM to `rate_plan`; returns the ICCID the carrier confirmed."""
 
+    # Usage of a given cycle (final usage of an ended one): integrations that offer it override these two.
+    def rate_plan_usage_page(self, *, rate_plan: str, cycle_start: dt.date, page_number: int,
+                             page_size: int = MAX_PAGE_SIZE) -> UsagePage:
+        """One page of the usage of the SIMs on (non-shared) `rate_plan` in the cycle starting `cycle_start`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read usage by rate plan")
+
+    def get_cycle_usage(self, iccid: str, *, cycle_start: dt.date) -> CycleUsage:
+        """One SIM's usage in the cycle starting `cycle_start`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot read one cycle's usage of a SIM")
+
     # -- built on the interface ------------------------------------------------------------------
-    def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE) -> Iterator[DevicePage]:
-        """Every page up to the one that says lastPage, in page order.
+    def iter_device_pages(self, *, modified_since: dt.datetime, page_size: int = MAX_PAGE_SIZE,
+                          first_page: int = 1) -> Iterator[DevicePage]:
+        """Every page from `first_page` (a resumed sync starts after its checkpoint) up to the one that says
+        lastPage, in page order.
 
         The API has no total count, so the next page is asked for while the
         current one is processed (one page ahead, and with a concurrency budget
@@ -175,7 +212,7 @@ class CarrierClient(abc.ABC):
                 return None
             return self.list_devices_page(modified_since=modified_since, page_number=page_number, page_size=page_size)
 
-        next_page, previous = 1, None
+        next_page, previous = first_page, None
         try:
             while True:
                 while len(pending) < self.max_concurrency + 1 and next_page <= self.max_pages:
@@ -197,6 +234,19 @@ class CarrierClient(abc.ABC):
             for _, future in pending:
                 future.cancel()
 
+    def iter_rate_plan_usages(self, *, rate_plan: str, cycle_start: dt.date,
+                              page_size: int = MAX_PAGE_SIZE) -> Iterator[UsagePage]:
+        """Every page of `rate_plan`'s usage in the cycle starting `cycle_start`, in order (one call at a time)."""
+        for page_number in range(1, self.max_pages + 1):
+            page = self.rate_plan_usage_page(rate_plan=rate_plan, cycle_start=cycle_start, page_number=page_number,
+                                             page_size=page_size)
+            yield page
+            if page.last_page:
+                return
+        raise PageLimitExceeded(
+            f"{self.label}: the usage of rate plan {rate_plan!r} did not end (no lastPage) within "
+            f"max_pages={self.max_pages}", field="max_pages")
+
     def iter_ctd_usages(self, iccids: Iterable[str]) -> Iterator[tuple[str, CtdUsage | CarrierError]]:
         """Usage of each ICCID, in completion order, with at most 2 x max_concurrency calls queued.
 
@@ -209,6 +259,11 @@ class CarrierClient(abc.ABC):
     def iter_device_details(self, iccids: Iterable[str]) -> Iterator[tuple[str, DeviceDetails | CarrierError]]:
         """Details of each ICCID (the customer, which the device list does not carry), as iter_ctd_usages."""
         return self._per_sim(self.get_device, iccids)
+
+    def iter_cycle_usages(self, iccids: Iterable[str], *, cycle_start: dt.date
+                          ) -> Iterator[tuple[str, CycleUsage | CarrierError]]:
+        """Each ICCID's usage in the cycle starting `cycle_start`, like iter_ctd_usages."""
+        return self._per_sim(lambda iccid: self.get_cycle_usage(iccid, cycle_start=cycle_start), iccids)
 
     def _per_sim(self, call: Callable[[str], object], iccids: Iterable[str]) -> Iterator[tuple[str, object]]:
         window = 2 * self.max_concurrency

@@ -10,7 +10,16 @@ from urllib.parse import quote
 
 import httpx
 
-from carriers.base import MAX_PAGE_SIZE, CarrierClient, CtdUsage, DeviceDetails, DevicePage, DeviceRecord
+from carriers.base import (
+    MAX_PAGE_SIZE,
+    CarrierClient,
+    CtdUsage,
+    CycleUsage,
+    DeviceDetails,
+    DevicePage,
+    DeviceRecord,
+    UsagePage,
+)
 from carriers.errors import (
     THROTTLED_CODE,
     CarrierAccountError,
@@ -133,6 +142,92 @@ class JasperClient(CarrierClient):
                                   field="ctdDataUsage")
         return CtdUsage(iccid=iccid, ctd_bytes=raw, status=_text(body.get("status")),
                         rate_plan=_text(body.get("ratePlan")), measured_at=measured_at)
+
+    # -- usage of a given cycle (final usage of an ended one) ------------------------------------------
+    def rate_plan_usage_page(self, *, rate_plan: str, cycle_start: dt.date, page_number: int,
+                             page_size: int = MAX_PAGE_SIZE) -> UsagePage:
+        """Get Usage by Rate Plan: GET /usages?ratePlanName=…&cycleStartDate=yyyy-MM-dd, paged. Shared rate plans
+        are not supported by the carrier; a plan it refuses (a SIM-scope code) raises CarrierRequestRejected, so
+        the caller can ask that plan's SIMs one by one."""
+        if not 1 <= page_size <= MAX_PAGE_SIZE:
+            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
+        what = f"page {page_number} of the usage of rate plan {rate_plan!r} in the cycle starting {cycle_start}"
+        try:
+            body = self._call("GET", "/usages", what=what, field="ratePlanName", params={
+                "ratePlanName": rate_plan, "cycleStartDate": cycle_start.isoformat(), "pageSize": page_size,
+                "pageNumber": page_number})
+        except CarrierAccountError as exc:
+            if error_scope(exc.carrier_code) != "sim":
+                raise
+            raise CarrierRequestRejected(f"{self.label}: {what}: the carrier refused the rate plan (errorCode "
+                                         f"{exc.carrier_code}: {error_meaning(exc.carrier_code)})",
+                                         field="ratePlanName") from None
+        if not isinstance(body, dict):
+            raise CarrierProtocolError(f"{self.label}: {what} is not a JSON object")
+        devices, last_page = body.get("devices"), body.get("lastPage")
+        if not isinstance(devices, list):
+            raise CarrierProtocolError(f"{self.label}: {what} has no 'devices' list")
+        if not isinstance(last_page, bool):
+            raise CarrierProtocolError(f"{self.label}: {what} has no true/false 'lastPage'")
+        echoed = body.get("pageNumber")
+        if echoed is not None and echoed != page_number:
+            raise CarrierProtocolError(f"{self.label}: asked for page {page_number}, the carrier answered page {echoed!r}")
+        self._check_cycle(body.get("cycleStartDate"), cycle_start, what=what)
+        usages, problems = [], []
+        for index, entry in enumerate(devices):
+            iccid = _text(entry.get("iccid")) if isinstance(entry, dict) else None
+            raw = entry.get("dataUsage") if isinstance(entry, dict) else None
+            if not iccid:
+                problems.append(f"entry {index} of {what} has no iccid")
+            elif isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                problems.append(f"{iccid}: dataUsage {raw!r} in {what} is not a byte count")
+            else:
+                usages.append(CycleUsage(iccid=iccid, data_bytes=raw, rate_plan=rate_plan, cycle_start=cycle_start))
+        return UsagePage(rate_plan=rate_plan, cycle_start=cycle_start, page_number=page_number, last_page=last_page,
+                         usages=usages, problems=problems)
+
+    def get_cycle_usage(self, iccid: str, *, cycle_start: dt.date) -> CycleUsage:
+        """Get Device Usage by Zone: GET /devices/{iccid}/usageInZone?cycleStartDate=yyyy-MM-ddZ (one of the last
+        three cycles). The SIM's data usage is the sum over every rate plan and zone of the answer; its rate plan
+        is the one the answer names (with several, the one carrying the most data)."""
+        what = f"usage of ICCID {iccid} in the cycle starting {cycle_start}"
+        body = self._call("GET", f"/devices/{quote(iccid, safe='')}/usageInZone", what=what, iccid=iccid,
+                          params={"cycleStartDate": f"{cycle_start.isoformat()}Z"}, field="cycleStartDate")
+        if not isinstance(body, dict):
+            raise CarrierProtocolError(f"{self.label}: {what} is not a JSON object")
+        if body.get("iccid") not in (None, iccid):
+            raise CarrierProtocolError(f"{self.label}: {what} was answered for ICCID {body.get('iccid')!r}")
+        self._check_cycle(body.get("cycleStartDate"), cycle_start, what=what)
+        zones = body.get("deviceCycleUsageInZones")
+        if zones is None:
+            zones = {}
+        if not isinstance(zones, dict):
+            raise CarrierBadValue(f"{self.label}: {what}: deviceCycleUsageInZones is not an object",
+                                  field="deviceCycleUsageInZones")
+        by_plan: dict[str, int] = {}
+        for plan, entries in zones.items():
+            if not isinstance(entries, list):
+                raise CarrierBadValue(f"{self.label}: {what}: the usage of rate plan {plan!r} is not a list",
+                                      field="deviceCycleUsageInZones")
+            for entry in entries:
+                raw = entry.get("dataUsage") if isinstance(entry, dict) else None
+                if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+                    raise CarrierBadValue(f"{self.label}: {what}: dataUsage {raw!r} is not a byte count",
+                                          field="dataUsage")
+                by_plan[plan] = by_plan.get(plan, 0) + raw
+        plan = max(sorted(by_plan), key=lambda p: by_plan[p]) if by_plan else None
+        return CycleUsage(iccid=iccid, data_bytes=sum(by_plan.values()), rate_plan=plan, cycle_start=cycle_start)
+
+    def _check_cycle(self, answered: Any, asked: dt.date, *, what: str) -> None:
+        """The carrier must answer the cycle asked for: usage of another cycle stored as this one's would be wrong."""
+        if answered is None:
+            return
+        try:
+            day = dt.date.fromisoformat(str(answered).strip().rstrip("Z")[:10])
+        except ValueError:
+            raise CarrierProtocolError(f"{self.label}: {what}: cycleStartDate {answered!r} is not a date") from None
+        if day != asked:
+            raise CarrierProtocolError(f"{self.label}: {what}: the carrier answered the cycle starting {day}")
 
     def change_rate_plan(self, iccid: str, rate_plan: str, effective_date: dt.date | None = None) -> str:
         """PUT /devices/{iccid} {"ratePlan": ...}. Setting the same plan twice is harmless, so it is retried like a read."""
@@ -313,6 +408,10 @@ def call_endpoint(method: str, path: str) -> str:
         return "change_rate_plan"
     if path.endswith("/ctdUsages"):
         return "get_ctd_usage"
+    if path.endswith("/usageInZone"):
+        return "get_cycle_usage"
+    if path == "/usages":
+        return "rate_plan_usage"
     return "list_devices" if path == "/devices" else "get_device"
 
 

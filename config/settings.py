@@ -169,7 +169,10 @@ SPECTACULAR_SETTINGS = {
     # <id:pk> in config/api_urls.py: a row id, 1 .. 2**63-1.
     "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1}},
     # One name for each choice set, whichever field carries it (a session's method, an account's default_method).
-    "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType"},
+    "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType",
+                            # An account's integration as stored, and the ones it may be given (input).
+                            "IntegrationEnum": "rateplans.models.Integration",
+                            "SyncableIntegrationEnum": "rateplans.models.SYNCABLE_INTEGRATION_CHOICES"},
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis
@@ -263,6 +266,12 @@ if MIN_USAGE_COVERAGE > 1:
     raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
 # A SIM whose usage call failed is asked again this many more times within the same usage sync.
 USAGE_RETRY_ROUNDS = envint("USAGE_RETRY_ROUNDS", 2, minimum=0)
+# The daily background sync: every hour, each active account whose usage was last synced longer ago than
+# this is synced (devices, then the usage older than this), so a session in the window only tops up. 0: off.
+BACKGROUND_SYNC_HOURS = envfloat("BACKGROUND_SYNC_HOURS", 24.0, minimum=0)
+# Hours after a billing cycle ends before the scheduled check reads its final usage (the carrier rates late
+# records); the realized savings of the cycle's sessions are computed from it.
+FINAL_USAGE_DELAY_HOURS = envfloat("FINAL_USAGE_DELAY_HOURS", 24.0, minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -92,9 +92,10 @@ class DeviceStagingAdmin(admin.ModelAdmin):
 
 @admin.register(SyncRun)
 class SyncRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "provider", "kind", "status", "started_at", "pages", "devices_seen", "inserted", "updated",
-                    "missing", "rejected", "duplicates", "skipped", "retries", "calls", "merge_seconds", "duration_seconds"]
-    list_filter = ["status", "kind", "provider"]
+    list_display = ["id", "provider", "kind", "status", "background", "started_at", "heartbeat_at", "resumed_from",
+                    "pages", "devices_seen", "inserted", "updated", "missing", "rejected", "duplicates", "skipped",
+                    "retries", "calls", "merge_seconds", "duration_seconds"]
+    list_filter = ["status", "kind", "background", "provider"]
     search_fields = ["error"]
     readonly_fields = [f.name for f in SyncRun._meta.fields]
 

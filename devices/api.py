@@ -130,7 +130,8 @@ class PinListApi(TenantApi, generics.ListAPIView):
         device = Device.objects.filter(provider__tenant__in=self.tenants, provider_id=values["provider"],
                                        iccid=values["iccid"]).select_related("rate_plan").first()
         if device is None:
-            raise ValidationError({"iccid": [f"No SIM {values['iccid']} in carrier account {values['provider']}."]})
+            raise ValidationError({"iccid": [f"No SIM {values['iccid']} in carrier account {values['provider']}."]},
+                                  code="does_not_exist")
         pin = pins.device_pin(device=device, reason=values["reason"], user=request.user)
         return Response(PinOut(pin).data, status=status.HTTP_201_CREATED)
 

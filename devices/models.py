@@ -124,6 +124,16 @@ class DeviceUsage(models.Model):
     projected_mb = models.DecimalField(max_digits=16, decimal_places=3, default=0)
     usage_date = models.DateTimeField(null=True, blank=True, help_text="When the carrier measured the cycle-to-date usage.")
     synced_at = models.DateTimeField(auto_now=True)
+    # Once the cycle has ended: what the carrier billed for the whole cycle, and on which plan (devices.final_usage).
+    # Empty until read; a SIM whose final usage the carrier did not report keeps them empty (never 0).
+    final_bytes = models.BigIntegerField(null=True, blank=True, help_text="The whole cycle's data usage, in bytes.")
+    final_mb = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True,
+                                   help_text="The whole cycle's data usage, in MB.")
+    # db_default: the usage sync's raw upserts name only the columns they write.
+    final_rate_plan_code = models.CharField(
+        max_length=120, blank=True, default="", db_default="", help_text="The rate plan the carrier billed the cycle's usage on (its plan at the "
+                                              "cycle's end).")
+    final_synced_at = models.DateTimeField(null=True, blank=True, help_text="When the final usage was read.")
 
     class Meta:
         constraints = [
@@ -131,6 +141,8 @@ class DeviceUsage(models.Model):
             models.CheckConstraint(condition=Q(ctd_bytes__gte=0), name="usage_bytes_nonnegative"),
             models.CheckConstraint(condition=Q(usage_mb__gte=0), name="usage_mb_nonnegative"),
             models.CheckConstraint(condition=Q(projected_mb__gte=0), name="usage_projected_nonnegative"),
+            models.CheckConstraint(condition=Q(final_bytes__isnull=True) | Q(final_bytes__gte=0),
+                                   name="usage_final_nonnegative"),
         ]
 
     def __str__(self):
@@ -141,6 +153,7 @@ class SyncKind(models.TextChoices):
     FULL = "full", "Full"
     INCREMENTAL = "incremental", "Incremental"
     USAGE = "usage", "Usage"
+    FINAL_USAGE = "final_usage", "Final usage of an ended cycle"
 
 
 class SyncStatus(models.TextChoices):
@@ -179,6 +192,16 @@ class SyncRun(models.Model):
     new_communication_plans = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     rejects = models.JSONField(default=list, blank=True, help_text="[{iccid, page, reason}] for rows not merged")
+    # A running sync proves it is alive: a run whose heartbeat is older than STAGE_STALL_SECONDS is taken
+    # over by the next sync of the account (which resumes from its checkpoint) instead of blocking it for hours.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    background = models.BooleanField(
+        default=False, help_text="Started by the daily background sync; a session's sync takes it over.")
+    checkpoint_page = models.PositiveIntegerField(
+        default=0, help_text="Device sync: the last page whose SIMs are committed to staging (resumed after it).")
+    resumed_from = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        help_text="The sync that stopped part-way and whose committed work this one continued.")
 
     class Meta:
         ordering = ["-started_at"]

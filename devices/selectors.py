@@ -36,6 +36,12 @@ def usage_sync_devices(*, provider: ServiceProvider, statuses: Iterable[str],
     return list(qs.order_by("iccid").values_list("id", "iccid", "status"))
 
 
+def usage_stored_since(*, provider: ServiceProvider, period: BillingPeriod, since: dt.datetime) -> set[int]:
+    """Device ids whose usage row of `period` was stored at or after `since`."""
+    return set(DeviceUsage.objects.filter(billing_period=period, device__provider=provider, synced_at__gte=since)
+               .values_list("device_id", flat=True))
+
+
 def usage_rows_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:
     return DeviceUsage.objects.filter(billing_period=period, device__provider=provider).count()
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
@@ -18,7 +19,7 @@ from carriers import BYTES_PER_MB, CarrierClient, CarrierError, DeviceRecord
 from devices import selectors, staging
 from devices.alerts import carrier_error_alert
 from devices.clients import client_for
-from devices.models import STOPPED_STATUSES, DeviceStatus, SyncKind, SyncRun, SyncStatus
+from devices.models import STOPPED_STATUSES, DeviceStaging, DeviceStatus, SyncKind, SyncRun, SyncStatus
 from devices.signals import device_sync_completed, device_sync_starting
 from devices.usage import bytes_to_mb, projected_mb
 from rateplans.models import BillingPeriod, RatePlan, ServiceProvider
@@ -34,7 +35,9 @@ FULL_SYNC_SINCE = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 WATERMARK_OVERLAP = dt.timedelta(minutes=5)
 STAGING_BATCH_ROWS = 2_000
 REJECTS_KEPT = 1_000
-RUN_ABANDONED_AFTER = dt.timedelta(hours=6)
+# A sync that stopped part-way is resumed by the next one started within this time.
+RESUME_WITHIN = dt.timedelta(hours=24)
+USAGE_CHUNK_ROWS = 5_000
 # The optimizer prices the SIMs billed this cycle (models.billed_in_cycle: ACTIVATED, and those deactivated or
 # retired during it); asking the carrier for the usage of any other SIM spends its 5 calls/s on numbers nobody reads.
 USAGE_STATUSES = (DeviceStatus.ACTIVATED, *STOPPED_STATUSES)
@@ -62,25 +65,71 @@ def full_sync_every() -> dt.timedelta:
     return dt.timedelta(days=settings.DEVICE_FULL_SYNC_DAYS)
 
 
+class SyncTakenOver(ApplicationError):
+    """This sync's claim was taken over (its heartbeat looked dead, or a session's sync took over a background
+    one); it stops at once and writes nothing more: the sync that took over resumes from its checkpoint."""
+
+
 def _run_start(*, provider: ServiceProvider, kind: str, modified_since: dt.datetime | None,
-               exclusive_kinds: Iterable[str]) -> SyncRun:
-    """Create the run; refuse (as a failed run) while another of the same family is running."""
+               exclusive_kinds: Iterable[str], background: bool = False) -> SyncRun:
+    """Create the run; refuse (as a failed run) while another of the same family is running.
+
+    A running sync whose heartbeat is older than STAGE_STALL_SECONDS (its worker died) is marked failed
+    and does not block: the new run resumes from its checkpoint. A background sync yields to any other
+    sync of the account (a session's), and is refused while a higher layer says so (a push, a session).
+    """
     now = timezone.now()
+    kinds = list(exclusive_kinds)
     with transaction.atomic():
         ServiceProvider.objects.select_for_update().filter(pk=provider.pk).first()
-        SyncRun.objects.filter(provider=provider, kind__in=list(exclusive_kinds), status=SyncStatus.RUNNING,
-                               started_at__lt=now - RUN_ABANDONED_AFTER).update(
+        stall = dt.timedelta(seconds=settings.STAGE_STALL_SECONDS)
+        running = SyncRun.objects.filter(provider=provider, kind__in=kinds, status=SyncStatus.RUNNING)
+        running.filter(Q(heartbeat_at__lt=now - stall) | Q(heartbeat_at=None, started_at__lt=now - stall)).update(
             status=SyncStatus.FAILED, finished_at=now,
-            error=f"abandoned: still running after {RUN_ABANDONED_AFTER} (the process died?)")
-        busy = selectors.sync_runs_running(provider=provider, kinds=exclusive_kinds)
+            error=f"stopped: no heartbeat for more than {settings.STAGE_STALL_SECONDS} s (its worker died?); "
+                  f"the next sync resumes from its checkpoint")
+        busy = selectors.sync_runs_running(provider=provider, kinds=kinds)
         # A higher layer may hold the account's rate limit (a rate-plan push does).
-        refusals = [reason for _, reason in device_sync_starting.send(sender=SyncRun, provider=provider) if reason]
-        run = SyncRun.objects.create(provider=provider, kind=kind, modified_since=modified_since)
+        refusals = [reason for _, reason in device_sync_starting.send(sender=SyncRun, provider=provider,
+                                                                      background=background) if reason]
+        run = SyncRun.objects.create(provider=provider, kind=kind, modified_since=modified_since, heartbeat_at=now,
+                                     background=background)
+        if busy and not background and all(b.background for b in busy):
+            SyncRun.objects.filter(pk__in=[b.pk for b in busy], status=SyncStatus.RUNNING).update(
+                status=SyncStatus.FAILED, finished_at=now,
+                error=f"taken over by sync #{run.pk}, which resumes from this one's checkpoint")
+            busy = []
         if busy:
             _run_fail(run, f"sync #{busy[0].pk} of this account is still running (started {busy[0].started_at:%Y-%m-%d %H:%M:%S %Z}); "
                            f"nothing was read or changed", started=time.monotonic())
         elif refusals:
             _run_fail(run, refusals[0], started=time.monotonic())
+    return run
+
+
+class _Beat:
+    """The run's heartbeat, at most every STAGE_HEARTBEAT_SECONDS (or forced, with a checkpoint, before each
+    commit). It also proves the run still owns its claim: once it was taken over, SyncTakenOver stops it."""
+
+    def __init__(self, run: SyncRun):
+        self.run, self.last = run, time.monotonic()
+
+    def __call__(self, *, force: bool = False, **checkpoint) -> None:
+        if not force and time.monotonic() - self.last < settings.STAGE_HEARTBEAT_SECONDS:
+            return
+        self.last = time.monotonic()
+        now = timezone.now()
+        if not SyncRun.objects.filter(pk=self.run.pk, status=SyncStatus.RUNNING).update(heartbeat_at=now, **checkpoint):
+            taken = SyncRun.objects.filter(pk=self.run.pk).values_list("error", flat=True).first()
+            raise SyncTakenOver(f"sync #{self.run.pk} stopped: {taken or 'it is no longer running'}")
+        self.run.heartbeat_at = now
+        for name, value in checkpoint.items():
+            setattr(self.run, name, value)
+
+
+def _taken_over(run: SyncRun, exc: SyncTakenOver, client: CarrierClient | None) -> SyncRun:
+    log.warning("%s sync #%s of provider %s: %s", run.kind, run.pk, run.provider_id, exc.message)
+    run.refresh_from_db()
     return run
 
 
@@ -135,14 +184,17 @@ def _stage_row(record: DeviceRecord, *, page: int, provider_id: int, run_id: int
 
 
 def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress: ProgressCallback | None = None,
-                client: CarrierClient | None = None) -> SyncRun:
+                client: CarrierClient | None = None, background: bool = False) -> SyncRun:
     """Read the carrier's SIMs into staging, then merge them into Device in one transaction.
 
     full=None decides: a full sync when there has been none or the last full one is older than
     DEVICE_FULL_SYNC_DAYS (default 7), else incremental from the last watermark. A full sync
     also marks SIMs the carrier no longer reports as missing. Any failure before or during the
-    merge leaves Device exactly as it was; the run records why. `client` is for tests
-    (short timeouts); by default the account's own client is built and closed here.
+    merge leaves Device exactly as it was; the run records why. Staging is committed in chunks
+    with a checkpoint (the last page staged): a sync that stopped part-way (its worker died, or
+    the carrier failed) in the last RESUME_WITHIN is resumed by the next one, from the page
+    after its checkpoint, with the same modifiedSince. `client` is for tests (short timeouts);
+    by default the account's own client is built and closed here.
     """
     started = time.monotonic()
     watermark = selectors.device_sync_watermark(provider=provider)
@@ -151,7 +203,8 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
     is_full = True if full else (watermark is None or (full is None and due))
     kind = SyncKind.FULL if is_full else SyncKind.INCREMENTAL
     since = FULL_SYNC_SINCE if is_full else watermark
-    run = _run_start(provider=provider, kind=kind, modified_since=since, exclusive_kinds=selectors.DEVICE_SYNC_KINDS)
+    run = _run_start(provider=provider, kind=kind, modified_since=since, exclusive_kinds=selectors.DEVICE_SYNC_KINDS,
+                     background=background)
     if run.status == SyncStatus.FAILED:
         return run
     own_client = client is None
@@ -162,6 +215,8 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
     try:
         return _device_sync_run(run=run, provider=provider, client=client, since=since, progress=progress,
                                 started=started)
+    except SyncTakenOver as exc:
+        return _taken_over(run, exc, client)
     except (CarrierError, ApplicationError) as exc:
         _forget_merge(run)
         failed = _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
@@ -184,20 +239,68 @@ def _forget_merge(run: SyncRun) -> None:
     run.merge_seconds = None
 
 
+def _device_sync_resumable(*, run: SyncRun, since: dt.datetime) -> SyncRun | None:
+    """The device sync this one continues: the newest one of the account, started within RESUME_WITHIN and
+    after the last successful one, that stopped with SIMs staged, and read at least what this one must
+    (its modifiedSince is not later than ours)."""
+    latest_ok = selectors.sync_run_latest(provider=run.provider)
+    stopped = (SyncRun.objects.filter(provider_id=run.provider_id, kind__in=list(selectors.DEVICE_SYNC_KINDS),
+                                      status=SyncStatus.FAILED, checkpoint_page__gt=0,
+                                      started_at__gte=run.started_at - RESUME_WITHIN, started_at__lt=run.started_at)
+               .exclude(pk=run.pk).order_by("-started_at").first())
+    if stopped is None or (latest_ok is not None and latest_ok.started_at > stopped.started_at):
+        return None
+    if stopped.modified_since is None or stopped.modified_since > since:
+        return None
+    if not DeviceStaging.objects.filter(sync_run=stopped).exists():
+        return None
+    return stopped
+
+
+def _origin_started_at(run: SyncRun) -> dt.datetime:
+    """When the first sync of a resumed chain started: the watermark must not pass it."""
+    seen = {run.pk}
+    while run.resumed_from_id is not None and run.resumed_from_id not in seen:
+        seen.add(run.resumed_from_id)
+        run = SyncRun.objects.get(pk=run.resumed_from_id)
+    return run.started_at
+
+
 def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: CarrierClient, since: dt.datetime,
                      progress: ProgressCallback | None, started: float) -> SyncRun:
     rate_plans = set(RatePlan.objects.filter(provider=provider).values_list("code", flat=True))
-    staging.staging_clear(provider_id=provider.pk)
+    beat = _Beat(run)
     buffer: dict[str, tuple] = {}
     bad_iccids: list[dict] = []
     bad_iccid_count = received = 0
-
-    def flush() -> None:
+    first_page = 1
+    resumed = _device_sync_resumable(run=run, since=since)
+    if resumed is not None:
+        # Continue the stopped sync: its staged SIMs become ours and paging goes on after its checkpoint,
+        # with its modifiedSince and kind (a full sync resumed stays full).
+        since, first_page = resumed.modified_since, resumed.checkpoint_page + 1
+        received, bad_iccid_count, bad_iccids = resumed.devices_seen - resumed.rejected, resumed.rejected, list(resumed.rejects)
         with transaction.atomic():
+            DeviceStaging.objects.filter(sync_run=resumed).update(sync_run=run)
+            run.kind, run.modified_since, run.resumed_from = resumed.kind, since, resumed
+            run.pages, run.checkpoint_page = resumed.checkpoint_page, resumed.checkpoint_page
+            run.save(update_fields=["kind", "modified_since", "resumed_from", "pages", "checkpoint_page"])
+        log.info("device sync #%s of provider %s resumes sync #%s after page %s", run.pk, provider.pk, resumed.pk,
+                 resumed.checkpoint_page)
+    else:
+        staging.staging_clear(provider_id=provider.pk)
+
+    def flush(page: int) -> None:
+        # The checkpoint and the rows it covers commit together, and only while this run owns its claim.
+        with transaction.atomic():
+            beat(force=True, checkpoint_page=page, pages=run.pages, devices_seen=received + bad_iccid_count,
+                 rejected=bad_iccid_count, rejects=bad_iccids)
             staging.staging_write(rows=list(buffer.values()))
         buffer.clear()
 
-    for page in client.iter_device_pages(modified_since=since):
+    page_number = first_page - 1
+    for page in client.iter_device_pages(modified_since=since, first_page=first_page):
+        page_number = page.page_number
         for record in page.devices:
             row, reason = _stage_row(record, page=page.page_number, provider_id=provider.pk, run_id=run.pk,
                                      rate_plans=rate_plans)
@@ -212,12 +315,14 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
             buffer[row[2]] = row
         run.pages += 1
         if len(buffer) >= STAGING_BATCH_ROWS:
-            flush()
+            flush(page.page_number)
+        else:
+            beat()
         if progress:
             progress(SyncProgress(kind="devices", done=run.pages, total=None, seen=received + bad_iccid_count,
                                   retries=client.stats.retries))
-    flush()
-    customer_problems = _customers_read(run=run, client=client, progress=progress)
+    flush(page_number)
+    customer_problems = _customers_read(run=run, client=client, progress=progress, beat=beat)
 
     staged, staged_rejects = staging.staging_counts(run_id=run.pk)
     run.duplicates = received - staged
@@ -231,13 +336,15 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
     # Rejected SIMs (e.g. on a plan not yet in the catalogue) must be read again once the
     # cause is fixed, and an incremental sync only lists what changed since the watermark:
     # so a run with rejects keeps the old watermark too (until the next full sync at the latest).
-    run.watermark = (run.started_at - WATERMARK_OVERLAP) if consistent and not run.rejected else since
+    # A resumed run's window began when the first run of its chain started.
+    run.watermark = (_origin_started_at(run) - WATERMARK_OVERLAP) if consistent and not run.rejected else since
     _record_client_stats(run, client)
 
     merge_started = time.monotonic()
     now = timezone.now()
     with transaction.atomic():
         ServiceProvider.objects.select_for_update().filter(pk=provider.pk).first()
+        beat(force=True)
         counts = staging.staging_merge(provider_id=provider.pk, run_id=run.pk, now=now,
                                        mark_missing=run.kind == SyncKind.FULL and consistent,
                                        all_listed_changed=run.kind == SyncKind.INCREMENTAL)
@@ -263,7 +370,7 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
     return run
 
 
-def _customers_read(*, run: SyncRun, client: CarrierClient, progress: ProgressCallback | None) -> str:
+def _customers_read(*, run: SyncRun, client: CarrierClient, progress: ProgressCallback | None, beat) -> str:
     """The customer of each staged SIM that needs it (new, changed, never read), from Get Device Details, onto
     staging. A SIM whose details call failed keeps its last known customer and is read again next time; an
     error about the account (credentials, carrier down) fails the sync like a failed device page.
@@ -284,6 +391,7 @@ def _customers_read(*, run: SyncRun, client: CarrierClient, progress: ProgressCa
         else:
             found[iccid] = answer.customer[:200]
         done = len(found) + len(failed)
+        beat()
         if progress and (done % every == 0 or done == len(iccids)):
             progress(SyncProgress(kind="customers", done=done, total=len(iccids), seen=done,
                                   retries=client.stats.retries))
@@ -341,19 +449,24 @@ def _device_sync_emails(*, run: SyncRun, provider: ServiceProvider) -> None:
 
 def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None,
                progress: ProgressCallback | None = None, client: CarrierClient | None = None,
-               statuses: Iterable[str] | None = None) -> SyncRun:
+               statuses: Iterable[str] | None = None, fresh_since: dt.datetime | None = None,
+               background: bool = False) -> SyncRun:
     """Cycle-to-date usage of the account's SIMs into DeviceUsage for the current billing period.
 
     One ctdUsages call per SIM (Control Center v1 has no bulk usage call that covers pooled
     plans), under the account's token bucket and concurrency cap. Only SIMs with a status in
     `statuses` are asked about (default None: the SIMs the carrier bills this cycle, see
-    models.billed_in_cycle). A SIM whose
+    models.billed_in_cycle). A SIM whose usage row of this period was stored at or after
+    `fresh_since` is not asked again (a top-up); nor, after a usage sync of the period that
+    stopped part-way in the last RESUME_WITHIN, is one it already stored (a resume). A SIM whose
     call failed is asked again up to USAGE_RETRY_ROUNDS times; the rest are listed in `rejects`.
-    All rows are written in one transaction at the end, so a failed run leaves DeviceUsage as it was.
+    Rows are committed every USAGE_CHUNK_ROWS answers: each is a whole carrier measurement, so a
+    run that stops keeps what it measured and every row stored before it stays intact.
     """
     started = time.monotonic()
     statuses = None if statuses is None else list(statuses)
-    run = _run_start(provider=provider, kind=SyncKind.USAGE, modified_since=None, exclusive_kinds=[SyncKind.USAGE])
+    run = _run_start(provider=provider, kind=SyncKind.USAGE, modified_since=None, exclusive_kinds=[SyncKind.USAGE],
+                     background=background)
     if run.status == SyncStatus.FAILED:
         return run
     now = timezone.now()
@@ -368,32 +481,73 @@ def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None
         return _run_fail(run, exc.message, started=started)
     try:
         return _usage_sync_run(run=run, provider=provider, period=period, client=client, statuses=statuses,
-                               progress=progress, started=started)
+                               progress=progress, started=started, fresh_since=fresh_since)
+    except SyncTakenOver as exc:
+        return _taken_over(run, exc, client)
     except (CarrierError, ApplicationError) as exc:
-        failed = _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
+        failed = _run_fail(run, f"{exc.message} {_usage_kept(run)}", started=started, client=client)
         carrier_error_alert(provider=provider, exc=exc, doing=f"syncing usage (sync #{run.pk})")
         return failed
     except Exception as exc:
-        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. DeviceUsage unchanged.", started=started, client=client)
+        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. {_usage_kept(run)}", started=started, client=client)
         raise
     finally:
         if own_client:
             client.close()
 
 
+def _usage_kept(run: SyncRun) -> str:
+    kept = getattr(run, "usage_rows_committed", 0)
+    if not kept:
+        return "DeviceUsage unchanged."
+    return (f"{kept:,} usage rows committed before it are kept (whole carrier answers); the next usage sync "
+            f"resumes after them.")
+
+
+def _usage_resume_since(*, run: SyncRun) -> dt.datetime | None:
+    """The start of the usage sync this one continues (it stopped part-way in the last RESUME_WITHIN, after the
+    last successful one): rows it stored carry that time, and are not asked for again."""
+    latest_ok = selectors.sync_run_latest(provider=run.provider, kinds=[SyncKind.USAGE])
+    stopped = (SyncRun.objects.filter(provider_id=run.provider_id, kind=SyncKind.USAGE, status=SyncStatus.FAILED,
+                                      started_at__gte=run.started_at - RESUME_WITHIN, started_at__lt=run.started_at)
+               .exclude(pk=run.pk).order_by("-started_at").first())
+    if stopped is None or (latest_ok is not None and latest_ok.started_at > stopped.started_at):
+        return None
+    return stopped.started_at
+
+
 def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingPeriod, client: CarrierClient,
-                    statuses: list[str] | None, progress: ProgressCallback | None, started: float) -> SyncRun:
+                    statuses: list[str] | None, progress: ProgressCallback | None, started: float,
+                    fresh_since: dt.datetime | None) -> SyncRun:
+    beat = _Beat(run)
     devices = selectors.usage_sync_devices(provider=provider, statuses=statuses or USAGE_STATUSES,
                                            cycle_start=period.starts_at() if statuses is None else None)
-    by_iccid = {iccid: (pk, status) for pk, iccid, status in devices}
-    run.skipped = provider.devices.filter(missing_since__isnull=True).count() - len(devices)
+    resume_since = _usage_resume_since(run=run)
+    if resume_since is not None:
+        stopped = SyncRun.objects.filter(provider=provider, kind=SyncKind.USAGE, started_at=resume_since).first()
+        run.resumed_from = stopped
+        run.save(update_fields=["resumed_from"])
+    skip_since = min((t for t in (fresh_since, resume_since) if t is not None), default=None)
+    fresh = selectors.usage_stored_since(provider=provider, period=period, since=skip_since) if skip_since else set()
+    by_iccid = {iccid: (pk, status) for pk, iccid, status in devices if pk not in fresh}
+    run.skipped = provider.devices.filter(missing_since__isnull=True).count() - len(by_iccid)
     period_start, period_end = period.starts_at(), period.ends_at()
     rows: list[tuple] = []
     failed: dict[str, str] = {}
-    every = max(1, len(devices) // 200)
+    every = max(1, len(by_iccid) // 200)
+    before = selectors.usage_rows_count(provider=provider, period=period)
+    stored = 0
     # The stamp says which sync stored the row: a session prices only usage of its cycle stored
     # by a sync no older than USAGE_MAX_AGE_HOURS (the carrier's measurement time is usage_date).
     stamp = run.started_at
+
+    def flush() -> None:
+        nonlocal stored
+        with transaction.atomic():
+            beat(force=True)
+            staging.usage_write(rows=rows[stored:])
+        stored = run.usage_rows_committed = len(rows)
+
     # A SIM whose call failed is asked again (after every other SIM), USAGE_RETRY_ROUNDS more times;
     # only what still fails is reported, by ICCID, and that SIM has no usage this cycle until a later sync.
     ask: Iterable[str] = by_iccid
@@ -414,9 +568,12 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
                                          period_start=period_start, period_end=period_end, now=answer.measured_at)
                 rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
                              answer.measured_at, stamp))
+                if len(rows) - stored >= USAGE_CHUNK_ROWS:
+                    flush()
+            beat()
             done = len(rows) + len(failed)
-            if progress and (done % every == 0 or done == len(devices)):
-                progress(SyncProgress(kind="usage", done=done, total=len(devices), seen=done,
+            if progress and (done % every == 0 or done == len(by_iccid)):
+                progress(SyncProgress(kind="usage", done=done, total=len(by_iccid), seen=done,
                                       retries=client.stats.retries))
         if not failed:
             break
@@ -436,8 +593,8 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
 
     merge_started = time.monotonic()
     with transaction.atomic():
-        before = selectors.usage_rows_count(provider=provider, period=period)
-        staging.usage_write(rows=rows)
+        beat(force=True)
+        staging.usage_write(rows=rows[stored:])
         run.inserted = selectors.usage_rows_count(provider=provider, period=period) - before
         run.updated = len(rows) - run.inserted
         run.status = SyncStatus.SUCCEEDED

@@ -12,3 +12,7 @@ device_sync_completed = Signal()
 # receiver returns None, or why this account must not be synced now (a sentence for SyncRun.error):
 # then the sync is recorded as failed with that reason and nothing is read or changed.
 device_sync_starting = Signal()
+
+# Sent after the transaction of a successful final usage sync commits, with sender=SyncRun and keyword arguments
+# sync_run, provider and period (the ended BillingPeriod whose DeviceUsage rows gained final usage).
+final_usage_synced = Signal()

@@ -194,3 +194,52 @@ class DeviceAssignment(models.Model):
 
     def __str__(self):
         return f"{self.iccid}: {self.current_plan_id} -> {self.recommended_plan_id}"
+
+
+class RunRealized(models.Model):
+    """What a run's recommendation actually saved, once its cycle ended and the carrier reported final usage.
+
+    The cycle priced by the cost model with each SIM's final usage, twice: on the plans the SIMs really had at
+    the cycle's end (after) and on the plans they had when the run read them (before). Only SIMs with final usage
+    and a known plan both times are priced; the others are counted and listed as missing, never priced as 0.
+    Projection error: the run's projected usage against the final usage of the same SIMs. Computed by
+    optimizer.realized.realized_compute; computed again after every final usage sync of the cycle."""
+
+    run = models.OneToOneField(OptimizationRun, on_delete=models.CASCADE, related_name="realized")
+    computed_at = models.DateTimeField(auto_now=True)
+    final_synced_at = models.DateTimeField(null=True, blank=True, help_text="The latest final usage read it used.")
+    sims = models.PositiveIntegerField(default=0, help_text="SIMs of the run.")
+    priced = models.PositiveIntegerField(default=0, help_text="SIMs priced with final usage.")
+    missing = models.PositiveIntegerField(default=0, help_text="SIMs without final usage or without a known plan.")
+    missing_sims = models.JSONField(default=list, blank=True, help_text="[{iccid, reason}], the first 1,000.")
+    cost_before = models.DecimalField(**MONEY, help_text="Final usage on the plans at the time of the run.")
+    cost_after = models.DecimalField(**MONEY, help_text="Final usage on the plans at the cycle's end.")
+    projected_savings = models.DecimalField(
+        **MONEY, null=True, blank=True, help_text="What the run projected its recommendation saves, for the same SIMs.")
+    projected_mb = models.DecimalField(max_digits=18, decimal_places=3, default=0,
+                                       help_text="Projected usage of the priced SIMs the run had usage for.")
+    final_mb = models.DecimalField(max_digits=18, decimal_places=3, default=0,
+                                   help_text="Final usage of the same SIMs.")
+    compared = models.PositiveIntegerField(default=0, help_text="SIMs in projected_mb / final_mb.")
+    abs_error_mb = models.DecimalField(max_digits=18, decimal_places=3, default=0,
+                                       help_text="Sum over those SIMs of |projected - final|.")
+    recommended_changes = models.PositiveIntegerField(default=0)
+    changes_made = models.PositiveIntegerField(default=0, help_text="SIMs on another plan at the cycle's end than at the run.")
+    changes_followed = models.PositiveIntegerField(default=0, help_text="Recommended changes in place at the cycle's end.")
+    groups = models.JSONField(default=list, blank=True, help_text="The same figures per communication group.")
+
+    class Meta:
+        verbose_name_plural = "realized savings"
+
+    def __str__(self):
+        return f"Realized savings of run {self.run_id}"
+
+    @property
+    def figures(self) -> CostFigures:
+        """savings = cost_before - cost_after: what the plans at the cycle's end saved on the final usage."""
+        return CostFigures(self.cost_before, self.cost_after)
+
+    @property
+    def projection_error(self):
+        """(projected - final) / final over the compared SIMs (None without final usage)."""
+        return (self.projected_mb - self.final_mb) / self.final_mb if self.final_mb else None

@@ -54,12 +54,15 @@ class Integration(models.TextChoices):
 
 
 JASPER_FAMILY = frozenset({Integration.JASPER, Integration.POD19, Integration.TMOBILE_JASPER, Integration.ROGERS})
+NOT_SYNCABLE_INTEGRATIONS = frozenset({Integration.TELEGENCE, Integration.THINGSPACE})
+# What an account may be given (the API's input enum): the integrations carrieropt can sync.
+SYNCABLE_INTEGRATION_CHOICES = [(value, label) for value, label in Integration.choices if value in JASPER_FAMILY]
 
 
 def validate_syncable_integration(value: str) -> None:
     """Only integrations carrieropt can sync may be chosen: for the others no SIM or usage would ever arrive,
     so an account of theirs could never be optimized. (Stored accounts of them stay readable.)"""
-    if value in (Integration.TELEGENCE, Integration.THINGSPACE):
+    if value in NOT_SYNCABLE_INTEGRATIONS:
         raise ValidationError(
             f"{value} accounts cannot be synced by carrieropt yet, so optimization is not available for them; "
             f"choose one of the Jasper family (Jasper, POD19, TMobileJasper, Rogers).")

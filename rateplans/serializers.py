@@ -1,11 +1,18 @@
 """API input and output shapes of the catalogue: carrier accounts, rate plans, communication plans."""
 from __future__ import annotations
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from carrieropt.api.base import StrictInput
-from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
+from rateplans.models import (
+    SYNCABLE_INTEGRATION_CHOICES,
+    CommunicationPlan,
+    RatePlan,
+    ServiceProvider,
+    validate_syncable_integration,
+)
 
 PROVIDER_FIELDS = [
     "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "billing_cycle_end_day",
@@ -43,7 +50,23 @@ class ProviderOut(serializers.ModelSerializer):
         return obj.has_api_key
 
 
+class SyncableIntegrationField(serializers.ChoiceField):
+    """The integrations an account may be given: the schema's enum lists only those carrieropt can sync
+    (stored accounts of the others stay readable, so the output enum has them all)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=SYNCABLE_INTEGRATION_CHOICES, **kwargs)
+
+    def to_internal_value(self, data):
+        try:
+            validate_syncable_integration(data)  # a known one that cannot be synced: say why, not just "not a choice"
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages)
+        return super().to_internal_value(data)
+
+
 class ProviderCreateIn(StrictInput, serializers.ModelSerializer):
+    integration = SyncableIntegrationField(required=False)
     api_key = serializers.CharField(write_only=True, max_length=300, trim_whitespace=True)
 
     class Meta:
@@ -56,6 +79,7 @@ class ProviderCreateIn(StrictInput, serializers.ModelSerializer):
 
 
 class ProviderUpdateIn(StrictInput, serializers.ModelSerializer):
+    integration = SyncableIntegrationField(required=False)
     api_key = serializers.CharField(write_only=True, max_length=300, required=False, allow_blank=True,
                                     help_text="Blank or absent keeps the stored key.")
 

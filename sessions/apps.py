@@ -14,6 +14,9 @@ class OptSessionsConfig(AppConfig):
          "re-queue expired work, fail sessions past their deadline"),
         ("carrieropt: deliver AMOP events", "sessions.tasks.deliver_events", 1,
          "retry webhook deliveries that are due"),
+        ("carrieropt: final usage of ended cycles", "sessions.tasks.final_usage_check", 60,
+         "read the final usage of each account's last ended cycle (FINAL_USAGE_DELAY_HOURS after its end) and "
+         "compute the realized savings of its sessions"),
     ]
 
     def ready(self):

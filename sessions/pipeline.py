@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
 from carrieropt.tasks import enqueue_on_commit
+from optimizer import selectors as optimizer_selectors
 from optimizer import services as optimizer_services
 from optimizer.models import GroupStatus
 from sessions.events import event_record
@@ -134,7 +135,11 @@ def stage_sync(session_id: int) -> None:
         if device_run.status != "succeeded":
             session_fail(session_id=session_id, message=f"Device sync failed: {device_run.error}")
             return
-        usage_run = device_services.usage_sync(provider=session.provider, period=session.billing_period, progress=heartbeat)
+        # A top-up: SIMs whose usage this cycle is fresh enough for this run (stored by the daily background
+        # sync, or by this session's own sync before its worker died) are not asked again.
+        usage_run = device_services.usage_sync(provider=session.provider, period=session.billing_period,
+                                               progress=heartbeat,
+                                               fresh_since=optimizer_selectors.usage_fresh_since(run=session.run))
         if usage_run.status != "succeeded":
             session_fail(session_id=session_id, message=f"Usage sync failed: {usage_run.error}")
             return

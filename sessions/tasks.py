@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from carrieropt.errors import ApplicationError
 from optimizer import services as optimizer_services
-from sessions import pipeline, watchdog, webhooks, windows
+from sessions import pipeline, realized, watchdog, webhooks, windows
 from sessions.models import OptimizationSession
 from sessions.services import session_fail
 
@@ -38,3 +38,7 @@ def watchdog_run() -> None:
 def window_check() -> None:
     windows.windows_check()
 
+
+
+def final_usage_check() -> int:
+    return len(realized.final_usage_check())

@@ -40,7 +40,8 @@ ERROR_CODES = {
     "400": "Invalid input: `error.fields` says which field and why.",
     "401": "No or invalid credentials.",
     "403": "Authenticated but not allowed.",
-    "404": "Not found, or belongs to another tenant.",
+    "404": "Not found, or belongs to another tenant: the row the path names, or one the body names "
+           "(`error.fields` says which).",
 }
 # Writes can also clash with what is stored (a name already taken, a session already running).
 WRITE_ERROR_CODES = {"409": "Conflicts with a stored row: `error.fields` says which field."}

@@ -51,6 +51,18 @@ ACCOUNT_ID = "100020620"
 MAX_EFFECTIVE_DAYS = 180
 FAULT_KINDS = ("500", "429", "timeout", "malformed")  # "429" is throttling, answered as throttle_status says
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+# How SIMs spread their usage over a cycle (SimulatedCarrier.usage_trend): per SIM and cycle a trend within
+# +-USAGE_TREND_SPREAD around its communication plan's lean (video back-loaded, fleet tracking front-loaded).
+USAGE_TREND_SPREAD = 0.5
+USAGE_TREND_LEAN = {"CP-Telemetry-Low": 0.0, "CP-Fleet-Standard": -0.15, "CP-Video-High": 0.3}
+
+
+def _mix64(value: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit integer from any integer (deterministic, no RNG state)."""
+    z = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
 
 
 @dataclass
@@ -80,6 +92,7 @@ class Faults:
     script: deque[str] = field(default_factory=deque)
     # ctdUsages of these ICCIDs is refused (HTTP 400, errorCode 10000013: about that SIM) every time, or only the
     # first time it is asked: a carrier whose usage service has no record of some SIMs, or stumbles on a few.
+    # A SIM in usage_refused has no usage of any cycle: usageInZone refuses it too and /usages does not list it.
     usage_refused: frozenset[str] = frozenset()
     usage_refused_once: set[str] = field(default_factory=set)
     # Get Device Details of these ICCIDs is refused (HTTP 400, errorCode 10000013: about that SIM).
@@ -196,6 +209,9 @@ class SimulatedCarrier:
         self._order_dates = [self.date_updated[i] for i in self._order]
         self._last_touch = max(self._order_dates, default=self.started_at)
         self._tz = zoneinfo.ZoneInfo(demo_fleet.DEMO_TIMEZONE)
+        # index -> [(epoch ms of a rate plan change, the plan before it)], oldest first: what plan a SIM had at the
+        # end of an earlier cycle (the plan the carrier bills that cycle's usage on).
+        self._plan_log: dict[int, list[tuple[int, str]]] = {}
 
     # -- state ------------------------------------------------------------------------------------
     def _touch(self, i: int) -> None:
@@ -219,8 +235,13 @@ class SimulatedCarrier:
         else:
             self.status[i] = "DEACTIVATED"
         self._touch(i)
+        self._log_plan(i, old)
         self.changes.append({"iccid": self.iccids[i], "source": reason, "from": old, "to": self.rate_plan[i],
                              "status": self.status[i], "effectiveDate": None, "at": carrier_date(self.date_updated[i])})
+
+    def _log_plan(self, i: int, before: str) -> None:
+        if self.rate_plan[i] != before:
+            self._plan_log.setdefault(i, []).append((self.date_updated[i], before))
 
     def churn(self, n: int) -> list[str]:
         """Change n random SIMs now (a rate plan or a deactivation), as a carrier portal user would."""
@@ -236,7 +257,13 @@ class SimulatedCarrier:
         return [self.iccids[i] for i in picked]
 
     def ctd_bytes(self, iccid: str, *, at: float | None = None) -> int:
-        """Cycle-to-date bytes: the SIM's cycle usage times the elapsed share of the demo cycle (as seed_demo)."""
+        """Cycle-to-date bytes: the SIM's cycle usage times its usage curve at the elapsed share of the demo cycle.
+
+        Real SIMs do not use data evenly through a cycle: each SIM's curve in each cycle is
+        f * (1 - t * (1 - f)) of its cycle usage at the elapsed share f, with a trend t (usage_trend) drawn per
+        SIM and cycle. So usage projected from cycle to date (linearly, as the legacy did) misses the final usage
+        the carrier bills, as on a real account; at the cycle's end the curve reaches the whole cycle usage.
+        """
         i = self.index[iccid]
         now = self.clock() if at is None else at
         local = dt.datetime.fromtimestamp(now, self._tz)
@@ -244,7 +271,23 @@ class SimulatedCarrier:
         starts = dt.datetime.combine(start, dt.time.min, tzinfo=self._tz)
         ends = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=self._tz)
         fraction = min(1.0, max(1e-6, (local - starts) / (ends - starts)))
-        return math.floor(self.cycle_usage_mb[i] * fraction * BYTES_PER_MB)
+        curve = fraction * (1 - self.usage_trend(i, start) * (1 - fraction))
+        return math.floor(self.cycle_usage_mb[i] * curve * BYTES_PER_MB)
+
+    def usage_trend(self, i: int, cycle_start: dt.date) -> float:
+        """SIM i's usage trend in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more late in the
+        cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: the
+        communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
+        mixed = _mix64((self.seed * 1_000_003 + i) * 1_000_033 + cycle_start.toordinal())
+        spread = (mixed / 2**64 * 2 - 1) * USAGE_TREND_SPREAD
+        return max(-0.95, min(0.95, USAGE_TREND_LEAN.get(self.comm_plan[i], 0.0) + spread))
+
+    def plan_at(self, i: int, moment_ms: int) -> str:
+        """SIM i's rate plan at `moment_ms` (epoch ms): the plan before the first change after it, else the current."""
+        for changed_ms, before in self._plan_log.get(i, ()):
+            if changed_ms > moment_ms:
+                return before
+        return self.rate_plan[i]
 
     def device(self, iccid: str) -> dict:
         with self._lock:
@@ -405,11 +448,26 @@ class SimulatedCarrier:
             starts.append(cycle_bounds(day_before, demo_fleet.DEMO_CYCLE_END_DAY)[0])
         return starts
 
+    def _cycle_end_ms(self, start: dt.date) -> int:
+        """The instant (epoch ms) the cycle starting `start` ends: midnight after its last day, account time."""
+        end = cycle_bounds(start, demo_fleet.DEMO_CYCLE_END_DAY)[1]
+        return epoch_ms_at_or_after(dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=self._tz))
+
     def _cycle_bytes(self, i: int, start: dt.date) -> int:
         """A SIM's bytes in the cycle starting `start`: cycle to date for the current one, the full cycle before."""
         if start == self._cycle_starts(1)[0]:
             return self.ctd_bytes(self.iccids[i])
         return math.floor(self.cycle_usage_mb[i] * BYTES_PER_MB)
+
+    def _cycle_plan(self, i: int, start: dt.date) -> str:
+        """The plan a cycle's usage is billed on: the current plan now, the plan at its end for an ended cycle."""
+        if start == self._cycle_starts(1)[0]:
+            return self.rate_plan[i]
+        return self.plan_at(i, self._cycle_end_ms(start) - 1)
+
+    def _usage_missing(self, iccid: str) -> bool:
+        """The carrier's usage service has no record of this SIM (every usage call about it fails)."""
+        return iccid in self.faults.usage_refused or iccid in self.usage_unavailable
 
     def _paging(self, query: dict) -> tuple[int, int] | SimResponse:
         try:
@@ -487,7 +545,10 @@ class SimulatedCarrier:
         if isinstance(paging, SimResponse):
             return paging
         size, number = paging
-        on_plan = [i for i in range(self.sims) if self.rate_plan[i] == name]
+        # SIMs billed on the plan in that cycle (for an ended cycle: on it at the cycle's end); a SIM the usage
+        # service has no record of is not listed.
+        on_plan = [i for i in range(self.sims) if self._cycle_plan(i, start) == name
+                   and not self._usage_missing(self.iccids[i])]
         chosen = on_plan[(number - 1) * size:number * size]
         return _json(200, {
             # Response field names are unconfirmed: the page's answer table is not in the docs corpus.
@@ -514,7 +575,9 @@ class SimulatedCarrier:
             if start not in starts:
                 return _error(400, "missing_parameter", f"cycleStartDate {start} is not the start of one of the "
                                                         f"last three billing cycles ({', '.join(map(str, starts))}).")
-        plan = self.rate_plan[i]
+        if self._usage_missing(self.iccids[i]):
+            return _error(400, "invalid_value", f"Usage of {self.iccids[i]} is not available")
+        plan = self._cycle_plan(i, start)
         if query.get("ratePlan") and query["ratePlan"] != plan:
             usage = {}
         else:
@@ -671,6 +734,7 @@ class SimulatedCarrier:
         if other:
             self.fields.setdefault(i, {}).update(other)
         self._touch(i)
+        self._log_plan(i, old)
         self.changes.append({"iccid": self.iccids[i], "source": source, "from": old, "to": self.rate_plan[i],
                              "status": self.status[i], "effectiveDate": effective, "edits": dict(edits),
                              "at": carrier_date(self.date_updated[i])})

@@ -1,4 +1,5 @@
 """Pure numpy optimizer engine (no Django): cost model, legacy strategies, certified solver, offline file I/O."""
+from .budget import Frontier, FrontierPoint, frontier, solve_budgeted
 from .certified import lagrangian_bound, solve_certified
 from .figures import CostFigures
 from .files import FileFormatError
@@ -25,6 +26,8 @@ __all__ = [
     "CatalogueError",
     "CostFigures",
     "FileFormatError",
+    "Frontier",
+    "FrontierPoint",
     "Group",
     "GroupAnswer",
     "LegacyBest",
@@ -36,6 +39,7 @@ __all__ = [
     "baseline_assignment",
     "choose_winner",
     "current_plans_compete",
+    "frontier",
     "group_skip_reason",
     "lagrangian_bound",
     "legacy_evaluate_sequences",
@@ -43,6 +47,7 @@ __all__ = [
     "price",
     "rate_pool_sequences",
     "sim_costs",
+    "solve_budgeted",
     "solve_certified",
     "solve_legacy",
     "solve_per_group",

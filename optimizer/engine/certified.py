@@ -43,6 +43,9 @@ class GroupResult:
     plan: np.ndarray  # catalogue plan index per SIM, SIMs in ascending usage order
     bound: float
     how: str
+    # The bound's multiplier per catalogue plan (NaN for plans without one: not pooled, not in the group,
+    # or a group solved without the dual); a change budget's bound starts from them.
+    multipliers: np.ndarray | None = None
 
 
 # --------------------------------------------------------------------------- per-SIM costs of individual plans
@@ -910,7 +913,9 @@ def solve_group(
     plan[pooled_sims] = linear[choice[pooled_sims]]
     if marg is not None:
         plan[~pooled_sims] = marg[~pooled_sims]
-    return GroupResult(plan, bound, "certified")
+    multipliers = np.full(t.K.shape[0], np.nan)
+    multipliers[linear] = np.clip(lam, 0.0, s)
+    return GroupResult(plan, bound, "certified", multipliers)
 
 
 # --------------------------------------------------------------------------- whole problem
@@ -966,7 +971,7 @@ def solve_certified(
             current_competes=current_plans_compete(current[mov], plans),
         )
         return GroupAnswer(win.candidate.assignment, win.candidate.strategy, win.candidate.sequence,
-                           bound=min(res.bound, win.cost))
+                           bound=min(res.bound, win.cost), multipliers=res.multipliers)
 
     return solve_per_group(problem, solve_one, method="certified", max_plans=max_plans, bounded=True, progress=progress)
 
@@ -991,6 +996,7 @@ def _solve_pool_scopes(problem: Problem, *, progress, max_plans, exact_limit) ->
     assignment = cur.astype(np.int64).copy()
     bound = 0.0
     done = 0
+    multipliers = np.full((starts.size - 1, problem.n_plans), np.nan)
     for k in range(starts.size - 1):
         members = by_pool[starts[k] : starts[k + 1]]
         if members.size == 0:
@@ -1021,6 +1027,8 @@ def _solve_pool_scopes(problem: Problem, *, progress, max_plans, exact_limit) ->
             if kept <= cost:
                 answer, cost = cur[members].astype(np.int64), kept
         assignment[members] = answer
+        if res.multipliers is not None:
+            multipliers[k] = res.multipliers
         bound += min(res.bound, cost)
         done += members.size
         if progress is not None:
@@ -1046,6 +1054,7 @@ def _solve_pool_scopes(problem: Problem, *, progress, max_plans, exact_limit) ->
         winning_sequence=(None,) * G,
         notes=notes,
         changes=count_changes(problem, assignment),
+        multipliers=multipliers,
     )
 
 

@@ -91,6 +91,8 @@ class PlansFile:
     charge_type: str
     currency: str
     groups: dict[str, list[str]] | None
+    # "objective": {"max_changes": K}: at most K SIMs may change plan (None: no budget).
+    max_changes: int | None = None
 
 
 def _number(value, *, file, line, field) -> float:
@@ -222,7 +224,23 @@ def read_plans(path) -> PlansFile:
                 )
             clean[str(name)] = [x.strip() for x in plan_list]
         groups = clean
-    return PlansFile(path, catalogue, billing, charge_type, currency, groups)
+    max_changes = None
+    objective = doc.get("objective")
+    if objective is not None:
+        ol = top_line("objective")
+        if not isinstance(objective, dict):
+            raise FileFormatError(file=path, line=ol, field="objective", message='must be an object, e.g. {"max_changes": 500}')
+        unknown = sorted(set(objective) - {"max_changes"})
+        if unknown:
+            raise FileFormatError(file=path, line=ol, field=f"objective.{unknown[0]}",
+                                  message="unknown objective field (known: max_changes)")
+        if "max_changes" in objective:
+            k = objective["max_changes"]
+            if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+                raise FileFormatError(file=path, line=ol, field="objective.max_changes",
+                                      message=f"must be a whole number >= 0 (SIMs that may change plan), got {k!r}")
+            max_changes = int(k)
+    return PlansFile(path, catalogue, billing, charge_type, currency, groups, max_changes)
 
 
 # --------------------------------------------------------------------------- devices.csv
@@ -352,6 +370,9 @@ def read_devices(plans: PlansFile, path, *, chunk_rows: int = 65_536, progress=N
                     current = plan_index.get(pid, -2)
                     if current == -2:
                         fail(line, "current_plan", f"unknown rate plan {pid!r} (not in {Path(plans.path).name})", iccid)
+            if current < 0 and plans.max_changes is not None:
+                fail(line, "current_plan", f"required: {Path(plans.path).name} sets objective.max_changes, "
+                     "and a change is counted against the current plan", iccid)
             if i_days is not None:
                 text_days = row[i_days].strip()
                 if not _INTEGER.fullmatch(text_days):
@@ -497,6 +518,7 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
             "prorate": problem.billing.prorate,
         },
         "devices": problem.n_sims,
+        "max_changes": solution.max_changes,
         "changes": int(changed.sum()),
         "changes_definition": "devices whose assigned plan differs from current_plan (an empty current_plan differs)",
         "total_cost": total,
@@ -515,6 +537,20 @@ def build_summary(offline: OfflineProblem, solution: Solution) -> dict:
         "notes": notes,
         "groups": groups,
     }
+
+
+def frontier_summary(fr) -> list[dict]:
+    """The frontier as the summary's `frontier` list (cost-model.md), money unrounded."""
+    return [
+        {
+            "max_changes": p.max_changes,
+            "total_cost": p.total_cost,
+            "lower_bound": p.lower_bound,
+            "changes": p.changes,
+            "gap": p.gap,
+        }
+        for p in fr.points
+    ]
 
 
 def _temp_beside(path: Path):

@@ -249,6 +249,11 @@ class Solution:
     notes: tuple[str, ...] = ()
     # SIMs whose assigned plan differs from their current plan (None when not counted).
     changes: int | None = None
+    # The bound's multiplier per pool scope (group, or pool key when pools span groups) and plan, NaN where
+    # none (certified only): 0 <= lambda <= overage rate / block, the price of one MB above a pool's allowance.
+    multipliers: np.ndarray | None = None
+    # The change budget this answer keeps to (None: no budget).
+    max_changes: int | None = None
 
     @property
     def gap(self) -> float | None:

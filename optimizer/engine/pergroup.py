@@ -38,6 +38,8 @@ class GroupAnswer:
     strategy: str
     sequence: tuple[str, ...] | None = None
     bound: float | None = None
+    # The bound's multiplier per catalogue plan (NaN where none), when the group's bound has them.
+    multipliers: np.ndarray | None = None
 
 
 def solve_per_group(
@@ -62,6 +64,7 @@ def solve_per_group(
     starts = np.searchsorted(problem.group[by_group], np.arange(G + 1))
     assignment = problem.current_plan.astype(np.int64).copy()
     group_bound = np.zeros(G)
+    multipliers = np.full((G, problem.n_plans), np.nan)
     skipped: list[int] = []
     strategy: list[str] = []
     sequence: list[tuple[str, ...] | None] = []
@@ -100,6 +103,8 @@ def solve_per_group(
             sequence.append(answer.sequence)
             if bounded:
                 group_bound[g] = answer.bound
+            if answer.multipliers is not None:
+                multipliers[g] = answer.multipliers
         done += members.size
         report(done / max(N, 1))
 
@@ -118,6 +123,7 @@ def solve_per_group(
         winning_sequence=tuple(sequence),
         notes=tuple(notes),
         changes=count_changes(problem, assignment),
+        multipliers=multipliers if bounded else None,
     )
 
 

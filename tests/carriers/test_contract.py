@@ -13,6 +13,7 @@ import zoneinfo
 import httpx
 import pytest
 
+from carriers import CarrierAccountError, CarrierNotFound, CarrierProtocolError, CarrierRequestRejected, JasperClient
 from carriers.simulator import Faults
 from carriers.simulator import fleet as demo_fleet
 from devices.testing import fast_client, simulated_provider
@@ -238,6 +239,126 @@ def test_usage_in_zone_takes_one_of_the_last_three_cycle_starts(carrier_simulato
     full = before["deviceCycleUsageInZones"][plan][0]["dataUsage"]
     assert full >= now["deviceCycleUsageInZones"][plan][0]["dataUsage"]  # a whole cycle, not cycle to date
     assert_error(too_old, 400, "10000003")
+
+
+# -- Usage of an ended cycle (the calls that take cycleStartDate) -------------------------------------------------
+# get-usage-by-rate-plan: cycleStartDate is yyyy-MM-dd and asks for "a past billing cycle"; get-device-usage-by-zone:
+# cycleStartDate is yyyy-MM-ddZ and must be one of the last three cycles; usage is broken down by rate plan and zone.
+# A rate plan change is billed for the whole cycle it happens in, so an ended cycle's usage is under the plan the SIM
+# had at the cycle's end, and it is the whole cycle's usage (not cycle to date).
+
+TZ = zoneinfo.ZoneInfo(demo_fleet.DEMO_TIMEZONE)
+DEC_10 = dt.datetime(2026, 12, 10, 12, tzinfo=TZ).timestamp()
+JAN_5 = dt.datetime(2027, 1, 5, 12, tzinfo=TZ).timestamp()
+
+
+@pytest.fixture
+def ended_cycle(carrier_simulator_factory):
+    """A simulator on 10 December (one SIM moved then), then on 5 January (another SIM moved then)."""
+    moment = [DEC_10]
+    server = carrier_simulator_factory(sims=120, seed=11, clock=lambda: moment[0])
+    carrier = server.carrier
+    moved_in_dec = a_sim_of(carrier, "CP-Telemetry-Low")
+    moved_in_jan = next(c for c, (s, p, cp) in sorted(carrier.snapshot().items())
+                        if p == "M2M-5MB" and s == "ACTIVATED" and c != moved_in_dec)
+    dec_plan = {c: p for c, (_, p, _) in carrier.snapshot().items()}
+    with api(server) as c:
+        december_ctd = c.get(f"/devices/{moved_in_dec}/usageInZone").json()
+        assert c.put(f"/devices/{moved_in_dec}", json={"ratePlan": "M2M-25MB"}).status_code == 200
+        moment[0] = JAN_5
+        assert c.put(f"/devices/{moved_in_jan}", json={"ratePlan": "M2M-25MB"}).status_code == 200
+    dec_plan[moved_in_dec] = "M2M-25MB"  # moved during December: billed on it for December
+    return server, dec_plan, moved_in_dec, moved_in_jan, december_ctd
+
+
+def test_usage_by_rate_plan_of_an_ended_cycle_lists_the_plan_at_its_end_with_the_whole_cycle(ended_cycle):
+    server, dec_plan, moved_in_dec, moved_in_jan, _ = ended_cycle
+    carrier = server.carrier
+    served = {}
+    with api(server) as c:
+        for plan in ("M2M-5MB", "M2M-25MB"):
+            number = 1
+            while True:
+                page = c.get("/usages", params={"ratePlanName": plan, "cycleStartDate": "2026-12-01",
+                                                "pageSize": 7, "pageNumber": number}).json()
+                shaped(page, {"devices": list, "pageNumber": int, "lastPage": bool})
+                assert page["cycleStartDate"] == "2026-12-01"
+                served.update({d["iccid"]: (plan, d["dataUsage"]) for d in page["devices"]})
+                if page["lastPage"]:
+                    break
+                number += 1
+        now = c.get("/usages", params={"ratePlanName": "M2M-25MB"}).json()  # without a date: this cycle to date
+        assert_error(c.get("/usages", params={"ratePlanName": "M2M-5MB", "cycleStartDate": "2026-12-01Z"}), 400,
+                     "10000003")  # yyyy-MM-dd here, not the usageInZone format
+    assert {i for i, (p, _) in served.items()} == {i for i, p in dec_plan.items() if p in ("M2M-5MB", "M2M-25MB")}
+    assert served[moved_in_dec][0] == "M2M-25MB" and served[moved_in_jan][0] == dec_plan[moved_in_jan] != "M2M-25MB"
+    for iccid, (_, data) in served.items():
+        assert data == int(carrier.cycle_usage_mb[carrier.index[iccid]] * 1024 * 1024), iccid  # bytes, whole cycle
+    assert now["cycleStartDate"] == "2027-01-01" and moved_in_jan in {d["iccid"] for d in now["devices"]}
+
+
+def test_usage_in_zone_of_an_ended_cycle_is_the_whole_cycle_by_the_plan_at_its_end(ended_cycle):
+    server, dec_plan, moved_in_dec, moved_in_jan, december_ctd = ended_cycle
+    carrier = server.carrier
+    with api(server) as c:
+        ended = c.get(f"/devices/{moved_in_dec}/usageInZone", params={"cycleStartDate": "2026-12-01Z"}).json()
+        other = c.get(f"/devices/{moved_in_jan}/usageInZone", params={"cycleStartDate": "2026-12-01Z"}).json()
+        current = c.get(f"/devices/{moved_in_jan}/usageInZone").json()
+        assert_error(c.get(f"/devices/{moved_in_dec}/usageInZone", params={"cycleStartDate": "2026-10-01Z"}), 400,
+                     "10000003")  # older than the last three cycles (Jan, Dec, Nov)
+        assert c.get(f"/devices/{moved_in_dec}/usageInZone", params={"cycleStartDate": "2026-11-01Z"}).status_code == 200
+    assert ended["iccid"] == moved_in_dec and ended["cycleStartDate"] == "2026-12-01Z"
+    assert list(ended["deviceCycleUsageInZones"]) == ["M2M-25MB"]
+    whole = int(carrier.cycle_usage_mb[carrier.index[moved_in_dec]] * 1024 * 1024)
+    assert sum(z["dataUsage"] for z in ended["deviceCycleUsageInZones"]["M2M-25MB"]) == whole
+    # On 10 December the same SIM had used its curve's share of the cycle so far, under the plan it had then.
+    (plan_then, zones_then), = december_ctd["deviceCycleUsageInZones"].items()
+    assert december_ctd["cycleStartDate"] == "2026-12-01Z" and plan_then != "M2M-25MB"
+    assert 0 <= zones_then[0]["dataUsage"] <= whole
+    assert list(other["deviceCycleUsageInZones"]) == [dec_plan[moved_in_jan]]
+    assert list(current["deviceCycleUsageInZones"]) == ["M2M-25MB"] and current["cycleStartDate"] == "2027-01-01Z"
+
+
+def test_the_client_reads_an_ended_cycle_and_refuses_other_cycles(tenant, ended_cycle):
+    server, dec_plan, moved_in_dec, _, _ = ended_cycle
+    carrier = server.carrier
+    provider = simulated_provider(server=server, tenant=tenant)
+    december = dt.date(2026, 12, 1)
+    with fast_client(provider) as client:
+        pages = list(client.iter_rate_plan_usages(rate_plan="M2M-25MB", cycle_start=december, page_size=5))
+        one = client.get_cycle_usage(moved_in_dec, cycle_start=december)
+        with pytest.raises(CarrierRequestRejected, match="refused the rate plan"):
+            client.rate_plan_usage_page(rate_plan="M2M-10MB-POOL", cycle_start=december, page_number=1)
+        with pytest.raises(CarrierAccountError, match="10000003"):
+            client.get_cycle_usage(moved_in_dec, cycle_start=dt.date(2026, 9, 1))
+        answers = dict(client.iter_cycle_usages([moved_in_dec, "8901269999999999999"], cycle_start=december))
+    got = {u.iccid: u for p in pages for u in p.usages}
+    assert set(got) == {i for i, p in dec_plan.items() if p == "M2M-25MB"} and pages[-1].last_page
+    assert all(u.rate_plan == "M2M-25MB" and u.cycle_start == december and not p.problems
+               for p in pages for u in p.usages)
+    whole = int(carrier.cycle_usage_mb[carrier.index[moved_in_dec]] * 1024 * 1024)
+    assert (one.data_bytes, one.rate_plan, one.cycle_start) == (whole, "M2M-25MB", december)
+    assert got[moved_in_dec] == one
+    assert answers[moved_in_dec] == one and isinstance(answers["8901269999999999999"], CarrierNotFound)
+
+
+def test_the_client_refuses_usage_of_a_cycle_it_did_not_ask_for(tenant):
+    def carrier(request):
+        if request.url.path.endswith("/usageInZone"):
+            return httpx.Response(200, json={"iccid": "8901260000000000001", "cycleStartDate": "2027-01-01Z",
+                                             "deviceCycleUsageInZones": {"P": [{"zone": "Home", "dataUsage": 5}]}})
+        return httpx.Response(200, json={"cycleStartDate": "2026-12-01", "pageNumber": 1, "lastPage": True,
+                                         "devices": [{"iccid": "8901260000000000001", "dataUsage": -1},
+                                                     {"iccid": "8901260000000000002", "dataUsage": 7}]})
+
+    client = JasperClient(base_url="http://carrier.invalid", username="u", api_key="k", label="test", rate_limit=100,
+                          max_concurrency=1, max_pages=5, transport=httpx.MockTransport(carrier))
+    with client:
+        with pytest.raises(CarrierProtocolError, match="answered the cycle starting 2027-01-01"):
+            client.get_cycle_usage("8901260000000000001", cycle_start=dt.date(2026, 12, 1))
+        page = client.rate_plan_usage_page(rate_plan="P", cycle_start=dt.date(2026, 12, 1), page_number=1)
+    assert [u.iccid for u in page.usages] == ["8901260000000000002"]
+    assert len(page.problems) == 1 and "dataUsage -1" in page.problems[0]
 
 
 def test_echo_and_session_info(carrier_simulator):

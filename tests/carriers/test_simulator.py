@@ -109,8 +109,27 @@ def test_usage_grows_through_the_cycle_as_seed_demo_computes_it(carrier_simulato
     starts = dt.datetime.combine(start, dt.time.min, tzinfo=tz)
     ends = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=tz)
     fraction = (dt.datetime.fromtimestamp(moment[0], tz) - starts) / (ends - starts)
-    assert late == math.floor(carrier.cycle_usage_mb[i] * fraction * BYTES_PER_MB)
+    trend = carrier.usage_trend(i, start)
+    assert -0.95 <= trend <= 0.95
+    assert late == math.floor(carrier.cycle_usage_mb[i] * fraction * (1 - trend * (1 - fraction)) * BYTES_PER_MB)
     assert 0 < early < late
+    # At the cycle's end the curve reaches the SIM's whole cycle usage, whatever its trend.
+    moment[0] = ends.timestamp() - 0.001
+    assert carrier.ctd_bytes(iccid) == pytest.approx(carrier.cycle_usage_mb[i] * BYTES_PER_MB, rel=1e-6)
+
+
+def test_usage_curves_differ_by_sim_and_cycle_so_a_linear_projection_misses(carrier_simulator_factory):
+    carrier = carrier_simulator_factory(sims=400, seed=3).carrier
+    november, december = dt.date(2026, 11, 1), dt.date(2026, 12, 1)
+    trends = [carrier.usage_trend(i, november) for i in range(400)]
+    assert len(set(trends)) == 400 and [carrier.usage_trend(i, november) for i in range(400)] == trends
+    assert trends != [carrier.usage_trend(i, december) for i in range(400)]
+    by_plan = {}
+    for i, t in enumerate(trends):
+        by_plan.setdefault(carrier.comm_plan[i], []).append(t)
+    means = {plan: sum(ts) / len(ts) for plan, ts in by_plan.items()}
+    # Video SIMs lean late in the cycle, fleet tracking early: per-group projection errors of opposite sign.
+    assert means["CP-Video-High"] > 0.15 and means["CP-Fleet-Standard"] < -0.05
 
 
 def test_rate_plan_change_is_kept_visible_and_logged(carrier_simulator):

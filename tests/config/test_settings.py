@@ -32,3 +32,49 @@ def test_check_deploy_with_production_settings_has_no_warnings(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues (0 silenced)." in result.stdout
 
+
+
+ENV_READERS = {"envstr", "envbool", "envint", "envfloat"}
+
+
+def settings_env_reads() -> set[str]:
+    """Every environment variable config/settings.py reads, found in its source (carrieropt.env's readers)."""
+    import ast
+
+    tree = ast.parse((ROOT / "config" / "settings.py").read_text())
+    names, other = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ENV_READERS:
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                names.add(first.value)
+            else:
+                other.append(ast.unparse(node))
+        elif isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv"}:
+            other.append(ast.unparse(node))
+    # A name built at run time, or os.environ read directly, could not be checked against the README.
+    assert not other, f"settings.py reads the environment other than by a literal name: {other}"
+    return names
+
+
+def readme_settings() -> set[str]:
+    """The variables named in the first column of README's settings table."""
+    import re
+
+    lines = (ROOT / "README.md").read_text().splitlines()
+    start = lines.index("### Settings (environment variables)")
+    names, in_table = set(), False
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            in_table = True
+            names.update(re.findall(r"`([A-Z][A-Z0-9_]*)`", line.split("|")[1]))
+        elif in_table:
+            break
+    return names
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readme_and_no_other():
+    read, listed = settings_env_reads(), readme_settings()
+    assert len(read) > 40 and "DEBUG" in read and "AMOP_WEBHOOK_TIMEOUT" in read  # the parser finds them
+    assert not read - listed, f"read by config/settings.py, missing from README's settings table: {sorted(read - listed)}"
+    assert not listed - read, f"in README's settings table, not read by config/settings.py: {sorted(listed - read)}"

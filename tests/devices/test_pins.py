@@ -43,7 +43,7 @@ def test_bad_pins_are_refused_naming_the_sim_and_the_field(api, sim, provider_a,
     assert response.status_code == 400 and "reason" in response.content.decode()
     foreign = factories.DeviceFactory(provider=provider_b, iccid="8901260000000000103")
     response = pin(api, provider_b, foreign.iccid)  # another tenant's SIM: not found, nothing pinned
-    assert response.status_code == 400 and "iccid" in response.json()["error"]["fields"]
+    assert response.status_code == 404 and list(response.json()["error"]["fields"]) == ["iccid"]
     assert pin(api, provider_a, sim.iccid).status_code == 201
     again = pin(api, provider_a, sim.iccid, reason="other")
     assert again.status_code == 409 and sim.iccid in again.json()["error"]["message"]

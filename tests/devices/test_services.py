@@ -5,6 +5,7 @@ import time
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
@@ -334,9 +335,15 @@ def test_a_second_sync_of_the_same_account_is_refused_while_one_runs(tenant, car
     run = sync(provider)
     assert run.status == "failed" and f"sync #{running.pk} of this account is still running" in run.error
     assert carrier_simulator.carrier.request_log() == []
-    SyncRun.objects.filter(pk=running.pk).update(started_at=timezone.now() - dt.timedelta(hours=7))
-    assert sync(provider).status == "succeeded"  # an abandoned run does not block forever
-    assert "abandoned" in SyncRun.objects.get(pk=running.pk).error
+    # A run whose worker still beats its heartbeat blocks, however long it has run.
+    SyncRun.objects.filter(pk=running.pk).update(started_at=timezone.now() - dt.timedelta(hours=7),
+                                                 heartbeat_at=timezone.now())
+    assert sync(provider).status == "failed"
+    # One whose heartbeat stopped for longer than STAGE_STALL_SECONDS does not block: it is taken over.
+    SyncRun.objects.filter(pk=running.pk).update(
+        heartbeat_at=timezone.now() - dt.timedelta(seconds=settings.STAGE_STALL_SECONDS + 1))
+    assert sync(provider).status == "succeeded"
+    assert "no heartbeat for more than" in SyncRun.objects.get(pk=running.pk).error
 
 
 def test_integration_without_a_client_fails_the_run_clearly(tenant):

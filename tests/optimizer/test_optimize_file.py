@@ -374,3 +374,72 @@ def test_an_empty_pool_key_is_refused(tmp_path):
     p, d = write_case(tmp_path, devices=["iccid,usage_mb,current_plan,group,pool", "8901,1.0,M2M-5MB,G1,A",
                                          "8902,2.0,M2M-5MB,G1,"])
     assert_refused(tmp_path, p, d, "devices.csv", 3, "pool", ["empty"], iccid="8902")
+
+
+def _with_objective(plans: Path, objective) -> Path:
+    doc = json.loads(plans.read_text())
+    doc["objective"] = objective
+    out = plans.with_name("plans_budget.json")
+    out.write_text(json.dumps(doc, indent=2))
+    return out
+
+
+def test_change_budget_and_frontier_in_the_summary(files):
+    pr, plans, devices, out, summary = files
+    budgeted = _with_objective(plans, {"max_changes": 40})
+    stdout, stderr = run(budgeted, devices, out, summary, "--frontier", "6")
+    assignment = read_assignment(pr, out)
+    changes = int((assignment != pr.current_plan).sum())
+    s = json.loads(summary.read_text())
+    assert s["max_changes"] == 40 and s["changes"] == changes <= 40
+    assert s["total_cost"] == pytest.approx(reference_price(pr, assignment), rel=1e-9)
+    assert s["lower_bound"] <= s["total_cost"]
+    assert s["unconstrained"]["changes"] > 40
+    assert s["unconstrained"]["total_cost"] <= s["total_cost"]
+    fr = s["frontier"]
+    assert [set(p) >= {"max_changes", "total_cost", "lower_bound"} for p in fr] == [True] * len(fr)
+    assert fr[0]["max_changes"] == 0 and fr[-1]["max_changes"] == s["unconstrained"]["changes"]
+    assert 2 <= len(fr) <= 6
+    assert fr[0]["total_cost"] == pytest.approx(s["baseline_cost"], rel=1e-12)
+    for p, q in zip(fr, fr[1:], strict=False):
+        assert q["total_cost"] <= p["total_cost"] and q["lower_bound"] <= p["lower_bound"]
+        assert p["lower_bound"] <= p["total_cost"] and p["changes"] <= p["max_changes"]
+    assert "budget 40" in stdout and "at most 0 changes" in stdout and "% of the savings" in stdout
+    assert "frontier: " in stderr
+
+
+def test_unconstrained_summary_says_no_budget(files):
+    pr, plans, devices, out, summary = files
+    run(plans, devices, out, summary)
+    s = json.loads(summary.read_text())
+    assert s["max_changes"] is None and "frontier" not in s
+
+
+@pytest.mark.parametrize(
+    ("objective", "field"),
+    [(5, "objective"), ({"max_changes": -1}, "objective.max_changes"), ({"max_changes": 2.5}, "objective.max_changes"),
+     ({"max_changes": True}, "objective.max_changes"), ({"min_cost": 1}, "objective.min_cost")],
+)
+def test_bad_objective_names_its_field(files, objective, field):
+    pr, plans, devices, out, summary = files
+    with pytest.raises(CommandError, match=rf"field '{field}'"):
+        run(_with_objective(plans, objective), devices, out, summary)
+    assert not out.exists() and not summary.exists()
+
+
+def test_budget_needs_every_current_plan(files, tmp_path):
+    pr, plans, devices, out, summary = files
+    rows = devices.read_text().splitlines()
+    cols = rows[3].split(",")
+    cols[2] = ""
+    rows[3] = ",".join(cols)
+    devices.write_text("\n".join(rows) + "\n")
+    with pytest.raises(CommandError, match=r"line 4.*field 'current_plan'.*max_changes"):
+        run(_with_objective(plans, {"max_changes": 10}), devices, out, summary)
+
+
+@pytest.mark.parametrize("extra", [("--frontier", "1"), ("--frontier", "5", "--method", "legacy")])
+def test_frontier_options_refused(files, extra):
+    pr, plans, devices, out, summary = files
+    with pytest.raises(CommandError, match="--frontier"):
+        run(plans, devices, out, summary, *extra)

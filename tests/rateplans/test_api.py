@@ -47,10 +47,15 @@ def test_provider_create_requires_the_key_and_reports_fields(api, tenant_a):
     assert set(error["fields"]) >= {"api_key", "billing_timezone", "billing_cycle_end_day"}
 
 
-def test_provider_create_in_a_foreign_tenant_is_a_field_error(api, tenant_b):
+def test_provider_create_in_a_foreign_tenant_is_a_404_naming_the_field(api, tenant_b):
     response = post(api, "provider-list", {**NEW_PROVIDER, "tenant": tenant_b.pk})
-    assert response.status_code == 400
-    assert "tenant" in response.json()["error"]["fields"]
+    # Another tenant's row does not exist for alice, in a body as in a path.
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+    assert list(response.json()["error"]["fields"]) == ["tenant"]
+    # Wrong in another way too: the request is invalid first (400, every field named).
+    response = post(api, "provider-list", {**NEW_PROVIDER, "tenant": tenant_b.pk, "max_concurrency": 0})
+    assert response.status_code == 400 and set(response.json()["error"]["fields"]) == {"tenant", "max_concurrency"}
     assert not ServiceProvider.objects.filter(name="Alice POD19").exists()
 
 
@@ -111,9 +116,9 @@ def test_communication_plan_create_update_and_foreign_rate_plans(api, provider_a
     assert comm["rate_plans"] == [mine.pk]
     response = patch(api, "communication-plan-detail", {"rate_plans": [mine.pk, other.pk]}, pk=comm["id"])
     assert sorted(response.json()["rate_plans"]) == sorted([mine.pk, other.pk])
-    # Another tenant's rate plan is unknown to alice: a field error, and nothing changes.
+    # Another tenant's rate plan is unknown to alice: a 404 naming the field, and nothing changes.
     response = patch(api, "communication-plan-detail", {"rate_plans": [foreign.pk]}, pk=comm["id"])
-    assert response.status_code == 400 and "rate_plans" in response.json()["error"]["fields"]
+    assert response.status_code == 404 and list(response.json()["error"]["fields"]) == ["rate_plans"]
     assert set(CommunicationPlan.objects.get(pk=comm["id"]).rate_plans.all()) == {mine, other}
 
 

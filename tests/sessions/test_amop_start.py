@@ -73,10 +73,10 @@ def test_a_concurrent_start_with_the_same_guid_finds_the_session_not_a_refusal(p
     assert taken.value.session.pk == first.pk and len(mail.outbox) == sent
 
 
-def test_a_billing_period_of_another_account_or_no_cycle_end_is_a_400_naming_it(api, provider_a, tenant_a, provider_b):
+def test_a_billing_period_of_another_account_or_no_cycle_end_is_refused_naming_it(api, provider_a, tenant_a, provider_b):
     foreign = billing_period_current(provider=provider_b)
-    response = start(api, provider_a, billing_period=foreign.pk)
-    assert response.status_code == 400 and "billing_period" in response.json()["error"]["fields"]
+    response = start(api, provider_a, billing_period=foreign.pk)  # another tenant's: it does not exist for alice
+    assert response.status_code == 404 and list(response.json()["error"]["fields"]) == ["billing_period"]
 
     second = factories.ServiceProviderFactory(tenant=tenant_a, name="Alice Second")
     sibling = billing_period_current(provider=second)

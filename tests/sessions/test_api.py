@@ -47,8 +47,8 @@ def test_start_answers_201_then_409_while_active(api, provider_a, django_capture
 
 def test_start_for_another_tenants_account_is_refused_without_a_session(api, provider_b):
     response = start(api, provider_b)
-    assert response.status_code == 400
-    assert "provider" in response.json()["error"]["fields"]
+    assert response.status_code == 404  # the account does not exist for this caller
+    assert list(response.json()["error"]["fields"]) == ["provider"]
     assert not OptimizationSession.objects.filter(provider=provider_b).exists()
 
 

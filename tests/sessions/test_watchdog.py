@@ -70,8 +70,9 @@ def test_setup_schedules_is_idempotent(db):
     call_command("setup_schedules", stdout=out)
     call_command("setup_schedules", stdout=out)
     funcs = sorted(Schedule.objects.values_list("func", flat=True))
-    assert funcs == ["pushes.tasks.resume_pushes", "sessions.tasks.deliver_events", "sessions.tasks.watchdog_run",
-                     "sessions.tasks.window_check"]
+    assert funcs == ["devices.tasks.background_syncs", "pushes.tasks.resume_pushes", "sessions.tasks.deliver_events",
+                     "sessions.tasks.final_usage_check",
+                     "sessions.tasks.watchdog_run", "sessions.tasks.window_check"]
 
 
 @pytest.mark.demo(devices=50, seed=3)

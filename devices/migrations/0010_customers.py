@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('carrieropt', '0002_cluster_status'),
-        ('devices', '0007_device_deactivated_at_devicepin'),
+        ('devices', '0009_syncrun_heartbeat_checkpoint'),
     ]
 
     operations = [
