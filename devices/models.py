@@ -66,7 +66,7 @@ class Device(models.Model):
     customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
     # The carrier's customer name as Get Device Details last said it ("" for none); NULL while it is to be read
     # (a new SIM, or one changed since): the device list does not carry it. `customer` keeps the last one known.
-    customer_name = models.CharField(max_length=200, null=True, blank=True)
+    customer_name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - NULL and "" differ
     sim_notes = models.TextField(blank=True)
     date_activated = models.DateTimeField(null=True, blank=True)
     date_added = models.DateTimeField(null=True, blank=True)
@@ -227,7 +227,8 @@ class DeviceStaging(models.Model):
     date_activated = models.DateTimeField(null=True, blank=True)
     date_added = models.DateTimeField(null=True, blank=True)
     date_updated = models.DateTimeField(null=True, blank=True)
-    customer = models.CharField(max_length=200, null=True, blank=True, help_text="NULL: not read in this sync.")
+    customer = models.CharField(max_length=200, null=True, blank=True,  # noqa: DJ001 - NULL: not read, "": none
+                                help_text="NULL: not read in this sync.")
     page = models.PositiveIntegerField(default=0)
     # Blank for rows to merge; otherwise why the row is not merged (the SIM still counts as seen).
     reject_reason = models.CharField(max_length=300, blank=True, default="")

@@ -6,7 +6,6 @@ from django.db import IntegrityError, transaction
 from carrieropt.errors import ApplicationError, Conflict
 from devices.models import Device, DevicePin
 
-
 # Django's own permissions of the pin model: a tenant member pins with the first, unpins with the second.
 PIN_PERMISSION = "devices.add_devicepin"
 UNPIN_PERMISSION = "devices.delete_devicepin"

@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from optimizer.engine.figures import CostFigures
-from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.models import CommGroup, DeviceAssignment, RunRealized
 
 MONEY = {"max_digits": 16, "decimal_places": 4}
 RATIO = {"max_digits": 12, "decimal_places": 6}
@@ -86,3 +86,63 @@ class AssignmentOut(serializers.ModelSerializer):
     @extend_schema_field(_money)
     def get_savings(self, obj):
         return money_out(CostFigures(obj.current_cost, obj.recommended_cost).savings)
+
+
+class RealizedGroupOut(serializers.Serializer):
+    name = serializers.CharField()
+    sims = serializers.IntegerField()
+    priced = serializers.IntegerField()
+    missing = serializers.IntegerField()
+    cost_before = serializers.DecimalField(**MONEY)
+    cost_after = serializers.DecimalField(**MONEY)
+    savings = serializers.DecimalField(**MONEY)
+    projected_savings = serializers.DecimalField(**MONEY)
+    compared = serializers.IntegerField()
+    projected_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    final_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    abs_error_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    projection_error = serializers.FloatField(allow_null=True, help_text="(projected - final) / final.")
+
+
+class MissingSimOut(serializers.Serializer):
+    iccid = serializers.CharField()
+    group = serializers.CharField()
+    reason = serializers.CharField()
+
+
+class RealizedOut(serializers.ModelSerializer):
+    """What the recommendation actually saved once the cycle ended: the cycle priced with the final usage on the
+    plans at the cycle's end (cost_after) and on the plans at the time of the run (cost_before)."""
+
+    cost_before = serializers.DecimalField(**MONEY)
+    cost_after = serializers.DecimalField(**MONEY)
+    savings = serializers.SerializerMethodField(help_text="cost_before - cost_after.")
+    savings_percent = serializers.SerializerMethodField()
+    projected_savings = serializers.DecimalField(**MONEY, allow_null=True)
+    projected_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    final_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    abs_error_mb = serializers.DecimalField(max_digits=18, decimal_places=3)
+    projection_error = serializers.SerializerMethodField(help_text="(projected - final) / final over `compared` SIMs.")
+    missing_sims = MissingSimOut(many=True, help_text="SIMs not priced (no final usage, or no known plan); the first 1,000.")
+    groups = RealizedGroupOut(many=True)
+
+    class Meta:
+        model = RunRealized
+        fields = ["final_synced_at", "computed_at", "sims", "priced", "missing", "missing_sims", "cost_before",
+                  "cost_after", "savings", "savings_percent", "projected_savings", "compared", "projected_mb",
+                  "final_mb", "abs_error_mb", "projection_error", "recommended_changes", "changes_made",
+                  "changes_followed", "groups"]
+        read_only_fields = fields
+
+    @extend_schema_field(_money)
+    def get_savings(self, obj):
+        return money_out(obj.figures.savings)
+
+    @extend_schema_field(_ratio)
+    def get_savings_percent(self, obj):
+        ratio = obj.figures.savings_ratio
+        return None if ratio is None else ratio_out(ratio * 100)
+
+    @extend_schema_field(_ratio)
+    def get_projection_error(self, obj):
+        return ratio_out(obj.projection_error)

@@ -43,7 +43,8 @@ class SessionListApi(TenantApi, generics.ListAPIView):
 
     def get_queryset(self):
         filters = self.query(SessionFilter)
-        qs = OptimizationSession.objects.filter(tenant__in=self.tenants).select_related("provider", "billing_period")
+        qs = OptimizationSession.objects.filter(tenant__in=self.tenants).select_related(
+            "provider", "billing_period", "run__realized")
         if "provider" in filters:
             qs = qs.filter(provider_id=filters["provider"])
         if "status" in filters:
@@ -82,7 +83,8 @@ class SessionDetailApi(SessionApi, generics.RetrieveAPIView):
     lookup_field = "guid"
 
     def get_queryset(self):
-        return OptimizationSession.objects.filter(tenant__in=self.tenants).select_related("provider", "billing_period")
+        return OptimizationSession.objects.filter(tenant__in=self.tenants).select_related(
+            "provider", "billing_period", "run__realized")
 
 
 class SessionCancelApi(SessionApi):

@@ -28,6 +28,7 @@ def final_usage_check(*, now: dt.datetime | None = None) -> list[SyncRun]:
 
 def session_realized(session) -> RunRealized | None:
     """The realized savings of the session's run, once its cycle's final usage has been read."""
-    if session.run_id is None:
+    try:
+        return session.run.realized  # select_related("run__realized") where many sessions are shown
+    except RunRealized.DoesNotExist:
         return None
-    return RunRealized.objects.filter(run_id=session.run_id).first()

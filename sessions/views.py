@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from decimal import Decimal
 from urllib.parse import urlencode
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
@@ -21,6 +23,10 @@ from carrieropt.api.base import user_tenants
 from carrieropt.errors import ApplicationError, ValidationFailed
 from carrieropt.options import ChargeType, Method
 from carrieropt.workers import NO_CLUSTER, clusters_alive
+from devices import pins
+from devices.customers import customer_providers
+from devices.models import Customer, DevicePin, DeviceUsage
+from devices.pins import can_pin, can_unpin
 from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
@@ -30,15 +36,13 @@ from optimizer.assignments import (
     usage_histograms,
 )
 from optimizer.filters import SORT_CHOICES, AssignmentFilterSet
-from optimizer.models import DeviceAssignment, KeptReason
+from optimizer.models import DeviceAssignment, KeptReason, RunRealized
 from optimizer.selectors import PlanCost, plan_costs
-from devices import pins
-from devices.models import Customer, DevicePin, DeviceUsage
-from devices.customers import customer_providers
-from devices.pins import can_pin, can_unpin
 from rateplans.models import ServiceProvider
 from sessions import services
+from sessions.frontier import frontier_chart, frontier_rows
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
+from sessions.realized import session_realized
 from sessions.reports import report_exists
 
 CHART = {"width": 760, "height": 300, "top": 20, "bottom": 70, "left": 70, "right": 10}
@@ -83,6 +87,17 @@ def session_list(request):
     return _list_page(request)
 
 
+def _budget_field(raw: str | None) -> int | None:
+    """The start form's change budget: empty is the account's default; anything else must be a whole number."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(f"max_changes: {raw!r} is not a whole number of SIMs.", field="max_changes") from None
+
+
 @login_required
 @require_POST
 def session_start(request, provider_id: int):
@@ -93,7 +108,8 @@ def session_start(request, provider_id: int):
         session = services.session_start(
             provider=provider, trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
             method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
-            must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None)
+            must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None,
+            max_changes=_budget_field(request.POST.get("max_changes")))
     except services.SessionAlreadyRunning as exc:
         # The same refusal the API answers with 409, shown on the page that asked.
         refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
@@ -129,8 +145,9 @@ def bar_chart(slots: list[Bars]) -> dict:
     bars = []
     for i, x in enumerate(slots):
         left = c["left"] + i * slot + slot / 2 - bar
-        before_h = float(x.before or 0) * scale
-        after_h = float(x.after or 0) * scale
+        # A negative value (a saving that was a loss) draws no bar; its title still says it.
+        before_h = max(0.0, float(x.before or 0)) * scale
+        after_h = max(0.0, float(x.after or 0)) * scale
         bars.append({
             "label": x.label, "label_x": c["left"] + i * slot + slot / 2, "value_before": x.before,
             "value_after": x.after, "before_note": x.before_note, "after_note": x.after_note,
@@ -164,7 +181,13 @@ def session_detail(request, guid):
     matrix = plan_migrations(run_id=session.run_id) if costs else None
     figures = session.figures
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
+    rows = frontier_rows(session)
+    realized = session_realized(session)
     return render(request, "dashboard/session.html", {
+        "frontier": rows, "frontier_chart": frontier_chart(rows), "budget": next((r for r in rows if r.chosen), None),
+        "realized": realized, "realized_view": realized_view(realized) if realized else None,
+        "cycle_ended": timezone.now() >= session.billing_period.ends_at(),
+        "final_usage_delay_hours": settings.FINAL_USAGE_DELAY_HOURS,
         "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
         "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
@@ -175,6 +198,23 @@ def session_detail(request, guid):
         "no_usage_shown": session.no_usage_iccids[:NO_USAGE_SHOWN],
         "no_usage_more": max(0, len(session.no_usage_iccids) - NO_USAGE_SHOWN),
     })
+
+
+def _pct(ratio) -> float | None:
+    return None if ratio is None else float(ratio) * 100
+
+
+def realized_view(realized: RunRealized) -> dict:
+    """The realized savings in the words of the page: percentages, and each group's figures as numbers."""
+    figures = realized.figures
+    groups = [{**g, "projection_error_pct": _pct(g["projection_error"]),
+               **{k: Decimal(g[k]) for k in ("cost_before", "cost_after", "savings", "projected_savings",
+                                              "projected_mb", "final_mb")}} for g in realized.groups]
+    return {"savings": figures.savings, "savings_pct": _pct(figures.savings_ratio),
+            "projection_error_pct": _pct(realized.projection_error), "groups": groups,
+            "other_changes": realized.changes_made - realized.changes_followed,
+            "missing_shown": realized.missing_sims[:NO_USAGE_SHOWN],
+            "missing_more": max(0, realized.missing - min(len(realized.missing_sims), NO_USAGE_SHOWN))}
 
 
 def _moment(value: str | None, tz) -> dt.datetime | None:
@@ -206,8 +246,19 @@ def provider_detail(request, provider_id: int):
                             f"current plans, {s.device_count} SIMs",
                             f"recommended: saves {s.savings:,.2f}" if s.savings is not None else "")
                        for s in history]) if history else None
+    # Ended cycles whose final usage was read: what the recommendation of the cycle's session actually saved.
+    realized = {r.run_id: r for r in RunRealized.objects.filter(run_id__in=[s.run_id for s in history])}
+    for s in history:
+        s.realized = realized.get(s.run_id)
+        s.realized_error_pct = _pct(s.realized.projection_error) if s.realized else None
+        s.cycle_ended = timezone.now() >= s.billing_period.ends_at()
+    ended = [s for s in history if s.realized]
+    realized_chart = bar_chart([Bars(f"{s.billing_period.start_date:%b %Y}", s.realized.projected_savings,
+                                     s.realized.figures.savings, "projected for the SIMs priced",
+                                     f"realized on final usage, {s.realized.priced} SIMs") for s in ended]) if ended else None
     return render(request, "dashboard/provider.html", {
         "provider": provider, "sessions": sessions, "history": history, "chart": chart,
+        "realized_chart": realized_chart,
         "status_labels": dict(SessionStatus.choices)})
 
 

@@ -2,7 +2,9 @@
 import base64
 import datetime as dt
 import logging
+import threading
 import time
+from itertools import pairwise
 
 import pytest
 
@@ -233,18 +235,55 @@ def test_iter_device_pages_yields_every_page_in_order(tenant, carrier_simulator_
     assert len(iccids) == len(set(iccids)) == 420
 
 
-def test_client_keeps_to_the_carrier_rate_limit(tenant, carrier_simulator_factory):
+def test_client_keeps_to_the_carrier_rate_limit(tenant, carrier_simulator_factory, monkeypatch):
     server = carrier_simulator_factory(sims=100, faults=Faults(rate_limit=25))
     provider = simulated_provider(server=server, tenant=tenant, rate_limit_per_second=25, max_concurrency=4)
     iccids = sorted(server.carrier.snapshot())[:50]
     started = time.monotonic()
     with fast_client(provider) as c:
+        slots, throttled_at = _record_slots(c.limiter, monkeypatch)
         results = list(c.iter_ctd_usages(iccids))
     elapsed = time.monotonic() - started
     assert len(results) == 50 and not any(isinstance(r, Exception) for _, r in results)
-    assert server.carrier.counts.get("429", 0) == 0 and c.stats.throttled == 0
-    # 50 calls at 25/s: never faster than the limit, not much slower either.
-    assert 1.9 <= elapsed <= 4.0
+    # The limiter's own schedule (not wall-clock arrivals, which a loaded machine delays and bunches): each call
+    # was given a start 1/25 s after the one before, or its own arrival if it came later than that.
+    assert len(slots) == 50 + c.stats.throttled == 50 + len(throttled_at)
+    slots.sort(key=lambda slot: slot[1])
+    starts = [start for _, start in slots]
+    assert all(b - a >= 1 / 25 - 1e-9 for a, b in pairwise(starts))  # never faster than the limit
+    # Never slower than the limit asks for, until a throttled answer (if any) slows the account down on purpose.
+    calm = [slot for slot in slots if slot[1] < min(throttled_at, default=float("inf"))]
+    assert all(start <= max(asked, previous + 1 / 25) + 1e-9 for (_, previous), (asked, start) in pairwise(calm))
+    assert elapsed >= 49 / 25
+    # The carrier enforces 25 calls in each wall-clock second; it throttled only what the client saw throttled
+    # (none, unless the machine delayed a call across a second boundary).
+    assert server.carrier.counts.get("throttled", 0) == c.stats.throttled
+
+
+def _record_slots(limiter, monkeypatch):
+    """(asked at, start given) of every call the account's token bucket lets through, on the bucket's own clock,
+    and when the limiter was told of a throttled answer."""
+    bucket = limiter.bucket
+    slots, throttled_at, asked = [], [], threading.local()
+    acquire, clock, throttled = bucket.acquire, bucket._clock, limiter.throttled
+
+    def clock_read():
+        asked.at = clock()  # read once per acquire, under the bucket's lock
+        return asked.at
+
+    def recording_acquire():
+        waited = acquire()
+        slots.append((asked.at, asked.at + waited))
+        return waited
+
+    def recording_throttled(*args, **kwargs):
+        throttled_at.append(clock())
+        return throttled(*args, **kwargs)
+
+    monkeypatch.setattr(bucket, "_clock", clock_read)
+    monkeypatch.setattr(bucket, "acquire", recording_acquire)
+    monkeypatch.setattr(limiter, "throttled", recording_throttled)
+    return slots, throttled_at
 
 
 def test_client_and_simulator_agree_on_429_when_the_client_is_too_fast(tenant, carrier_simulator_factory):

@@ -4,11 +4,13 @@ import datetime as dt
 import math
 import time
 from collections import defaultdict
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 import pytest
+from django.urls import reverse
 
+from carrieropt.money import cents
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as demo_fleet
 from devices.final_usage import final_usage_sync
@@ -79,6 +81,9 @@ def ended_session(inline_tasks, carrier_simulator_factory, tenant_a):
     moment = [time.time()]
     server = carrier_simulator_factory(sims=SIMS, seed=SEED, clock=lambda: moment[0])
     provider = fleet(server, devices=SIMS, seed=SEED, tenant=tenant_a)
+    # seed_demo's own usage rows are fresh, and a session only tops up stale usage: without them the session's
+    # usage is what the simulator's carrier answers.
+    DeviceUsage.objects.filter(device__provider=provider).delete()
     session = session_start(provider=provider)  # device sync, usage sync, optimization: the real pipeline
     session = OptimizationSession.objects.get(pk=session.pk)
     assert session.status in ("succeeded", "succeeded_with_warnings"), session.error
@@ -194,3 +199,33 @@ def test_the_hourly_check_reads_an_ended_cycle_once_after_the_delay_and_never_a_
     assert final_usage_check(now=later + dt.timedelta(hours=1)) == []  # read once
     assert SyncRun.objects.filter(kind="final_usage", status="succeeded").count() == 1
     assert Device.objects.filter(provider=provider).exists()
+
+
+def test_the_api_the_session_page_and_the_account_page_show_the_realized_savings(ended_session, api, alice_client):
+    server, provider, session, over, _, _ = ended_session
+    detail = f"/api/sessions/{session.guid}/"
+    assert api.get(detail).json()["realized"] is None  # before the final usage is read
+    page = alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).content.decode()
+    assert 'id="realized"' in page and "once the billing cycle has ended" in page
+
+    with fast_client(provider) as client:
+        assert final_usage_sync(provider=provider, now=over, client=client).status == "succeeded"
+    realized = RunRealized.objects.get(run=session.run)
+
+    body = api.get(detail).json()["realized"]
+    assert Decimal(body["cost_before"]) == realized.cost_before and Decimal(body["cost_after"]) == realized.cost_after
+    assert Decimal(body["savings"]) == realized.cost_before - realized.cost_after
+    assert Decimal(body["projection_error"]) == pytest.approx(realized.projection_error, abs=Decimal("1e-6"))
+    assert (body["priced"], body["missing"], body["missing_sims"]) == (realized.priced, realized.missing, [])
+    assert [g["name"] for g in body["groups"]] == [g["name"] for g in realized.groups]
+    assert {g["name"]: Decimal(g["cost_after"]) for g in body["groups"]} == {
+        g["name"]: Decimal(g["cost_after"]) for g in realized.groups}
+    listed = api.get("/api/sessions/", {"provider": provider.pk}).json()["results"]
+    assert listed[0]["realized"]["cost_after"] == body["cost_after"]
+
+    page = alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).content.decode()
+    savings = cents(realized.cost_before - realized.cost_after)  # shown to the cent, half up
+    assert 'id="realized-groups"' in page and f"{savings:,.2f}" in page
+    assert f"{(realized.projection_error * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} %" in page
+    account = alice_client.get(reverse("dashboard:provider-detail", args=[provider.pk])).content.decode()
+    assert 'id="realized-chart"' in account and f"{savings:,.2f}" in account
