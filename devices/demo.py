@@ -5,7 +5,6 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -119,7 +118,11 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     period = billing_period_current(provider=provider, at=now)
     start, end = period.starts_at(), period.ends_at()
     fraction = min(1.0, max(1e-6, (now - start) / (end - start)))
-    ctd_bytes = np.floor(fleet.cycle_usage_mb * fraction * BYTES_PER_MB).astype(np.int64)
+    # The numbers the simulator answers at this moment (its usage curve), as a usage sync would have stored them.
+    cycle_start = period.start_date
+    ctd_bytes = [fleet_spec.ctd_bytes(float(fleet.cycle_usage_mb[i]), fraction=fraction, trend=fleet_spec.usage_trend(
+        seed=seed, index=i, comm_plan=fleet_spec.COMMUNICATION_PLANS[fleet.comm_plan[i]].name, cycle_start=cycle_start))
+        for i in range(len(fleet))]
     usages = []
     for i in range(len(fleet)):
         if fleet.usage_unavailable[i]:

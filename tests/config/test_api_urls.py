@@ -6,6 +6,7 @@ from config import api_urls
 from devices.models import Customer, Device, DevicePin
 from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
+from tests.module_data import alice_with_tenant_a, module_transaction
 from tests.report_storage import use_report_folder
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
@@ -64,9 +65,37 @@ def _side(provider, completed_session):
             "pin": pin}
 
 
+@pytest.fixture(scope="module")
+def _world(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Two tenants, each with a session the real pipeline ran, built once for this module (tests.module_data)."""
+    from tests import factories
+    from tests.factories_results import session_with_results
+
+    with module_transaction(django_db_blocker, tmp_path_factory.mktemp("reports")):
+        alice, tenant_a, provider_a = alice_with_tenant_a()
+        bob = factories.UserFactory(username="bob")
+        tenant_b = factories.TenantFactory(name="Bob Metering", slug="bob-metering")
+        tenant_b.users.add(bob)
+        provider_b = factories.ServiceProviderFactory(tenant=tenant_b, name="Bob POD19", integration="POD19",
+                                                      api_key="sk-bob-very-secret")
+        yield {"alice": alice, "tenant_a": tenant_a,
+               "world": {"a": _side(provider_a, session_with_results), "b": _side(provider_b, session_with_results)}}
+
+
+# The users and tenants of the shared world stand in for tests/conftest.py's (which would make them again).
 @pytest.fixture
-def world(completed_session, provider_a, provider_b, alice, bob):
-    return {"a": _side(provider_a, completed_session), "b": _side(provider_b, completed_session)}
+def world(_world, db):
+    return _world["world"]
+
+
+@pytest.fixture
+def alice(_world, db):
+    return _world["alice"]
+
+
+@pytest.fixture
+def tenant_a(_world, db):
+    return _world["tenant_a"]
 
 
 def test_every_route_is_covered_by_these_tests():
