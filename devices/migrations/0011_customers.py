@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('carrieropt', '0002_cluster_status'),
-        ('devices', '0009_syncrun_heartbeat_checkpoint'),
+        ('devices', '0010_device_plan_changed_at'),
     ]
 
     operations = [
