@@ -57,6 +57,20 @@ USAGE_TREND_SPREAD = 0.5
 USAGE_TREND_LEAN = {"CP-Telemetry-Low": 0.0, "CP-Fleet-Standard": -0.15, "CP-Video-High": 0.3}
 
 
+def usage_trend(seed: int, i: int, comm_plan: str, cycle_start: dt.date) -> float:
+    """Usage trend of SIM i of fleet `seed` in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more
+    late in the cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: its
+    communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
+    mixed = _mix64((seed * 1_000_003 + i) * 1_000_033 + cycle_start.toordinal())
+    spread = (mixed / 2**64 * 2 - 1) * USAGE_TREND_SPREAD
+    return max(-0.95, min(0.95, USAGE_TREND_LEAN.get(comm_plan, 0.0) + spread))
+
+
+def usage_curve(fraction: float, trend: float) -> float:
+    """The share of its cycle usage a SIM with `trend` has used at the elapsed share `fraction` of the cycle."""
+    return fraction * (1 - trend * (1 - fraction))
+
+
 def _mix64(value: int) -> int:
     """splitmix64's finaliser: a well-spread 64-bit integer from any integer (deterministic, no RNG state)."""
     z = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
@@ -170,7 +184,9 @@ class SimulatedCarrier:
         self.username = username
         self._credentials = f"{username}:{api_key}".encode()
         self.faults = faults or Faults()
-        self.clock = clock
+        self._base_clock = clock
+        self.clock_offset = 0.0  # seconds the account's clock runs ahead (POST /_sim/clock: a demo's cycle end)
+        self.clock = lambda: self._base_clock() + self.clock_offset
         self._lock = threading.Lock()
         self._fault_rng = random.Random(seed if fault_seed is None else fault_seed)
         self._churn_rng = random.Random(seed + 1)
@@ -268,16 +284,11 @@ class SimulatedCarrier:
         starts = dt.datetime.combine(start, dt.time.min, tzinfo=self._tz)
         ends = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=self._tz)
         fraction = min(1.0, max(1e-6, (local - starts) / (ends - starts)))
-        curve = fraction * (1 - self.usage_trend(i, start) * (1 - fraction))
-        return math.floor(self.cycle_usage_mb[i] * curve * BYTES_PER_MB)
+        return math.floor(self.cycle_usage_mb[i] * usage_curve(fraction, self.usage_trend(i, start)) * BYTES_PER_MB)
 
     def usage_trend(self, i: int, cycle_start: dt.date) -> float:
-        """SIM i's usage trend in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more late in the
-        cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: the
-        communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
-        mixed = _mix64((self.seed * 1_000_003 + i) * 1_000_033 + cycle_start.toordinal())
-        spread = (mixed / 2**64 * 2 - 1) * USAGE_TREND_SPREAD
-        return max(-0.95, min(0.95, USAGE_TREND_LEAN.get(self.comm_plan[i], 0.0) + spread))
+        """SIM i's usage trend in the cycle starting `cycle_start` (module function usage_trend)."""
+        return usage_trend(self.seed, i, self.comm_plan[i], cycle_start)
 
     def plan_at(self, i: int, moment_ms: int) -> str:
         """SIM i's rate plan at `moment_ms` (epoch ms): the plan before the first change after it, else the current."""
@@ -741,6 +752,17 @@ class SimulatedCarrier:
             with self._lock:
                 return _json(200, {"sims": self.sims, "seed": self.seed, "requests": sum(self.counts.values()),
                                    "by_status": dict(self.counts), "changes": len(self.changes)})
+        if path == "/_sim/clock" and method == "POST":
+            # Move the account's clock (never back): ?at=<ISO 8601 moment>. A demo uses it to end a billing cycle.
+            try:
+                at = dt.datetime.fromisoformat(query.get("at", ""))
+            except ValueError:
+                return _error(400, None, "at must be an ISO 8601 moment with its zone.")
+            if at.tzinfo is None:
+                return _error(400, None, "at must carry its zone.")
+            with self._lock:
+                self.clock_offset = max(self.clock_offset, at.timestamp() - self._base_clock())
+                return _json(200, {"now": dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()})
         if path == "/_sim/churn" and method == "POST":
             try:
                 n = int(query.get("n", "1"))

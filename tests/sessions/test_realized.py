@@ -1,6 +1,7 @@
 """Realized savings: a session on the simulator, its cycle ends, the next sync reads the final usage, and the
 session shows what its recommendation actually saved, priced here again independently by the cost model."""
 import datetime as dt
+import io
 import math
 import time
 from collections import defaultdict
@@ -8,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from carrieropt.money import cents
@@ -229,3 +231,16 @@ def test_the_api_the_session_page_and_the_account_page_show_the_realized_savings
     assert f"{(realized.projection_error * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} %" in page
     account = alice_client.get(reverse("dashboard:provider-detail", args=[provider.pk])).content.decode()
     assert 'id="realized-chart"' in account and f"{savings:,.2f}" in account
+
+
+def test_the_command_reads_the_final_usage_and_prints_the_realized_savings(ended_session):
+    _, provider, session, over, _, _ = ended_session
+    out = io.StringIO()
+    call_command("sync_final_usage", provider=provider.pk, as_of=over.isoformat(), stdout=out)
+    realized = RunRealized.objects.get(run=session.run)
+    text = out.getvalue()
+    assert f"Final usage of {session.billing_period}" in text
+    assert f"realized savings {realized.figures.savings:,.2f}" in text and "projection error" in text
+    with pytest.raises(CommandError, match="has not ended yet"):
+        call_command("sync_final_usage", provider=provider.pk, period_end=session.billing_period.end_date.isoformat(),
+                     as_of=(session.billing_period.ends_at() - dt.timedelta(hours=1)).isoformat(), stdout=out)
