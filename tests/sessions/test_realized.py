@@ -244,3 +244,17 @@ def test_the_command_reads_the_final_usage_and_prints_the_realized_savings(ended
     with pytest.raises(CommandError, match="has not ended yet"):
         call_command("sync_final_usage", provider=provider.pk, period_end=session.billing_period.end_date.isoformat(),
                      as_of=(session.billing_period.ends_at() - dt.timedelta(hours=1)).isoformat(), stdout=out)
+
+
+def test_a_final_usage_run_taken_over_writes_nothing(ended_session, settings):
+    _, provider, session, over, _, _ = ended_session
+    settings.STAGE_HEARTBEAT_SECONDS = 0  # every beat checks the claim
+
+    def take_over(progress):  # another worker declares this run dead after its first page
+        SyncRun.objects.filter(kind="final_usage", status="running").update(status="failed", error="taken over by a test")
+
+    with fast_client(provider) as client:
+        run = final_usage_sync(provider=provider, now=over, client=client, progress=take_over)
+    assert (run.status, run.error) == ("failed", "taken over by a test")
+    assert not DeviceUsage.objects.filter(billing_period=session.billing_period, final_synced_at__isnull=False).exists()
+    assert not RunRealized.objects.exists()
