@@ -47,6 +47,7 @@ urlpatterns = [
     path("sessions/<uuid:guid>/assignments/", sessions.SessionAssignmentsApi.as_view(), name="session-assignments"),
     path("sessions/<uuid:guid>/report/", sessions.SessionReportApi.as_view(), name="session-report"),
     path("sessions/<uuid:guid>/apply/", pushes.SessionApplyApi.as_view(), name="session-apply"),
+    path("sessions/<uuid:guid>/budget/", pushes.SessionBudgetApi.as_view(), name="session-budget"),
     path("sessions/<uuid:guid>/pushes/", pushes.SessionPushesApi.as_view(), name="session-pushes"),
     path("pushes/<id:pk>/", pushes.PushApi.as_view(), name="push-detail"),
     # Paths ending without a slash are left to APPEND_SLASH's redirect.

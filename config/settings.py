@@ -258,6 +258,8 @@ DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)
 # covered, the session ends "succeeded with warnings" and is never applied automatically.
 USAGE_MAX_AGE_HOURS = envfloat("USAGE_MAX_AGE_HOURS", 24.0, minimum=0)
 MIN_USAGE_COVERAGE = envfloat("MIN_USAGE_COVERAGE", 0.99, minimum=0)
+# Change budgets of the savings-versus-changes frontier each session computes (0 .. the unconstrained answer's changes).
+FRONTIER_POINTS = envint("FRONTIER_POINTS", 20, minimum=2)
 if MIN_USAGE_COVERAGE > 1:
     raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
 # A SIM whose usage call failed is asked again this many more times within the same usage sync.

@@ -5,7 +5,6 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -13,7 +12,6 @@ from django.utils import timezone
 from carrieropt.models import Tenant
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
-from carriers.simulator.carrier import usage_curve, usage_trend
 from devices.models import STOPPED_STATUSES, Device, DevicePin, DeviceUsage
 from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
@@ -115,12 +113,11 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     period = billing_period_current(provider=provider, at=now)
     start, end = period.starts_at(), period.ends_at()
     fraction = min(1.0, max(1e-6, (now - start) / (end - start)))
-    # Cycle to date as the simulator's carrier answers it: each SIM's usage curve through the cycle, so a
-    # projection from it misses the final usage as on a real account (carriers/README.md, "Usage through a cycle").
-    names = [fleet_spec.COMMUNICATION_PLANS[c].name for c in fleet.comm_plan.tolist()]
+    # The numbers the simulator answers at this moment (its usage curve), as a usage sync would have stored them.
     cycle_start = period.start_date
-    curve = np.array([usage_curve(fraction, usage_trend(seed, i, names[i], cycle_start)) for i in range(len(fleet))])
-    ctd_bytes = np.floor(fleet.cycle_usage_mb * curve * BYTES_PER_MB).astype(np.int64)
+    ctd_bytes = [fleet_spec.ctd_bytes(float(fleet.cycle_usage_mb[i]), fraction=fraction, trend=fleet_spec.usage_trend(
+        seed=seed, index=i, comm_plan=fleet_spec.COMMUNICATION_PLANS[fleet.comm_plan[i]].name, cycle_start=cycle_start))
+        for i in range(len(fleet))]
     usages = []
     for i in range(len(fleet)):
         if fleet.usage_unavailable[i]:

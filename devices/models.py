@@ -42,6 +42,9 @@ class Device(models.Model):
         help_text="When the SIM left ACTIVATED for DEACTIVATED or RETIRED (the carrier's dateUpdated of that change); "
                   "the carrier still bills the cycle it happened in.")
     synced_at = models.DateTimeField(null=True, blank=True)
+    plan_changed_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When a sync or a push last saw this SIM's rate plan change (never: not known to have changed).")
 
     class Meta:
         ordering = ["provider", "iccid"]

@@ -27,13 +27,14 @@ def sync_runs_running(*, provider: ServiceProvider, kinds: Iterable[str]) -> lis
 
 
 def usage_sync_devices(*, provider: ServiceProvider, statuses: Iterable[str],
-                       cycle_start: dt.datetime | None) -> list[tuple[int, str, str]]:
-    """(device id, ICCID, status) of the SIMs whose usage a usage sync asks for, in ICCID order: those with a
-    status in `statuses`, and (given `cycle_start`) billed by the carrier in the cycle starting then."""
+                       cycle_start: dt.datetime | None) -> list[tuple[int, str, str, str, dt.datetime | None]]:
+    """(device id, ICCID, status, rate plan code, plan_changed_at) of the SIMs whose usage a usage sync asks for, in
+    ICCID order: those with a status in `statuses`, and (given `cycle_start`) billed by the carrier in the cycle
+    starting then."""
     qs = Device.objects.filter(provider=provider, missing_since__isnull=True, status__in=list(statuses))
     if cycle_start is not None:
         qs = qs.filter(billed_in_cycle(cycle_start=cycle_start))
-    return list(qs.order_by("iccid").values_list("id", "iccid", "status"))
+    return list(qs.order_by("iccid").values_list("id", "iccid", "status", "rate_plan_code", "plan_changed_at"))
 
 
 def usage_stored_since(*, provider: ServiceProvider, period: BillingPeriod, since: dt.datetime) -> set[int]:

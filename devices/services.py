@@ -15,7 +15,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
-from carriers import BYTES_PER_MB, CarrierClient, CarrierError, DeviceRecord
+from carriers import (
+    BYTES_PER_MB,
+    MAX_PAGE_SIZE,
+    CarrierAccountError,
+    CarrierClient,
+    CarrierError,
+    CarrierRequestRejected,
+    DeviceRecord,
+)
 from devices import selectors, staging
 from devices.alerts import carrier_error_alert
 from devices.clients import client_for
@@ -38,6 +46,8 @@ REJECTS_KEPT = 1_000
 # A sync that stopped part-way is resumed by the next one started within this time.
 RESUME_WITHIN = dt.timedelta(hours=24)
 USAGE_CHUNK_ROWS = 5_000
+# errorCode of 'the API user's role has no access to this function' (carriers/errors.py).
+NO_ACCESS_CODE = "10000030"
 # The optimizer prices the SIMs billed this cycle (models.billed_in_cycle: ACTIVATED, and those deactivated or
 # retired during it); asking the carrier for the usage of any other SIM spends its 5 calls/s on numbers nobody reads.
 USAGE_STATUSES = (DeviceStatus.ACTIVATED, *STOPPED_STATUSES)
@@ -487,7 +497,18 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
         run.save(update_fields=["resumed_from"])
     skip_since = min((t for t in (fresh_since, resume_since) if t is not None), default=None)
     fresh = selectors.usage_stored_since(provider=provider, period=period, since=skip_since) if skip_since else set()
-    by_iccid = {iccid: (pk, status) for pk, iccid, status in devices if pk not in fresh}
+    by_iccid = {iccid: (pk, status) for pk, iccid, status, _, _ in devices if pk not in fresh}
+    # Get Usage by Rate Plan answers 50 SIMs a call ("cycle-to-date usage for all devices using" the plan). A SIM
+    # whose plan a sync or a push saw change this cycle is asked on its own: the carrier reports a cycle's usage
+    # per rate plan (usageInZone), and whether /usages counts the part before the change is not documented.
+    # A plan is paged only when that takes fewer calls than asking its wanted SIMs one by one (a top-up of a few).
+    by_plan: dict[str, set[str]] = {}
+    on_plan: dict[str, int] = {}
+    for _pk, iccid, _status, plan, plan_changed in devices:
+        on_plan[plan] = on_plan.get(plan, 0) + 1
+        if iccid in by_iccid and plan and (plan_changed is None or plan_changed < period.starts_at()):
+            by_plan.setdefault(plan, set()).add(iccid)
+    by_plan = {plan: sims for plan, sims in by_plan.items() if -(-on_plan[plan] // MAX_PAGE_SIZE) + 1 < len(sims)}
     run.skipped = provider.devices.filter(missing_since__isnull=True).count() - len(by_iccid)
     period_start, period_end = period.starts_at(), period.ends_at()
     rows: list[tuple] = []
@@ -506,9 +527,49 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
             staging.usage_write(rows=rows[stored:])
         stored = run.usage_rows_committed = len(rows)
 
+    def stored_row(iccid: str, ctd_bytes: int, status: str | None, measured_at: dt.datetime) -> None:
+        device_id, known_status = by_iccid[iccid]
+        usage_mb = bytes_to_mb(ctd_bytes)
+        # The status in the usage answer is newer than the last device sync.
+        # Projected from the exact bytes: early in a cycle the scale is large (x13 on day 3), and
+        # projecting the 3-place MB would multiply its rounding by it.
+        projected = projected_mb(ctd_bytes / BYTES_PER_MB, status=status or known_status, usage_date=measured_at,
+                                 period_start=period_start, period_end=period_end, now=measured_at)
+        rows.append((device_id, period.pk, ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}", measured_at, stamp))
+        if len(rows) - stored >= USAGE_CHUNK_ROWS:
+            flush()
+
+    answered: set[str] = set()
+    for plan in sorted(by_plan):
+        wanted = by_plan[plan]
+        try:
+            for page in client.iter_rate_plan_usages(rate_plan=plan, cycle_start=period.start_date):
+                run.pages += 1
+                measured_at = timezone.now()
+                for usage in page.usages:
+                    if usage.iccid in wanted and usage.iccid not in answered:
+                        answered.add(usage.iccid)
+                        stored_row(usage.iccid, usage.data_bytes, None, measured_at)
+                for problem in page.problems:
+                    log.info("usage sync #%s: %s (asked on its own)", run.pk, problem)
+                beat()
+                if progress:
+                    progress(SyncProgress(kind="usage", done=len(rows), total=len(by_iccid), seen=len(rows),
+                                          retries=client.stats.retries))
+        except CarrierRequestRejected as exc:
+            # A shared plan (not supported by the call): its SIMs are asked one by one.
+            log.info("usage sync #%s: %s; its SIMs are asked one by one", run.pk, exc.message)
+        except CarrierAccountError as exc:
+            if exc.carrier_code != NO_ACCESS_CODE:
+                raise
+            # The API user's role may not call Get Usage by Rate Plan: every SIM is asked one by one.
+            log.warning("usage sync #%s: %s; every SIM's usage is asked one by one", run.pk, exc.message)
+            break
+
+    # The rest one call per SIM (ctdUsages): shared plans, SIMs changed this cycle, SIMs missing from the pages.
     # A SIM whose call failed is asked again (after every other SIM), USAGE_RETRY_ROUNDS more times;
     # only what still fails is reported, by ICCID, and that SIM has no usage this cycle until a later sync.
-    ask: Iterable[str] = by_iccid
+    ask: Iterable[str] = [iccid for iccid in by_iccid if iccid not in answered]
     asked_again = 0
     for _round in range(1 + settings.USAGE_RETRY_ROUNDS):
         failed = {}
@@ -516,18 +577,7 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
             if isinstance(answer, CarrierError):
                 failed[iccid] = answer.message
             else:
-                device_id, known_status = by_iccid[iccid]
-                usage_mb = bytes_to_mb(answer.ctd_bytes)
-                # The status in the usage answer is newer than the last device sync.
-                # Projected from the exact bytes: early in a cycle the scale is large (x13 on day 3), and
-                # projecting the 3-place MB would multiply its rounding by it.
-                projected = projected_mb(answer.ctd_bytes / BYTES_PER_MB, status=answer.status or known_status,
-                                         usage_date=answer.measured_at,
-                                         period_start=period_start, period_end=period_end, now=answer.measured_at)
-                rows.append((device_id, period.pk, answer.ctd_bytes, f"{usage_mb:.3f}", f"{projected:.3f}",
-                             answer.measured_at, stamp))
-                if len(rows) - stored >= USAGE_CHUNK_ROWS:
-                    flush()
+                stored_row(iccid, answer.ctd_bytes, answer.status, answer.measured_at)
             beat()
             done = len(rows) + len(failed)
             if progress and (done % every == 0 or done == len(by_iccid)):

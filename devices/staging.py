@@ -160,13 +160,15 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
             f"date_added = COALESCE(s.date_added, {DEVICE}.date_added), "
             f"date_updated = COALESCE(s.date_updated, {DEVICE}.date_updated), "
             f"missing_since = NULL, synced_at = %s, "
+            f"plan_changed_at = CASE WHEN {DEVICE}.rate_plan_code <> s.rate_plan_code THEN %s "
+            f"ELSE {DEVICE}.plan_changed_at END, "
             # The moment a SIM stops is kept from the first sync that sees it stopped; a SIM activated again clears it.
             f"deactivated_at = CASE WHEN s.status IN {STOPPED_SQL} THEN CASE WHEN {DEVICE}.status IN {STOPPED_SQL} "
             f"THEN COALESCE({DEVICE}.deactivated_at, s.date_updated, %s) ELSE COALESCE(s.date_updated, %s) END "
             f"ELSE NULL END "
             f"FROM {STAGING} s {joins} "
             f"WHERE s.sync_run_id = %s AND s.reject_reason = '' AND {DEVICE}.provider_id = s.provider_id "
-            f"AND {DEVICE}.iccid = s.iccid AND ({changed})", [stamp, stamp, stamp, run_id])
+            f"AND {DEVICE}.iccid = s.iccid AND ({changed})", [stamp, stamp, stamp, stamp, run_id])
         updated = cursor.rowcount
 
         cursor.execute(

@@ -40,12 +40,26 @@ class OptimizationRun(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    frontier = models.JSONField(
+        default=dict, blank=True,
+        help_text="Savings versus changes (written by finalize): {points: [{max_changes, changes, total_cost, "
+                  "lower_bound}], forced, unconstrained_changes, seconds}. A budget's answer makes the moves of "
+                  "change_rank below its point's changes.")
 
     class Meta:
         ordering = ["-pk"]
 
     def __str__(self):
         return f"Run {self.pk} ({self.method}, {self.status})"
+
+    def frontier_point(self, max_changes: int | None) -> dict | None:
+        """The stored point of this budget (None: no budget, or not a point of the frontier)."""
+        if max_changes is None:
+            return None
+        for point in (self.frontier or {}).get("points", []):
+            if point["max_changes"] == max_changes:
+                return point
+        return None
 
 
 class GroupStatus(models.TextChoices):
@@ -177,6 +191,10 @@ class DeviceAssignment(models.Model):
     changed = models.BooleanField()
     kept_reason = models.CharField(max_length=20, choices=KeptReason.choices, blank=True, default="",
                                    help_text="Set when the SIM could not move and kept its current plan.")
+    change_rank = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Position of this SIM's move in the frontier's order (a budget's answer makes the moves ranked "
+                  "below its point's changes); empty when it does not change.")
     # Stored by the database, so the workbench sorts a million SIMs by saving through an index.
     saving = models.GeneratedField(expression=F("current_cost") - F("recommended_cost"),
                                    output_field=models.DecimalField(**MONEY, null=True), db_persist=True)

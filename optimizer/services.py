@@ -5,6 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
+from time import perf_counter
 
 import numpy as np
 from django.conf import settings
@@ -246,6 +247,8 @@ class Totals:
     changed: int
     covered: int = 0  # SIMs priced with usage of the cycle
     no_usage_iccids: list[str] = field(default_factory=list)  # SIMs kept on their plan: no usage of the cycle
+    # What results_finalize stores as run.frontier (its seconds differ from run to run: not compared).
+    frontier: dict = field(default_factory=dict, compare=False)
 
     @property
     def no_usage(self) -> int:
@@ -258,7 +261,8 @@ def _to_indices(data: GroupData, blob: bytes) -> np.ndarray:
     return order[np.searchsorted(data.plan_ids[order], plan_ids)].astype(np.int32)
 
 
-def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | None = None) -> Totals:
+def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | None = None,
+                     max_changes: int | None = None) -> Totals:
     """Keep each group's cheapest result (baseline and current plans compete too), write the
     per-SIM assignments and group figures, delete the losing results. Idempotent.
 
@@ -267,18 +271,94 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
     without a certified result on this data (that, a failed item, or a 0-1 SIM group) is
     solved here, so every group's bound covers exactly what is priced.
 
-    The run goes CleaningUp -> CompleteWithSuccess in the caller's transaction."""
+    The run goes CleaningUp -> CompleteWithSuccess in the caller's transaction. The savings-versus-changes
+    frontier over every group is stored on the run (max_changes, when given, is one of its budgets) and each
+    changed SIM's row has its change_rank."""
     _run_status(run, RunStatus.CLEANING_UP)
-    totals = _results_finalize(run, heartbeat)
+    totals = _results_finalize(run, heartbeat, max_changes)
     if connection.vendor == "postgresql":
         # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
-    _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now())
+    _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now(), frontier=totals.frontier)
     return totals
 
 
-def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None) -> Totals:
+@dataclass
+class _Pending:
+    """A group's answer whose rows wait for the frontier (which ranks every SIM's move)."""
+
+    group: CommGroup
+    data: GroupData
+    assignment: np.ndarray
+    bound: float | None  # the group's proven bound on its SIMs with usage (None: legacy)
+    insert: dict
+
+
+def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float,
+              max_changes: int | None) -> tuple[dict, list[np.ndarray]]:
+    """The run's savings-versus-changes frontier over all its groups (engine.frontier on one problem made of
+    the groups' problems), as stored in run.frontier, and each group's change rank per SIM (-1: no move).
+
+    Money includes what the SIMs without usage cost (fixed_total), as the group figures do."""
+    parts_with_sims = [p for p in parts if p.data.problem.n_sims]
+    if not parts_with_sims:
+        return {}, [np.full(p.data.problem.n_sims, -1, dtype=np.int64) for p in parts]
+    started = perf_counter()
+    plans = {}
+    for p in parts_with_sims:
+        for plan in p.data.plans:
+            plans.setdefault(plan.pk, plan)
+    pks = sorted(plans)
+    where = {pk: i for i, pk in enumerate(pks)}
+    G = len(parts_with_sims)
+    allowed = np.zeros((G, len(pks)), dtype=bool)
+    usage, group, current, answer, factor, movable = [], [], [], [], [], []
+    for g, p in enumerate(parts_with_sims):
+        pr = p.data.problem
+        to_union = np.array([where[int(pk)] for pk in p.data.plan_ids] + [-1], dtype=np.int64)
+        allowed[g, to_union[np.flatnonzero(pr.allowed[0])]] = True
+        usage.append(pr.usage_mb)
+        group.append(np.full(pr.n_sims, g, dtype=np.int32))
+        current.append(to_union[pr.current_plan])  # -1 indexes the trailing -1: no current plan
+        answer.append(to_union[p.assignment.astype(np.int64)])
+        factor.append(pr.factors)
+        movable.append(pr.movable_mask)
+    first = parts_with_sims[0].data.problem
+    prorated = any(p.data.problem.factor is not None for p in parts_with_sims)
+    movable_all = np.concatenate(movable)
+    problem = engine.Problem(
+        catalogue=catalogue_from_plans([plans[pk] for pk in pks]), usage_mb=np.concatenate(usage),
+        group=np.concatenate(group), allowed=allowed, billing=first.billing, charge_type=first.charge_type,
+        current_plan=np.concatenate(current).astype(np.int32), factor=np.concatenate(factor) if prorated else None,
+        movable=None if movable_all.all() else movable_all)
+    assignment = np.concatenate(answer).astype(np.int32)
+    pr = engine.price(problem, assignment)
+    bounds = [p.bound for p in parts_with_sims]
+    reference = engine.Solution(
+        assignment=assignment, total_cost=pr.total,
+        lower_bound=None if any(b is None for b in bounds) else float(sum(bounds)), group_cost=pr.per_group,
+        group_bound=None, method=run.method, seconds=0.0, changes=int((assignment != problem.current_plan).sum()))
+    fr = engine.frontier(problem, points=int(settings.FRONTIER_POINTS), reference=reference,
+                         extra_budgets=() if max_changes is None else (int(max_changes),))
+    stored = {
+        "points": [{"max_changes": pt.max_changes, "changes": pt.changes,
+                    "total_cost": str(to_money(pt.total_cost + fixed_total)),
+                    "lower_bound": str(to_money(pt.lower_bound + fixed_total))} for pt in fr.points],
+        "forced": fr.forced,
+        "unconstrained_changes": reference.changes,
+        "seconds": round(perf_counter() - started, 3),
+    }
+    ranks, at = [], 0
+    for p in parts:
+        n = p.data.problem.n_sims
+        ranks.append(fr.rank[at : at + n] if n else np.full(0, -1, dtype=np.int64))
+        at += n
+    return stored, ranks
+
+
+def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None,
+                      max_changes: int | None = None) -> Totals:
     # The account and cycle (time zone, proration) are read by every group: once, here.
     run = OptimizationRun.objects.select_related("provider", "billing_period__provider").get(pk=run.pk)
     method = run.method
@@ -289,7 +369,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     # The run's figures are sums of the groups' stored (rounded) figures, so groups add up to the run exactly.
     zero = Decimal(0)
     sums = {"devices": 0, "current": zero, "current_known": True, "baseline": zero, "optimized": zero, "bound": zero,
-            "bound_known": True, "changed": 0, "covered": 0, "no_usage_iccids": []}
+            "bound_known": True, "changed": 0, "covered": 0, "no_usage_iccids": [], "fixed": 0.0}
+    pending: list[_Pending] = []
     for group in run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
         if heartbeat is not None:
             heartbeat()
@@ -363,10 +444,12 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             current_total = None  # a SIM without usage and without a current plan: its cost is unknown
         if current_total is None:
             current_costs = None
-        _assignments_insert(run=run, group=group, data=data, assignment=assignment,
-                            recommended_costs=recommended_costs, current_costs=current_costs,
-                            recommended_total=cost + fixed_total,
-                            current_total=None if current_total is None else current_total + fixed_total)
+        pending.append(_Pending(group=group, data=data, assignment=np.asarray(assignment),
+                                bound=max(bounds) if bounds else None,
+                                insert={"recommended_costs": recommended_costs, "current_costs": current_costs,
+                                        "recommended_total": cost + fixed_total,
+                                        "current_total": None if current_total is None else current_total + fixed_total}))
+        sums["fixed"] += fixed_total
         group.results.exclude(pk=winner_pk).delete()
         group.current_cost = to_money(current_total + fixed_total) if current_total is not None else None
         group.baseline_cost = to_money(baseline_total + fixed_total)
@@ -384,6 +467,18 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         sums["covered"] += n
         sums["changed"] += int((problem.current_plan != assignment).sum())
         _sums_add(sums, group, sims=data.sims)
+    # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
+    # each SIM's rank goes into its row.
+    try:
+        frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
+    except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
+        log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it", run.pk)
+        frontier, ranks = {}, [None] * len(pending)
+    for part, rank in zip(pending, ranks, strict=True):
+        if heartbeat is not None:
+            heartbeat()
+        _assignments_insert(run=run, group=part.group, data=part.data, assignment=part.assignment, change_rank=rank,
+                            **part.insert)
     return Totals(
         devices=sums["devices"],
         current_cost=sums["current"] if sums["current_known"] else None,
@@ -393,6 +488,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         changed=sums["changed"],
         covered=sums["covered"],
         no_usage_iccids=sorted(sums["no_usage_iccids"]),
+        frontier=frontier,
     )
 
 
@@ -427,7 +523,7 @@ def _sums_add(sums: dict, group: CommGroup, *, sims: int) -> None:
 
 
 def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
-                        recommended_total: float, current_total: float | None) -> None:
+                        recommended_total: float, current_total: float | None, change_rank=None) -> None:
     """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize.
 
     Each SIM's cost is rounded so that the group's rows add up to exactly the group's stored cost.
@@ -450,6 +546,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
     iccids = data.iccids + missing_iccids
     n_covered = len(data.device_ids)
     kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
+    rank = [None] * n_covered if change_rank is None else [None if r < 0 else int(r) for r in change_rank]
 
     def rows():
         for i, device_id in enumerate(device_ids):
@@ -458,11 +555,13 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
             yield (run.pk, group.pk, device_id, iccids[i], f"{usage[i]:.3f}" if covered else None,
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_money is None else current_money[i], recommended_money[i],
-                   covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE)
+                   covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE,
+                   rank[i] if covered else None)
 
     rows_insert(table=DeviceAssignment._meta.db_table,
                 columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
-                         "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason"],
+                         "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason",
+                         "change_rank"],
                 rows=rows())
 
 

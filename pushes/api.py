@@ -13,7 +13,9 @@ from pushes.models import RatePlanPush
 from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply
 from pushes.serializers import PushOut
+from sessions import services as session_services
 from sessions.api import SessionApi
+from sessions.serializers import SessionBudgetIn, SessionOut
 
 APPLY_CONFLICT = OpenApiResponse(ErrorSerializer, description=(
     "`push_running`: a push of this carrier account is still running (`active_push` names it); "
@@ -38,6 +40,25 @@ class SessionApplyApi(SessionApi):
             raise PermissionDenied(APPLY_REFUSED)
         push = session_apply(session=session, trigger="api", applied_by=user_actor(request.user))
         return Response(PushOut(push).data, status=status.HTTP_202_ACCEPTED)
+
+
+class SessionBudgetApi(SessionApi):
+    """Choose the change budget applying keeps to: a point of the session's frontier (its `max_changes`), or
+    null for every recommended change (needs pushes.apply_recommendations: else 403; 400 naming max_changes for
+    a budget below 0 or one that is not a point)."""
+
+    serializer_class = SessionOut
+
+    @extend_schema(operation_id="sessions_budget", request=SessionBudgetIn,
+                   responses={200: SessionOut, 400: ErrorSerializer, 403: ErrorSerializer})
+    def post(self, request, guid):
+        session = self.session()
+        if not can_apply(request.user):
+            raise PermissionDenied(APPLY_REFUSED)
+        data = SessionBudgetIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        session = session_services.session_budget_set(session=session, max_changes=data.validated_data["max_changes"])
+        return Response(SessionOut(session, context={"request": request}).data)
 
 
 class PushApi(TenantApi, generics.RetrieveAPIView):

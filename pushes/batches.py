@@ -272,7 +272,8 @@ class _BatchRun:
 
 def device_show_plan(device_id: int, code: str, plan_ids: dict[str, int]) -> None:
     """The device row shows what the carrier just said (the next sync would say the same)."""
-    Device.objects.filter(pk=device_id).update(rate_plan_id=plan_ids.get(code), rate_plan_code=code)
+    Device.objects.filter(pk=device_id).exclude(rate_plan_code=code).update(
+        rate_plan_id=plan_ids.get(code), rate_plan_code=code, plan_changed_at=timezone.now())
 
 
 def push_batch_run(*, batch_id: int, worker: str | None = None,

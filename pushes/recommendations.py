@@ -23,15 +23,29 @@ class SessionNotComplete(Conflict):
     code = "session_not_complete"
 
 
+class BudgetNotAPoint(Conflict):
+    code = "budget_not_a_point"
+
+
 def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     """The SIMs whose recommended plan differs from the plan the optimization saw, minus those an
     earlier push of this session already applied (so applying again only retries what is left).
 
+    With a change budget (session.max_changes) only the moves of that budget's answer, exactly the one its
+    frontier point priced: those ranked below the point's changes.
+
     The push's only query of a session's assignments: keep it the only one.
     """
     done = RatePlanChange.objects.filter(push__session=session, status=ChangeStatus.APPLIED).values("device_id")
-    rows = (DeviceAssignment.objects.filter(run_id=session.run_id, changed=True)
-            .exclude(device_id__in=Subquery(done))
+    rows = DeviceAssignment.objects.filter(run_id=session.run_id, changed=True)
+    if session.max_changes is not None:
+        point = session.run.frontier_point(session.max_changes)
+        if point is None:
+            raise BudgetNotAPoint(
+                f"Session {session.guid} has change budget {session.max_changes}, which is not a point of its "
+                f"frontier; choose one of its points (or no budget) before applying.", field="max_changes")
+        rows = rows.filter(change_rank__lt=point["changes"])
+    rows = (rows.exclude(device_id__in=Subquery(done))
             .values_list("device_id", "iccid", "current_plan_id", "current_plan__code", "device__rate_plan_code",
                          "recommended_plan_id", "recommended_plan__code", "current_cost", "recommended_cost"))
     changes = []
@@ -51,7 +65,7 @@ def session_apply(*, session: OptimizationSession, trigger: str, applied_by: str
 
     Raises SessionNotComplete or PushAlreadyRunning (both 409 in the API).
     """
-    session = OptimizationSession.objects.select_related("provider", "billing_period__provider").get(pk=session.pk)
+    session = OptimizationSession.objects.select_related("provider", "billing_period__provider", "run").get(pk=session.pk)
     if session.status not in COMPLETED_STATUSES or session.stage != Stage.COMPLETE:
         raise SessionNotComplete(
             f"Session {session.guid} is {session.status} at stage {session.stage}; only a completed session's "

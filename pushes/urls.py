@@ -7,5 +7,6 @@ app_name = "pushes"
 
 urlpatterns = [
     path("sessions/<uuid:guid>/apply/", views.session_apply_page, name="session-apply"),
+    path("sessions/<uuid:guid>/budget/", views.session_budget_page, name="session-budget"),
     path("pushes/<int:pk>/", views.push_detail, name="push-detail"),
 ]

@@ -1,7 +1,9 @@
 """Dashboard pages of the push: preview the Go/No-Go and apply a session's recommendations, then watch the push."""
 from __future__ import annotations
 
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.http import HttpResponseNotAllowed
 from django.shortcuts import get_object_or_404, redirect, render
 
 from carrieropt.actors import user_actor
@@ -13,7 +15,32 @@ from pushes.models import RatePlanPush
 from pushes.permissions import APPLY_REFUSED, can_apply
 from pushes.recommendations import session_apply, session_changes
 from pushes.tuning import PushTuning
+from sessions import services as session_services
 from sessions.models import OptimizationSession, Stage
+
+
+@login_required
+def session_budget_page(request, guid):
+    """POST from the session page's frontier chart: the chosen point's budget is what applying pushes."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    session = get_object_or_404(OptimizationSession.objects.filter(tenant__in=user_tenants(request.user))
+                                .select_related("run"), guid=guid)
+    if not can_apply(request.user):
+        messages.error(request, APPLY_REFUSED)
+        return redirect("dashboard:session-detail", guid=guid)
+    raw = request.POST.get("max_changes", "").strip()
+    try:
+        budget = None if raw in ("", "none") else int(raw)
+        session_services.session_budget_set(session=session, max_changes=budget)
+    except ValueError:
+        messages.error(request, f"max_changes: {raw!r} is not a whole number.")
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, "Applying now pushes every recommended change." if budget is None
+                         else f"Applying now pushes the answer with at most {budget:,} changes.")
+    return redirect("dashboard:session-detail", guid=guid)
 
 
 @login_required

@@ -105,6 +105,9 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     default_must_beat_current = models.BooleanField(
         default=False, help_text="Sessions that do not choose keep a group on its current plans unless the answer "
                                  "is cheaper (legacy SkipLowerCostCheck off).")
+    default_max_changes = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Change budget of sessions that do not choose one (scheduled sessions): "
+                                         "at most this many SIMs change plan when applied. Empty: no budget.")
     active = models.BooleanField(default=True)
     report_recipients = models.TextField(blank=True, help_text="Comma-separated e-mail addresses for reports and alerts.")
     rate_limit_per_second = models.DecimalField(max_digits=6, decimal_places=2, default=Decimal("5"), validators=[MinValueValidator(Decimal("0.01"))])

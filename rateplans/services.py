@@ -40,7 +40,7 @@ PROVIDER_WRITABLE = frozenset({
     "name", "integration", "portal_type", "api_base_url", "username", "api_key", "billing_timezone",
     "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "active", "report_recipients",
     "rate_limit_per_second", "max_concurrency", "max_pages",
-    "default_method", "default_charge_type", "default_must_beat_current",
+    "default_method", "default_charge_type", "default_must_beat_current", "default_max_changes",
 })
 RATE_PLAN_WRITABLE = frozenset({
     "code", "name", "monthly_cost", "included_mb", "overage_rate", "overage_block_mb", "fee_per_sim", "pooled",

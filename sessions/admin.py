@@ -22,12 +22,14 @@ class SessionOptionsForm(forms.Form):
         choices=ACCOUNT_DEFAULT + [("yes", "Yes: keep current plans unless strictly cheaper"), ("no", "No")],
         required=False, label="Must beat current plans")
     sync_devices = forms.BooleanField(required=False, initial=True, label="Sync devices and usage from the carrier first")
+    max_changes = forms.IntegerField(required=False, min_value=0, label="Change budget (at most this many SIMs change plan)",
+                                     help_text="Empty: each account's default_max_changes.")
 
     def options(self) -> dict:
         data = self.cleaned_data
         beat = {"yes": True, "no": False}.get(data["must_beat_current"])
         return {"method": data["method"] or None, "charge_type": data["charge_type"] or None,
-                "must_beat_current": beat, "sync_devices": data["sync_devices"]}
+                "must_beat_current": beat, "sync_devices": data["sync_devices"], "max_changes": data["max_changes"]}
 
 
 @admin.action(description="Start optimization session")
@@ -66,7 +68,7 @@ class SessionsServiceProviderAdmin(ServiceProviderAdmin):
 @admin.register(OptimizationSession)
 class OptimizationSessionAdmin(admin.ModelAdmin):
     list_display = ["id", "guid", "provider", "status", "stage", "progress", "trigger", "method", "charge_type",
-                    "must_beat_current", "started_by", "cancelled_by", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
+                    "must_beat_current", "max_changes", "started_by", "cancelled_by", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
     list_filter = ["status", "stage", "trigger", "method", "charge_type", "must_beat_current", "provider"]
     search_fields = ["=guid", "provider__name", "started_by", "cancelled_by"]
     readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings", "started_by",

@@ -63,6 +63,10 @@ class OptimizationSession(models.Model):
         default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
                                  "(legacy SkipLowerCostCheck off).")
     sync_devices = models.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    max_changes = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Change budget: applying pushes the answer in which at most this many SIMs change plan (a point "
+                  "of the frontier). Empty: every recommended change.")
     started_by = models.CharField(max_length=150, blank=True,
                                   help_text="The user who started it, or schedule / command (sessions before this was recorded: blank).")
     cancelled_by = models.CharField(max_length=150, blank=True, help_text="The user who cancelled it.")

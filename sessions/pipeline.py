@@ -225,7 +225,8 @@ def stage_finalizing(session_id: int) -> None:
         return
     heartbeat = Heartbeat(session_id, worker)
     with transaction.atomic():
-        totals = optimizer_services.results_finalize(run=session.run, heartbeat=heartbeat)
+        totals = optimizer_services.results_finalize(run=session.run, heartbeat=heartbeat,
+                                                       max_changes=session.max_changes)
         warnings = coverage_warning(covered=totals.covered, billable=totals.devices)
         OptimizationSession.objects.filter(pk=session_id).update(
             device_count=totals.devices, current_cost=totals.current_cost, baseline_cost=totals.baseline_cost,

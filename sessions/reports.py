@@ -18,7 +18,7 @@ from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
-from openpyxl.chart import BarChart, Reference
+from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.styles import Font
 
 from carrieropt import xlsx
@@ -28,6 +28,7 @@ from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from optimizer.selectors import NO_PLAN, plan_costs
 from rateplans.models import PortalType, RatePlan
+from sessions.frontier import frontier_rows
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,7 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Method", session.get_method_display()),
         ("Charge type", session.get_charge_type_display()),
         ("Must beat current plans", "yes" if session.must_beat_current else "no"),
+        ("Change budget (max SIMs changing plan)", "none" if session.max_changes is None else session.max_changes),
         ("Trigger", session.get_trigger_display()),
         ("Started by", sheet.text(session.started_by or "not recorded")),
         ("SIMs", session.device_count),
@@ -205,6 +207,38 @@ def _write_summary(workbook: Workbook, session) -> None:
             chart.add_data(Reference(sheet.ws, min_col=column, min_row=first - 1, max_row=last), titles_from_data=True)
         chart.set_categories(Reference(sheet.ws, min_col=1, min_row=first, max_row=last))
         sheet.ws.add_chart(chart, "G2")
+
+
+FRONTIER_HEADER = ["Max changes", "SIMs moved", "% of changes", "Cost", "Lower bound", "Gap", "Savings",
+                   "% of savings", "Chosen budget"]
+
+
+def _write_frontier(workbook: Workbook, session) -> None:
+    """Savings versus changes: cost and proven bound per change budget, with a line chart of both."""
+    rows = frontier_rows(session)
+    sheet = _Sheet(workbook, "Savings vs changes", {"A": 14, "B": 12, "C": 12, "D": 16, "E": 16, "F": 10, "G": 16,
+                                                    "H": 12, "I": 14})
+    sheet.append([sheet.strong("Savings versus changes: the cheapest answer found with at most so many SIMs "
+                               "changing plan, and the proven lower bound on any answer with that few changes")])
+    sheet.header(FRONTIER_HEADER)
+    first = sheet.rows + 1
+    for r in rows:
+        sheet.append([r.max_changes, r.changes, sheet.percent(None if r.changes_share is None else Decimal(str(r.changes_share))),
+                      sheet.money(r.total_cost), sheet.money(r.lower_bound),
+                      sheet.percent(None if r.gap is None else Decimal(str(r.gap))), sheet.money(r.savings),
+                      sheet.percent(None if r.savings_share is None else Decimal(str(r.savings_share))),
+                      "yes" if r.chosen else ""])
+    last = sheet.rows
+    if len(rows) >= 2:
+        chart = LineChart()
+        chart.title = "Cost and lower bound against the change budget"
+        chart.y_axis.title = "Cost"
+        chart.x_axis.title = "Max changes"
+        chart.height, chart.width = 9, 18
+        for column in (4, 5):  # "Cost", "Lower bound"
+            chart.add_data(Reference(sheet.ws, min_col=column, min_row=first - 1, max_row=last), titles_from_data=True)
+        chart.set_categories(Reference(sheet.ws, min_col=1, min_row=first, max_row=last))
+        sheet.ws.add_chart(chart, "K2")
 
 
 def _write_groups(workbook: Workbook, run) -> None:
@@ -339,6 +373,8 @@ def report_write(*, session) -> str:
     assignments = _AssignmentSheets(workbook, session.run, by_group=session.provider.portal_type == PortalType.MOBILITY)
     if session.no_usage_iccids:
         _write_no_usage(workbook, session)
+    if (session.run.frontier or {}).get("points"):
+        _write_frontier(workbook, session)
     # Built in a local temporary file (openpyxl needs a seekable file; the big sheets are filled into the saved
     # file), then handed to the storage whole.
     with tempfile.TemporaryDirectory() as directory:

@@ -26,6 +26,29 @@ class StageTiming(serializers.Serializer):
     seconds = serializers.FloatField(required=False)
 
 
+class FrontierPointOut(serializers.Serializer):
+    max_changes = serializers.IntegerField(help_text="The change budget: at most this many SIMs change plan.")
+    changes = serializers.IntegerField(help_text="SIMs this budget's answer moves.")
+    total_cost = serializers.DecimalField(**MONEY, help_text="Cost of this budget's answer (priced by the cost model).")
+    lower_bound = serializers.DecimalField(**MONEY, help_text="Proven lower bound on any answer within this budget.")
+    gap = serializers.DecimalField(**RATIO, allow_null=True, help_text="(total_cost - lower_bound) / lower_bound.")
+    savings = serializers.DecimalField(**MONEY, allow_null=True, help_text="Current cost minus total_cost.")
+    savings_share = serializers.DecimalField(**RATIO, allow_null=True,
+                                             help_text="Share of the unconstrained answer's savings, 0–1.")
+    changes_share = serializers.DecimalField(**RATIO, allow_null=True,
+                                             help_text="max_changes as a share of the unconstrained answer's changes.")
+    chosen = serializers.BooleanField(help_text="The session's change budget (what applying pushes).")
+
+
+def frontier_out(session) -> list[dict]:
+    from sessions.frontier import frontier_rows
+
+    return [{"max_changes": r.max_changes, "changes": r.changes, "total_cost": money_out(r.total_cost),
+             "lower_bound": money_out(r.lower_bound), "gap": ratio_out(r.gap), "savings": money_out(r.savings),
+             "savings_share": ratio_out(r.savings_share), "changes_share": ratio_out(r.changes_share),
+             "chosen": r.chosen} for r in frontier_rows(session)]
+
+
 class SessionOut(serializers.ModelSerializer):
     id = serializers.UUIDField(source="guid", help_text="The session GUID (OptimizationSessionGuid).")
     session_id = serializers.IntegerField(source="pk", help_text="The integer SessionId AMOP events carry.")
@@ -41,6 +64,9 @@ class SessionOut(serializers.ModelSerializer):
     savings_percent = serializers.SerializerMethodField()
     gap = serializers.SerializerMethodField(help_text="Optimized cost above the lower bound, as a fraction of it.")
     report_url = serializers.SerializerMethodField()
+    frontier = serializers.SerializerMethodField(
+        help_text="Savings versus changes: cost and proven bound at about FRONTIER_POINTS change budgets from 0 to "
+                  "the unconstrained answer's changes (empty until the session completes).")
     no_usage_iccids = serializers.ListField(
         child=serializers.CharField(), read_only=True,
         help_text="Billable SIMs without usage of the cycle: kept on their plan, not changes, priced at the fixed charge only.")
@@ -54,7 +80,7 @@ class SessionOut(serializers.ModelSerializer):
                   "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
                   "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
-                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings", "realized"]
+                  "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings", "realized", "max_changes", "frontier"]
         read_only_fields = fields
 
     @extend_schema_field(RealizedOut(allow_null=True))
@@ -75,6 +101,10 @@ class SessionOut(serializers.ModelSerializer):
     def get_gap(self, obj):
         return ratio_out(obj.figures.gap)
 
+    @extend_schema_field(FrontierPointOut(many=True))
+    def get_frontier(self, obj):
+        return frontier_out(obj)
+
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_report_url(self, obj):
         if not obj.report_path:
@@ -85,6 +115,8 @@ class SessionOut(serializers.ModelSerializer):
 
 
 class SessionStartIn(StrictInput, serializers.Serializer):
+    # One way to name the period at most (the service refuses both with a 400); the schema says so (ApiSchema).
+    exclusive_fields = (("billing_period", "billing_period_end"),)
     # The view narrows the queryset to the caller's carrier accounts.
     provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
     # Absent options are the carrier account's defaults (default_method, default_charge_type, default_must_beat_current).
@@ -97,6 +129,10 @@ class SessionStartIn(StrictInput, serializers.Serializer):
         required=False, help_text="Keep a group on its current plans unless the answer is strictly cheaper (legacy "
                                   "SkipLowerCostCheck off). Absent: the account's default_must_beat_current.")
     sync_devices = serializers.BooleanField(default=True, help_text="Sync devices and usage from the carrier first.")
+    max_changes = serializers.IntegerField(
+        required=False, min_value=0,
+        help_text="Change budget: applying pushes the answer in which at most this many SIMs change plan (it is one "
+                  "of the frontier's points). Absent: the account's default_max_changes.")
     session_guid = serializers.UUIDField(
         required=False, help_text="The caller's own id for the session (AMOP's OptimizationSessionGuid), used as its "
                                   "`id`. Starting again with the same GUID answers that session (200) instead of "
@@ -107,6 +143,13 @@ class SessionStartIn(StrictInput, serializers.Serializer):
         help_text="Id of the account's billing period to optimize (AMOP's BillPeriodId). Absent: the current one.")
     billing_period_end = serializers.DateField(
         required=False, help_text="Or the last day of the billing cycle to optimize (YYYY-MM-DD).")
+
+
+class SessionBudgetIn(StrictInput, serializers.Serializer):
+    max_changes = serializers.IntegerField(
+        allow_null=True, min_value=0,
+        help_text="A point of the session's frontier (its max_changes): applying then pushes only that budget's "
+                  "changes. null: every recommended change.")
 
 
 class SessionFilter(serializers.Serializer):

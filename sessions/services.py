@@ -82,11 +82,38 @@ def _period_for_start(*, provider: ServiceProvider, billing_period: BillingPerio
     return billing_period
 
 
+def _budget(value) -> int | None:
+    """A change budget: a whole number >= 0, or None for no budget."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValidationFailed(f"max_changes: a change budget is a whole number of SIMs, 0 or more; got {value!r}.",
+                               field="max_changes")
+    return int(value)
+
+
+def session_budget_set(*, session: OptimizationSession, max_changes: int | None) -> OptimizationSession:
+    """Choose the change budget applying a completed session keeps to: a point of its frontier, or None for
+    every recommended change."""
+    max_changes = _budget(max_changes)
+    if max_changes is not None:
+        run = session.run
+        if run.frontier_point(max_changes) is None:
+            budgets = [p["max_changes"] for p in (run.frontier or {}).get("points", [])]
+            raise ValidationFailed(
+                f"max_changes: {max_changes} is not a point of this session's frontier"
+                + (f" ({', '.join(str(b) for b in budgets)})." if budgets else " (it has none)."),
+                field="max_changes", extra={"budgets": budgets})
+    OptimizationSession.objects.filter(pk=session.pk).update(max_changes=max_changes)
+    session.max_changes = max_changes
+    return session
+
+
 def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, method: str | None = None,
                   charge_type: str | None = None, must_beat_current: bool | None = None,
                   sync_devices: bool = True, now: dt.datetime | None = None, guid: uuid.UUID | None = None,
                   billing_period: BillingPeriod | None = None, billing_period_end: dt.date | None = None,
-                  started_by: str | None = None) -> OptimizationSession:
+                  started_by: str | None = None, max_changes: int | None = None) -> OptimizationSession:
     """Create a session and queue its first stage; refuse while one is active for the account.
 
     An option left None is the account's default (what a scheduled session runs with); the billing
@@ -98,13 +125,14 @@ def session_start(*, provider: ServiceProvider, trigger: str = Trigger.MANUAL, m
     method = _choice("method", provider.default_method if method is None else method, Method)
     charge_type = _choice("charge_type", provider.default_charge_type if charge_type is None else charge_type, ChargeType)
     must_beat_current = provider.default_must_beat_current if must_beat_current is None else bool(must_beat_current)
+    max_changes = _budget(provider.default_max_changes if max_changes is None else max_changes)
     now = now or timezone.now()
     period = _period_for_start(provider=provider, billing_period=billing_period, billing_period_end=billing_period_end,
                                sync_devices=sync_devices, now=now)
     if started_by is None:  # only what acts alone may leave it out: the schedule and the command
         started_by = {Trigger.SCHEDULED: SCHEDULE, Trigger.MANUAL: command_actor()}.get(trigger, "")
     options = {"method": method, "charge_type": charge_type, "must_beat_current": must_beat_current,
-               "started_by": started_by}
+               "started_by": started_by, "max_changes": max_changes}
     if guid is not None:
         options["guid"] = guid
     try:

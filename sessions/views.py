@@ -35,6 +35,7 @@ from optimizer.selectors import PlanCost, plan_costs
 from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
 from sessions import services
+from sessions.frontier import frontier_chart, frontier_rows
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
 from sessions.realized import session_realized
 from sessions.reports import report_exists
@@ -64,6 +65,17 @@ def session_list(request):
     return _list_page(request)
 
 
+def _budget_field(raw: str | None) -> int | None:
+    """The start form's change budget: empty is the account's default; anything else must be a whole number."""
+    raw = (raw or "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValidationFailed(f"max_changes: {raw!r} is not a whole number of SIMs.", field="max_changes") from None
+
+
 @login_required
 @require_POST
 def session_start(request, provider_id: int):
@@ -74,7 +86,8 @@ def session_start(request, provider_id: int):
         session = services.session_start(
             provider=provider, trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
             method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
-            must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None)
+            must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None,
+            max_changes=_budget_field(request.POST.get("max_changes")))
     except services.SessionAlreadyRunning as exc:
         # The same refusal the API answers with 409, shown on the page that asked.
         refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
@@ -146,8 +159,10 @@ def session_detail(request, guid):
     matrix = plan_migrations(run_id=session.run_id) if costs else None
     figures = session.figures
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
+    rows = frontier_rows(session)
     realized = session_realized(session)
     return render(request, "dashboard/session.html", {
+        "frontier": rows, "frontier_chart": frontier_chart(rows), "budget": next((r for r in rows if r.chosen), None),
         "realized": realized, "realized_view": realized_view(realized) if realized else None,
         "cycle_ended": timezone.now() >= session.billing_period.ends_at(),
         "final_usage_delay_hours": settings.FINAL_USAGE_DELAY_HOURS,

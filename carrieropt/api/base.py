@@ -92,6 +92,10 @@ class ApiSchema(AutoSchema):
         kind = serializer if isinstance(serializer, type) else type(serializer)
         if direction == "request" and issubclass(kind, StrictInput):
             schema["additionalProperties"] = False  # StrictInput refuses fields it does not know
+        if direction == "request" and (groups := getattr(kind, "exclusive_fields", ())):
+            # Fields of which a request may give one at most (the server refuses more with a 400).
+            rules = [{"not": {"required": list(names)}} for names in groups]
+            schema.update(rules[0] if len(rules) == 1 else {"allOf": rules})
         return schema
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):

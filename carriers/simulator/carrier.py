@@ -51,34 +51,6 @@ ACCOUNT_ID = "100020620"
 MAX_EFFECTIVE_DAYS = 180
 FAULT_KINDS = ("500", "429", "timeout", "malformed")  # "429" is throttling, answered as throttle_status says
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-# How SIMs spread their usage over a cycle (SimulatedCarrier.usage_trend): per SIM and cycle a trend within
-# +-USAGE_TREND_SPREAD around its communication plan's lean (video back-loaded, fleet tracking front-loaded).
-USAGE_TREND_SPREAD = 0.5
-USAGE_TREND_LEAN = {"CP-Telemetry-Low": 0.0, "CP-Fleet-Standard": -0.15, "CP-Video-High": 0.3}
-
-
-def usage_trend(seed: int, i: int, comm_plan: str, cycle_start: dt.date) -> float:
-    """Usage trend of SIM i of fleet `seed` in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more
-    late in the cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: its
-    communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
-    mixed = _mix64((seed * 1_000_003 + i) * 1_000_033 + cycle_start.toordinal())
-    spread = (mixed / 2**64 * 2 - 1) * USAGE_TREND_SPREAD
-    return max(-0.95, min(0.95, USAGE_TREND_LEAN.get(comm_plan, 0.0) + spread))
-
-
-def usage_curve(fraction: float, trend: float) -> float:
-    """The share of its cycle usage a SIM with `trend` has used at the elapsed share `fraction` of the cycle."""
-    return fraction * (1 - trend * (1 - fraction))
-
-
-def _mix64(value: int) -> int:
-    """splitmix64's finaliser: a well-spread 64-bit integer from any integer (deterministic, no RNG state)."""
-    z = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
-    return z ^ (z >> 31)
-
-
 @dataclass
 class Faults:
     """What the simulator does wrong on purpose. Mutable while it runs (tests flip it between calls)."""
@@ -198,6 +170,10 @@ class SimulatedCarrier:
         self.overage = {}  # index -> overageLimitOverride (DEFAULT when absent)
         self.fields: dict[int, dict[str, str]] = {}  # index -> customer, deviceID, modemID, accountCustomN
         self.changes: list[dict] = []
+        # Get Usage by Rate Plan lists a plan's SIMs page by page: the list is built once per plan, cycle and
+        # state of the fleet (every change of a SIM bumps the version), not once per page.
+        self._version = 0
+        self._on_plan: dict[tuple, list[int]] = {}
         self.requests: deque[dict] = deque(maxlen=log_size)
         self.counts: Counter[str] = Counter()
 
@@ -228,6 +204,7 @@ class SimulatedCarrier:
 
     # -- state ------------------------------------------------------------------------------------
     def _touch(self, i: int) -> None:
+        self._version += 1
         # Strictly increasing, 1 ms apart: the order of changes must stay total.
         now = max(int(self.clock() * 1000), self._last_touch + 1)
         self._last_touch = now
@@ -284,11 +261,13 @@ class SimulatedCarrier:
         starts = dt.datetime.combine(start, dt.time.min, tzinfo=self._tz)
         ends = dt.datetime.combine(end + dt.timedelta(days=1), dt.time.min, tzinfo=self._tz)
         fraction = min(1.0, max(1e-6, (local - starts) / (ends - starts)))
-        return math.floor(self.cycle_usage_mb[i] * usage_curve(fraction, self.usage_trend(i, start)) * BYTES_PER_MB)
+        return demo_fleet.ctd_bytes(self.cycle_usage_mb[i], trend=self.usage_trend(i, start), fraction=fraction)
 
     def usage_trend(self, i: int, cycle_start: dt.date) -> float:
-        """SIM i's usage trend in the cycle starting `cycle_start` (module function usage_trend)."""
-        return usage_trend(self.seed, i, self.comm_plan[i], cycle_start)
+        """SIM i's usage trend in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more late in the
+        cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: the
+        communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
+        return demo_fleet.usage_trend(seed=self.seed, index=i, comm_plan=self.comm_plan[i], cycle_start=cycle_start)
 
     def plan_at(self, i: int, moment_ms: int) -> str:
         """SIM i's rate plan at `moment_ms` (epoch ms): the plan before the first change after it, else the current."""
@@ -541,8 +520,13 @@ class SimulatedCarrier:
         size, number = paging
         # SIMs billed on the plan in that cycle (for an ended cycle: on it at the cycle's end); a SIM the usage
         # service has no record of is not listed.
-        on_plan = [i for i in range(self.sims) if self._cycle_plan(i, start) == name
-                   and not self._usage_missing(self.iccids[i])]
+        key = (name, start, self._version, self.faults.usage_refused)
+        on_plan = self._on_plan.get(key)
+        if on_plan is None:
+            on_plan = [i for i in range(self.sims) if self._cycle_plan(i, start) == name
+                       and not self._usage_missing(self.iccids[i])]
+            self._on_plan = {k: v for k, v in self._on_plan.items() if k[2] == self._version}
+            self._on_plan[key] = on_plan
         chosen = on_plan[(number - 1) * size:number * size]
         return _json(200, {
             # Response field names are unconfirmed: the page's answer table is not in the docs corpus.

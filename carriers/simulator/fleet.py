@@ -1,9 +1,13 @@
 """A deterministic, realistic M2M fleet for the demo, the carrier simulator and tests (no Django)."""
 from __future__ import annotations
 
+import datetime as dt
+import math
 from dataclasses import dataclass
 
 import numpy as np
+
+BYTES_PER_MB = 1024 * 1024  # as carriers.BYTES_PER_MB (this module imports nothing of the project)
 
 DEMO_USERNAME = "demo-api-user"
 DEMO_API_KEY = "demo-simulator-key"  # The simulator's own credential; not a secret of any real carrier.
@@ -135,3 +139,34 @@ def generate_fleet(n: int, seed: int) -> Fleet:
         date_updated=date_updated,
         usage_unavailable=usage_unavailable,
     )
+
+
+# How SIMs spread their usage over a cycle: per SIM and cycle a trend within +-USAGE_TREND_SPREAD around its
+# communication plan's lean (video back-loaded, fleet tracking front-loaded). The simulator answers with it and
+# seed_demo stores the same numbers, so a session on seeded usage sees what a sync would have fetched.
+USAGE_TREND_SPREAD = 0.5
+USAGE_TREND_LEAN = {"CP-Telemetry-Low": 0.0, "CP-Fleet-Standard": -0.15, "CP-Video-High": 0.3}
+
+
+def _mix64(value: int) -> int:
+    """splitmix64's finaliser: a well-spread 64-bit integer from any integer (deterministic, no RNG state)."""
+    z = (value + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
+def usage_trend(*, seed: int, index: int, comm_plan: str, cycle_start: dt.date) -> float:
+    """SIM `index`'s usage trend in the cycle starting `cycle_start`, in -0.95..0.95: above 0 it uses more late in
+    the cycle (projections from cycle to date fall short), below 0 early (they overshoot). Deterministic: the
+    communication plan's lean (USAGE_TREND_LEAN) plus a spread drawn from (seed, SIM, cycle)."""
+    mixed = _mix64((seed * 1_000_003 + index) * 1_000_033 + cycle_start.toordinal())
+    spread = (mixed / 2**64 * 2 - 1) * USAGE_TREND_SPREAD
+    return max(-0.95, min(0.95, USAGE_TREND_LEAN.get(comm_plan, 0.0) + spread))
+
+
+def ctd_bytes(cycle_usage_mb: float, *, trend: float, fraction: float) -> int:
+    """Cycle-to-date bytes of a SIM that uses `cycle_usage_mb` in the whole cycle, at the elapsed share `fraction`:
+    its curve is f * (1 - t * (1 - f)) of the cycle usage (the whole of it at the cycle's end)."""
+    curve = fraction * (1 - trend * (1 - fraction))
+    return math.floor(cycle_usage_mb * curve * BYTES_PER_MB)

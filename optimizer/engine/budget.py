@@ -407,9 +407,11 @@ def budgets_for(low: int, high: int, points: int) -> np.ndarray:
 
 
 def frontier(problem: Problem, *, points: int = 20, budgets=None, reference: Solution | None = None,
-             **solve_options) -> Frontier:
+             extra_budgets=(), **solve_options) -> Frontier:
     """Cost and proven bound at about `points` change budgets from 0 (or the SIMs that must move) to the
-    unconstrained answer's changes, or at the `budgets` given; every point's answer a prefix of one order."""
+    unconstrained answer's changes, or at the `budgets` given; every point's answer a prefix of one order.
+
+    extra_budgets are added to the `points` budgets (each raised to the SIMs that must move)."""
     started = perf_counter()
     if problem.n_sims == 0:
         ref = _reference(problem, reference, **solve_options)
@@ -425,6 +427,8 @@ def frontier(problem: Problem, *, points: int = 20, budgets=None, reference: Sol
     D = F + int((setup.free & (target != cur)).sum())
     if budgets is None:
         ks = budgets_for(F, D, points)
+        if len(extra_budgets):
+            ks = np.unique(np.concatenate([ks, np.maximum(np.asarray(extra_budgets, dtype=np.int64), F)]))
     else:
         ks = np.unique(np.asarray(budgets, dtype=np.int64))
         if ks.size and ks[0] < F:

@@ -38,12 +38,13 @@ def test_throttled_usage_calls_are_waited_out_and_no_sim_is_skipped(tenant, carr
     active = len(billed(provider))
     server.carrier.faults.throttle_status = throttle_status
     server.carrier.faults.script.extend(["ok", "429", "ok", "429", "429", "ok"] * 5)
+    server.carrier.clear_log()
     run = usage(provider)
     assert run.status == "succeeded", run.error
     assert run.rejected == 0 and run.rejects == []
     assert DeviceUsage.objects.filter(device__provider=provider).count() == active
     assert run.throttled == 15 == server.carrier.counts["throttled"]
-    assert run.calls == active + 15 and run.calls_per_second > 0
+    assert run.calls == len(server.carrier.request_log("/rws/api/v1/")) and run.calls_per_second > 0
 
 
 def test_throttling_is_read_from_the_error_code_whatever_the_status(tenant, carrier_simulator):
@@ -67,13 +68,30 @@ def test_a_request_level_code_stops_the_usage_sync_at_once_naming_the_code(tenan
     provider = simulated_provider(server=carrier_simulator, tenant=tenant, max_concurrency=1)
     synced(provider)
     before = len(carrier_simulator.carrier.request_log())
+    # This role may not page usage by rate plan (refused once, then every SIM is asked on its own), so the
+    # scripted refusal lands on a SIM's ctdUsages call.
+    carrier_simulator.carrier.faults.no_access = ("usages",)
     carrier_simulator.carrier.faults.script.extend(["ok", "ok", f"code:{code}"])
     run = usage(provider)
     assert run.status == "failed"
     assert f"errorCode {code}: {meaning}" in run.error and "DeviceUsage unchanged" in run.error
     # Stopped at the first refusal (one call already queued behind it may still go out).
-    assert len(carrier_simulator.carrier.request_log()) - before <= 4
+    assert len(carrier_simulator.carrier.request_log()) - before <= 5
     assert run.rejected == 0 and not DeviceUsage.objects.filter(device__provider=provider).exists()
+
+
+def test_a_role_without_usage_by_rate_plan_gets_every_sims_usage_one_by_one(tenant, carrier_simulator):
+    provider = simulated_provider(server=carrier_simulator, tenant=tenant, max_concurrency=1)
+    synced(provider)
+    carrier_simulator.carrier.faults.no_access = ("usages",)
+    carrier_simulator.carrier.clear_log()
+    run = usage(provider)
+    assert run.status == "succeeded", run.error
+    paged = carrier_simulator.carrier.request_log("/rws/api/v1/usages")
+    per_sim = [r for r in carrier_simulator.carrier.request_log("/rws/api/v1/devices/") if r["path"].endswith("/ctdUsages")]
+    assert len(paged) == 1 and paged[0]["status"] == 403  # asked once, not once per plan
+    assert {r["path"].split("/")[-2] for r in per_sim} == billed(provider)
+    assert DeviceUsage.objects.filter(device__provider=provider).count() == run.devices_seen - run.rejected
 
 
 def test_bad_credentials_by_code_stop_the_device_sync(tenant, carrier_simulator):

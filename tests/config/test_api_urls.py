@@ -6,6 +6,7 @@ from config import api_urls
 from devices.models import DevicePin
 from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
+from tests.module_data import alice_with_tenant_a, module_transaction
 from tests.report_storage import use_report_folder
 
 # Routes with an integer id: which object of a tenant ("side" of the world fixture) the id names.
@@ -61,9 +62,37 @@ def _side(provider, completed_session):
             "pin": pin}
 
 
+@pytest.fixture(scope="module")
+def _world(django_db_setup, django_db_blocker, tmp_path_factory):
+    """Two tenants, each with a session the real pipeline ran, built once for this module (tests.module_data)."""
+    from tests import factories
+    from tests.factories_results import session_with_results
+
+    with module_transaction(django_db_blocker, tmp_path_factory.mktemp("reports")):
+        alice, tenant_a, provider_a = alice_with_tenant_a()
+        bob = factories.UserFactory(username="bob")
+        tenant_b = factories.TenantFactory(name="Bob Metering", slug="bob-metering")
+        tenant_b.users.add(bob)
+        provider_b = factories.ServiceProviderFactory(tenant=tenant_b, name="Bob POD19", integration="POD19",
+                                                      api_key="sk-bob-very-secret")
+        yield {"alice": alice, "tenant_a": tenant_a,
+               "world": {"a": _side(provider_a, session_with_results), "b": _side(provider_b, session_with_results)}}
+
+
+# The users and tenants of the shared world stand in for tests/conftest.py's (which would make them again).
 @pytest.fixture
-def world(completed_session, provider_a, provider_b, alice, bob):
-    return {"a": _side(provider_a, completed_session), "b": _side(provider_b, completed_session)}
+def world(_world, db):
+    return _world["world"]
+
+
+@pytest.fixture
+def alice(_world, db):
+    return _world["alice"]
+
+
+@pytest.fixture
+def tenant_a(_world, db):
+    return _world["tenant_a"]
 
 
 def test_every_route_is_covered_by_these_tests():
@@ -157,3 +186,33 @@ def test_schema_and_docs_are_public(client, db):
     assert client.get("/api/schema/").status_code == 200
     assert client.get("/api/docs/").status_code == 200
     assert client.get("/health/").json() == {"status": "ok"}
+
+
+def _paginated_paths() -> list[str]:
+    """The paths of every GET the schema says takes page_size (read from the schema, so none is missed)."""
+    from drf_spectacular.generators import SchemaGenerator
+
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return sorted(path for path, item in schema["paths"].items()
+                  if any(p["name"] == "page_size" for p in item.get("get", {}).get("parameters", [])))
+
+
+PAGINATED = _paginated_paths()
+
+
+def test_every_list_is_paginated():
+    assert len(PAGINATED) >= 10, PAGINATED
+
+
+@pytest.mark.parametrize("path", PAGINATED)
+def test_an_invalid_page_size_is_a_400_naming_it_on_every_list(api, world, path):
+    url = path.replace("{guid}", str(world["a"]["session"].guid))
+    for bad in ["null", "", "0", "-1", "1001", "1.5", "abc", "1e3", " 5"]:
+        response = api.get(url, {"page_size": bad})
+        assert response.status_code == 400, (url, bad, response.content)
+        error = response.json()["error"]
+        assert error["code"] == "invalid" and list(error["fields"]) == ["page_size"], (url, bad, error)
+    for good in ["1", "1000"]:
+        response = api.get(url, {"page_size": good})
+        assert response.status_code == 200, (url, good, response.content)
+        assert len(response.json()["results"]) <= int(good)

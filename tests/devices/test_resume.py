@@ -16,7 +16,7 @@ from django.utils import timezone
 from devices import services, tasks
 from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
 from devices.services import device_sync, usage_sync
-from devices.testing import fast_client, simulated_provider
+from devices.testing import billed, fast_client, simulated_provider
 from tests import factories
 
 LIST = "/rws/api/v1/devices"
@@ -131,22 +131,25 @@ def test_a_usage_sync_killed_part_way_resumes_with_the_sims_it_has_not_stored(te
     provider = simulated_provider(server=server, tenant=tenant, max_concurrency=1)
     with fast_client(provider) as client:
         assert device_sync(provider=provider, client=client).status == "succeeded"
-    server.carrier.clear_log()
     with fast_client(provider) as client, pytest.raises(WorkerDied):
         usage_sync(provider=provider, client=client, progress=die_at("usage", lambda e: e.done >= 0.6 * e.total))
     dead = SyncRun.objects.get(kind="usage")
-    committed = set(DeviceUsage.objects.filter(device__provider=provider).values_list("device__iccid", flat=True))
+    rows = DeviceUsage.objects.filter(device__provider=provider)
+    committed = set(rows.values_list("device__iccid", flat=True))
     assert len(committed) == 80  # two chunks of 40 committed before the worker died past 60 %
-    first = usage_asked(server)
+    assert set(rows.values_list("synced_at", flat=True)) == {dead.started_at}
     stall(dead)
+    server.carrier.clear_log()
     with fast_client(provider) as client:
         run = usage_sync(provider=provider, client=client)
     assert run.status == "succeeded" and run.resumed_from_id == dead.pk
-    again = usage_asked(server)[len(first):]
-    assert not committed & set(again)  # no SIM stored before the kill is asked again
-    billed = set(DeviceUsage.objects.filter(device__provider=provider).values_list("device__iccid", flat=True))
-    assert billed == committed | set(again) and len(again) == run.devices_seen
-    assert len(first) + len(again) < len(billed) + 45  # what died uncommitted (< one chunk + one ahead) is re-asked
+    resumed = set(rows.filter(synced_at=run.started_at).values_list("device__iccid", flat=True))
+    # No SIM stored before the kill is asked again or stored again; together they are every SIM the carrier has
+    # usage for.
+    assert not committed & set(usage_asked(server)) and not committed & resumed
+    unavailable = {i for i in billed(provider) if server.carrier._usage_missing(i)}
+    assert committed | resumed == billed(provider) - unavailable
+    assert run.devices_seen == len(resumed) + len(unavailable)
 
 
 def test_a_usage_top_up_asks_only_for_sims_without_fresh_usage(tenant, carrier_simulator):
@@ -155,14 +158,21 @@ def test_a_usage_top_up_asks_only_for_sims_without_fresh_usage(tenant, carrier_s
         assert device_sync(provider=provider, client=client).status == "succeeded"
         first = usage_sync(provider=provider, client=client)
     assert first.status == "succeeded" and first.devices_seen > 100
-    stale = list(DeviceUsage.objects.filter(device__provider=provider).order_by("pk")[:30].values_list("pk", flat=True))
-    DeviceUsage.objects.filter(pk__in=stale).update(synced_at=timezone.now() - dt.timedelta(hours=30))
+    rows = DeviceUsage.objects.filter(device__provider=provider)
+    stale = set(rows.order_by("pk")[:30].values_list("device__iccid", flat=True))
+    rows.filter(device__iccid__in=stale).update(synced_at=timezone.now() - dt.timedelta(hours=30))
     carrier_simulator.carrier.clear_log()
     with fast_client(provider) as client:
         top_up = usage_sync(provider=provider, client=client, fresh_since=timezone.now() - dt.timedelta(hours=24))
-    assert top_up.status == "succeeded" and top_up.devices_seen == 30
-    assert set(usage_asked(carrier_simulator)) == set(
-        DeviceUsage.objects.filter(pk__in=stale).values_list("device__iccid", flat=True))
+    assert top_up.status == "succeeded"
+    unavailable = {i for i in billed(provider) if carrier_simulator.carrier._usage_missing(i)}
+    assert top_up.devices_seen == 30 + len(unavailable)
+    assert set(rows.filter(synced_at=top_up.started_at).values_list("device__iccid", flat=True)) == stale
+    assert set(rows.filter(synced_at=first.started_at).values_list("device__iccid", flat=True)) == (
+        billed(provider) - unavailable - stale)
+    # A plan is paged only where that takes fewer calls than asking its stale SIMs one by one.
+    assert set(usage_asked(carrier_simulator)) <= stale | unavailable
+    assert top_up.calls <= len(stale) + (1 + settings.USAGE_RETRY_ROUNDS) * len(unavailable)
 
 
 @override_settings(BACKGROUND_SYNC_HOURS=24)

@@ -101,6 +101,13 @@ def test_a_billing_period_of_another_account_or_no_cycle_end_is_refused_naming_i
     assert not OptimizationSession.objects.exists()
 
 
+def test_the_schema_says_a_start_names_its_period_one_way_at_most(client, db):
+    """The 400 for billing_period with billing_period_end is in the contract, so a schema-valid start is accepted."""
+    body = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["SessionStartIn"]
+    assert body["not"] == {"required": ["billing_period", "billing_period_end"]}
+    assert body["additionalProperties"] is False
+
+
 def test_an_ended_period_is_optimized_on_its_stored_usage_never_synced(api, provider_a):
     devices = fleet_seed(provider=provider_a, groups=1, sims_per_group=5)
     current = billing_period_current(provider=provider_a)

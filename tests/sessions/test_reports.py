@@ -48,7 +48,7 @@ def test_m2m_report_sums_match_the_stored_totals_to_the_cent(completed_session, 
     assert name == reports.report_name(session=session) == f"device_assignments_{session.guid}.xlsx"
 
     wb = load_workbook(report_open(name))
-    assert wb.sheetnames == ["Summary", "Groups", "Assignments"]
+    assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Savings vs changes"]
     header = next(wb["Assignments"].iter_rows(max_row=1, values_only=True))
     assert list(header) == reports.ASSIGNMENT_HEADER
     rows = _sheet_rows(wb, "Assignments")
@@ -90,10 +90,13 @@ def test_summary_has_a_bar_chart_of_cost_per_plan_before_and_after(completed_ses
     run = session.run
     name = report_write(session=session)
     with zipfile.ZipFile(report_open(name)) as archive:
-        charts = [n for n in archive.namelist() if n.startswith("xl/charts/chart")]
-        assert len(charts) == 1
-        chart = ElementTree.fromstring(archive.read(charts[0]))  # noqa: S314 — a file this test just wrote
+        charts = sorted(n for n in archive.namelist() if n.startswith("xl/charts/chart"))
+        assert len(charts) == 2, "the summary's bar chart and the savings-versus-changes line chart"
+        parsed = [ElementTree.fromstring(archive.read(c)) for c in charts]  # noqa: S314 — a file this test just wrote
     ns = {"c": "http://schemas.openxmlformats.org/drawingml/2006/chart"}
+    chart = next(c for c in parsed if c.find(".//c:barChart", ns) is not None)
+    line = next(c for c in parsed if c.find(".//c:lineChart", ns) is not None)
+    assert len(line.findall(".//c:lineChart/c:ser", ns)) == 2
     bar = chart.find(".//c:barChart", ns)
     assert bar is not None and len(bar.findall("c:ser", ns)) == 2
     refs = [f.text for f in bar.findall(".//c:val//c:f", ns)]
@@ -144,7 +147,7 @@ def test_mobility_accounts_get_the_group_level_layout(completed_session, provide
     provider_a.save()
     session = completed_session(provider=provider_a, groups=3, sims_per_group=4, seed=9)
     wb = load_workbook(report_open(report_write(session=session)))
-    assert wb.sheetnames == ["Summary", "Groups", "Assignments by group"]
+    assert wb.sheetnames == ["Summary", "Groups", "Assignments by group", "Savings vs changes"]
     rows = _sheet_rows(wb, "Assignments by group")
     sims = [r for r in rows if r[1] and not str(r[0]).endswith("subtotal")]
     subtotals = [r for r in rows if str(r[0]).endswith("subtotal")]
@@ -166,19 +169,19 @@ def test_rows_beyond_the_sheet_limit_continue_on_the_next_sheet(completed_sessio
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 5)
     session = completed_session(provider=provider_a, groups=2, sims_per_group=6)
     wb = load_workbook(report_open(report_write(session=session)))
-    assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Assignments 2", "Assignments 3"]
+    assert wb.sheetnames == ["Summary", "Groups", "Assignments", "Assignments 2", "Assignments 3", "Savings vs changes"]
     assert [wb[n].max_row for n in ("Assignments", "Assignments 2", "Assignments 3")] == [6, 6, 3]
     rows = _sheet_rows(wb, "Assignments")
     assert len(rows) == 12 and len({r[0] for r in rows}) == 12
     assert _sum(r[6] for r in rows) == _money(session.optimized_cost)
-    assert all(next(wb[n].iter_rows(max_row=1, values_only=True))[0] == "ICCID" for n in wb.sheetnames[2:])
+    assert all(next(wb[n].iter_rows(max_row=1, values_only=True))[0] == "ICCID" for n in wb.sheetnames[2:-1])
 
 
 def test_a_full_last_sheet_does_not_leave_an_empty_one(completed_session, provider_a, monkeypatch):
     monkeypatch.setattr(reports, "ROWS_PER_SHEET", 4)
     session = completed_session(provider=provider_a, groups=1, sims_per_group=8)
     wb = load_workbook(report_open(report_write(session=session)))
-    assert wb.sheetnames[2:] == ["Assignments", "Assignments 2"]
+    assert wb.sheetnames[2:] == ["Assignments", "Assignments 2", "Savings vs changes"]
 
 
 def test_a_session_without_assignments_still_gets_a_report(completed_session, provider_a):

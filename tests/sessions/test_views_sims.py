@@ -8,6 +8,9 @@ import pytest
 from django.urls import reverse
 
 from optimizer.models import DeviceAssignment
+from rateplans.models import ServiceProvider
+from sessions.models import OptimizationSession
+from tests.module_data import alice_with_tenant_a, module_transaction
 
 
 def rows_of(body: str) -> list[str]:
@@ -15,9 +18,36 @@ def rows_of(body: str) -> list[str]:
     return re.findall(r'<tr class="[^"]*" data-iccid="(\d+)">', body)
 
 
+@pytest.fixture(scope="module")
+def _shared(django_db_setup, django_db_blocker, tmp_path_factory):
+    """alice's account and a 90-SIM session the real pipeline ran, built once for this module (tests.module_data)."""
+    from tests.factories_results import session_with_results
+
+    with module_transaction(django_db_blocker, tmp_path_factory.mktemp("reports")):
+        alice, tenant_a, provider_a = alice_with_tenant_a()
+        session = session_with_results(provider=provider_a, groups=3, sims_per_group=30, seed=5)
+        yield {"alice": alice, "tenant_a": tenant_a, "provider_a": provider_a, "session": session.pk}
+
+
+# The shared user, tenant and account stand in for tests/conftest.py's (which would make them again).
 @pytest.fixture
-def session(completed_session, provider_a):
-    return completed_session(provider=provider_a, groups=3, sims_per_group=30, seed=5)
+def alice(_shared, db):
+    return _shared["alice"]
+
+
+@pytest.fixture
+def tenant_a(_shared, db):
+    return _shared["tenant_a"]
+
+
+@pytest.fixture
+def provider_a(_shared, db):
+    return ServiceProvider.objects.get(pk=_shared["provider_a"].pk)
+
+
+@pytest.fixture
+def session(_shared, db):
+    return OptimizationSession.objects.get(pk=_shared["session"])  # a fresh copy: a test may change its own
 
 
 def test_the_list_pages_through_every_sim_in_iccid_order(session, alice_client):

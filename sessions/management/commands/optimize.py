@@ -30,18 +30,22 @@ class Command(BaseCommand):
         parser.add_argument("--must-beat-current", action=argparse.BooleanOptionalAction, default=None,
                             help="keep a group on its current plans unless the answer is strictly cheaper "
                                  "(default: the account's default_must_beat_current)")
+        parser.add_argument("--max-changes", type=int, default=None, metavar="K",
+                            help="change budget: applying pushes the answer with at most K SIMs changing plan "
+                                 "(default: the account's default_max_changes)")
         parser.add_argument("--no-sync", action="store_true", help="optimize the stored SIMs and usage without syncing")
         parser.add_argument("--wait", action="store_true", help="wait for the session to end, showing progress")
         parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait at most (with --wait)")
 
-    def handle(self, *args, provider, method, charge_type, must_beat_current, no_sync, wait, timeout, **options):
+    def handle(self, *args, provider, method, charge_type, must_beat_current, no_sync, wait, timeout, max_changes=None,
+               **options):
         account = ServiceProvider.objects.filter(pk=provider).first()
         if account is None:
             raise CommandError(f"--provider {provider}: no carrier account with that id")
         try:
             session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, charge_type=charge_type,
                                     must_beat_current=must_beat_current, sync_devices=not no_sync,
-                                    started_by=command_actor())
+                                    started_by=command_actor(), max_changes=max_changes)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
         self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
