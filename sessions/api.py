@@ -22,7 +22,9 @@ from sessions.serializers import ProgressEventOut, SessionFilter, SessionOut, Se
 
 CONFLICT = OpenApiResponse(ErrorSerializer, description="A session is already active for this carrier account "
                                                         "(start), the session_guid names another account's session or "
-                                                        "one started with other options (start), or the session has "
+                                                        "one started with other options (start), the billing period "
+                                                        "has not started or has ended and sync_devices is true "
+                                                        "(start, billing_period_unavailable), or the session has "
                                                         "already ended (cancel).")
 
 

@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from carrieropt.actors import SCHEDULE, command_actor
-from carrieropt.errors import Conflict, ValidationFailed
+from carrieropt.errors import Conflict, NotFound, ValidationFailed
 from carrieropt.tasks import enqueue_on_commit
 from optimizer import services as optimizer_services
 from optimizer.models import ChargeType, Method
@@ -42,6 +42,13 @@ class GuidConflict(Conflict):
     code = "session_guid_conflict"
 
 
+class PeriodUnavailable(Conflict):
+    """The period asked for exists but cannot be optimized now: it has not started, or it has ended and the
+    start asks for a sync (a state of the period, not a malformed request: 409)."""
+
+    code = "billing_period_unavailable"
+
+
 def _choice(field: str, value, choices) -> str:
     if value not in choices.values:
         raise ValidationFailed(f"{field}: {value!r} is not one of {', '.join(choices.values)}.", field=field)
@@ -64,21 +71,21 @@ def _period_for_start(*, provider: ServiceProvider, billing_period: BillingPerio
     if billing_period is None and billing_period_end is None:
         return billing_period_current(provider=provider, at=now)
     field = "billing_period" if billing_period is not None else "billing_period_end"
+    # A period the account does not have (no cycle of it ends that day, or another account's) is not found: 404.
     if billing_period is None:
         try:
             billing_period = billing_period_ending(provider=provider, end_date=billing_period_end)
         except DjangoValidationError as exc:
-            raise ValidationFailed(exc.message_dict[field][0], field=field) from None
+            raise NotFound(exc.message_dict[field][0], field=field) from None
     elif billing_period.provider_id != provider.pk:
-        raise ValidationFailed(f"billing_period: {billing_period.pk} is not a billing period of {provider.name!r}.",
-                               field=field)
+        raise NotFound(f"billing_period: {billing_period.pk} is not a billing period of {provider.name!r}.", field=field)
     if now < billing_period.starts_at():
-        raise ValidationFailed(f"{field}: the billing period {billing_period} has not started; there is no usage of it "
-                               "to optimize yet.", field=field)
+        raise PeriodUnavailable(f"{field}: the billing period {billing_period} has not started; there is no usage of it "
+                                "to optimize yet.", field=field)
     if sync_devices and now >= billing_period.ends_at():
-        raise ValidationFailed(f"{field}: the billing period {billing_period} has ended and the carrier reports usage of "
-                               "the current cycle only; start with sync_devices false to optimize the usage stored for it.",
-                               field=field)
+        raise PeriodUnavailable(f"{field}: the billing period {billing_period} has ended and the carrier reports usage "
+                                "of the current cycle only; start with sync_devices false to optimize the usage stored "
+                                "for it.", field=field)
     return billing_period
 
 

@@ -73,7 +73,7 @@ def test_a_concurrent_start_with_the_same_guid_finds_the_session_not_a_refusal(p
     assert taken.value.session.pk == first.pk and len(mail.outbox) == sent
 
 
-def test_a_billing_period_of_another_account_or_no_cycle_end_is_refused_naming_it(api, provider_a, tenant_a, provider_b):
+def test_a_period_the_account_lacks_is_a_404_one_not_started_a_409_both_ways_a_400(api, provider_a, tenant_a, provider_b):
     foreign = billing_period_current(provider=provider_b)
     response = start(api, provider_a, billing_period=foreign.pk)  # another tenant's: it does not exist for alice
     assert response.status_code == 404 and list(response.json()["error"]["fields"]) == ["billing_period"]
@@ -81,12 +81,12 @@ def test_a_billing_period_of_another_account_or_no_cycle_end_is_refused_naming_i
     second = factories.ServiceProviderFactory(tenant=tenant_a, name="Alice Second")
     sibling = billing_period_current(provider=second)
     response = start(api, provider_a, billing_period=sibling.pk)
-    assert response.status_code == 400
+    assert response.status_code == 404  # not a period of the account the start is for
     assert "is not a billing period of 'Alice Jasper'" in response.json()["error"]["fields"]["billing_period"][0]
 
     current = billing_period_current(provider=provider_a)
     response = start(api, provider_a, billing_period_end=(current.end_date - dt.timedelta(days=3)).isoformat())
-    assert response.status_code == 400
+    assert response.status_code == 404  # no period of the account ends that day
     message = response.json()["error"]["fields"]["billing_period_end"][0]
     assert "is not the last day of a billing cycle" in message and current.end_date.isoformat() in message
 
@@ -94,7 +94,8 @@ def test_a_billing_period_of_another_account_or_no_cycle_end_is_refused_naming_i
     nxt = BillingPeriod.objects.create(provider=provider_a, start_date=current.end_date + dt.timedelta(days=1),
                                        end_date=future)
     response = start(api, provider_a, billing_period=nxt.pk)
-    assert response.status_code == 400 and "has not started" in response.json()["error"]["message"]
+    assert response.status_code == 409 and "has not started" in response.json()["error"]["message"]
+    assert response.json()["error"]["code"] == "billing_period_unavailable"
 
     both = start(api, provider_a, billing_period=current.pk, billing_period_end=current.end_date.isoformat())
     assert both.status_code == 400 and "not both" in both.json()["error"]["message"]
@@ -117,7 +118,7 @@ def test_an_ended_period_is_optimized_on_its_stored_usage_never_synced(api, prov
         DeviceUsage.objects.create(device=device, billing_period=last, projected_mb=Decimal(100 + i), usage_mb=Decimal(100 + i))
 
     refused = start(api, provider_a, billing_period_end=last.end_date.isoformat())
-    assert refused.status_code == 400
+    assert refused.status_code == 409 and refused.json()["error"]["code"] == "billing_period_unavailable"
     assert "has ended" in refused.json()["error"]["message"] and "sync_devices false" in refused.json()["error"]["message"]
 
     response = start(api, provider_a, billing_period_end=last.end_date.isoformat(), sync_devices=False)
