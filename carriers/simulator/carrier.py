@@ -158,7 +158,9 @@ class SimulatedCarrier:
         self.username = username
         self._credentials = f"{username}:{api_key}".encode()
         self.faults = faults or Faults()
-        self.clock = clock
+        self._base_clock = clock
+        self.clock_offset = 0.0  # seconds the account's clock runs ahead (POST /_sim/clock: a demo's cycle end)
+        self.clock = lambda: self._base_clock() + self.clock_offset
         self._lock = threading.Lock()
         self._fault_rng = random.Random(seed if fault_seed is None else fault_seed)
         self._churn_rng = random.Random(seed + 1)
@@ -753,6 +755,17 @@ class SimulatedCarrier:
             with self._lock:
                 return _json(200, {"sims": self.sims, "seed": self.seed, "requests": sum(self.counts.values()),
                                    "by_status": dict(self.counts), "changes": len(self.changes)})
+        if path == "/_sim/clock" and method == "POST":
+            # Move the account's clock (never back): ?at=<ISO 8601 moment>. A demo uses it to end a billing cycle.
+            try:
+                at = dt.datetime.fromisoformat(query.get("at", ""))
+            except ValueError:
+                return _error(400, None, "at must be an ISO 8601 moment with its zone.")
+            if at.tzinfo is None:
+                return _error(400, None, "at must carry its zone.")
+            with self._lock:
+                self.clock_offset = max(self.clock_offset, at.timestamp() - self._base_clock())
+                return _json(200, {"now": dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()})
         if path == "/_sim/churn" and method == "POST":
             try:
                 n = int(query.get("n", "1"))
