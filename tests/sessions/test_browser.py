@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from carriers.simulator.testing import running_simulator
 from devices.demo import demo_seed
+from devices.models import DevicePin
 from sessions.models import OptimizationSession
 from tests.factories import UserFactory
 from tests.qcluster import qcluster
@@ -119,6 +120,19 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         assert page.locator("#sim-count").inner_text().startswith(f"{changed} SIM")
         assert page.locator("#sims tbody tr:not(.changed)").count() == 0, "only changed SIMs are listed"
         page.screenshot(path=str(SCREENSHOTS / "sims.png"), full_page=True)
+
+        # One SIM: open it from its row, then pin it there (the operator is given the pin permissions).
+        operator.user_permissions.add(*Permission.objects.filter(codename__in=["add_devicepin", "delete_devicepin"]))
+        first = page.locator("#sims tbody tr").first
+        iccid = first.get_attribute("data-iccid")
+        first.locator("td a").first.click()
+        page.wait_for_selector("#sim-cards")
+        page.fill("#sim-pin input[name=reason]", "Browser test: the contract fixes this plan")
+        page.click("#sim-pin button[type=submit]")
+        page.wait_for_selector(".alert.success")
+        assert "pinned" in page.locator("#sim-pin").inner_text()
+        assert DevicePin.objects.filter(device__provider=demo.provider, device__iccid=iccid).exists()
+        page.screenshot(path=str(SCREENSHOTS / "sim.png"), full_page=True)
 
         page.goto(f"{live_server.url}/sessions/{session.guid}/usage/")
         page.wait_for_selector("section.group")

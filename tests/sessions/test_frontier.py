@@ -184,3 +184,13 @@ def test_report_has_a_frontier_sheet_with_a_chart(inline_tasks, account, reports
     assert [r[8] for r in rows].count("yes") == 1
     assert Decimal(str(rows[-1][3])).quantize(Decimal("0.0001")) == Decimal(points[-1]["total_cost"])
     assert len(sheet._charts) == 1
+
+
+def test_optimize_command_takes_a_budget_and_refuses_a_negative_one(account):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="max_changes"):
+        call_command("optimize", "--provider", str(account.pk), "--no-sync", "--max-changes", "-1", stdout=io.StringIO())
+    call_command("optimize", "--provider", str(account.pk), "--no-sync", "--max-changes", "9", stdout=io.StringIO())
+    assert OptimizationSession.objects.get(provider=account).max_changes == 9
