@@ -22,6 +22,7 @@ demo: migrate
 	$(PY) manage.py setup_schedules
 	$(PY) manage.py demo_run --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
 	$(PY) manage.py demo_summary
+	$(PY) manage.py demo_cycle_end --devices $(DEMO_DEVICES) --seed $(DEMO_SEED)
 
 # One pytest worker per CPU (pytest-xdist): the suite is over half an hour in one process.
 PYTEST_WORKERS ?= auto

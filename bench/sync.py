@@ -233,7 +233,8 @@ def bench_merge(tenant, *, rows: int, seed: int) -> list[tuple[str, str, str]]:
                 if changed_every and i % changed_every == 1:
                     allowed = demo_fleet.COMMUNICATION_PLANS[fleet.comm_plan[i]].rate_plans
                     plan = allowed[(allowed.index(plan) + 1) % len(allowed)]
-                yield (provider.pk, run.pk, iccid, status[i], plan, comms[i], "", None, None, None, i // 50 + 1, "")
+                yield (provider.pk, run.pk, iccid, status[i], plan, comms[i], "", None, None, None, i // 50 + 1, "",
+                       fleet.customer_name(i) or "")
 
         started = time.monotonic()
         stage(provider, run, rows_iter())

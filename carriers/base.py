@@ -33,6 +33,8 @@ class DeviceRecord:
     date_added: dt.datetime | None = None
     date_updated: dt.datetime | None = None
     problem: str = ""
+    # Only Get Device Details names the SIM's customer (Search Devices does not): None here means "not read".
+    customer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class DeviceDetails:
     date_activated: dt.datetime | None = None
     date_added: dt.datetime | None = None
     date_updated: dt.datetime | None = None
+    customer: str = ""  # the carrier's customer of the SIM ("an enterprise or business unit"); "" for none
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,10 @@ class CarrierClient(abc.ABC):
         is raised and ends the iteration.
         """
         return self._per_sim(self.get_ctd_usage, iccids)
+
+    def iter_device_details(self, iccids: Iterable[str]) -> Iterator[tuple[str, DeviceDetails | CarrierError]]:
+        """Details of each ICCID (the customer, which the device list does not carry), as iter_ctd_usages."""
+        return self._per_sim(self.get_device, iccids)
 
     def iter_cycle_usages(self, iccids: Iterable[str], *, cycle_start: dt.date
                           ) -> Iterator[tuple[str, CycleUsage | CarrierError]]:

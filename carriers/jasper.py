@@ -127,7 +127,7 @@ class JasperClient(CarrierClient):
         return DeviceDetails(iccid=record.iccid or iccid, status=record.status, rate_plan=record.rate_plan,
                              communication_plan=record.communication_plan, msisdn=record.msisdn,
                              date_activated=record.date_activated, date_added=record.date_added,
-                             date_updated=record.date_updated)
+                             date_updated=record.date_updated, customer=(record.customer or "").strip())
 
     def get_ctd_usage(self, iccid: str) -> CtdUsage:
         what = f"cycle-to-date usage of ICCID {iccid}"
@@ -353,7 +353,8 @@ class JasperClient(CarrierClient):
             return DeviceRecord(iccid=iccid, problem=str(exc))
         return DeviceRecord(
             iccid=iccid, status=_text(entry.get("status")), rate_plan=_text(entry.get("ratePlan")),
-            communication_plan=_text(entry.get("communicationPlan")), msisdn=_text(entry.get("msisdn")), **dates)
+            communication_plan=_text(entry.get("communicationPlan")), msisdn=_text(entry.get("msisdn")),
+            customer=_text(entry.get("customer")), **dates)
 
     def close(self) -> None:
         super().close()

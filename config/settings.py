@@ -32,6 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework.authtoken",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
@@ -253,6 +254,9 @@ SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
 
 # Device sync: a full sync (which also marks SIMs the carrier no longer lists) at least this often.
 DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)
+# The device list does not name a SIM's customer: a sync reads Get Device Details (one call per SIM) for at most
+# this many new or changed SIMs; the rest are read by the next syncs. 0: customers are not synced.
+DEVICE_SYNC_CUSTOMER_READS = envint("DEVICE_SYNC_CUSTOMER_READS", 5000, minimum=0)
 # Usage coverage: a session prices a SIM only with usage of the current cycle stored by a sync no older
 # than this (a sync of the session itself always is); below MIN_USAGE_COVERAGE of the billable SIMs
 # covered, the session ends "succeeded with warnings" and is never applied automatically.

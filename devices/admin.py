@@ -3,16 +3,27 @@ from django.contrib import admin
 
 from carrieropt.errors import ApplicationError
 from devices import pins
-from devices.models import CarrierCallCount, Device, DevicePin, DeviceStaging, DeviceUsage, SyncRun
+from devices.models import CarrierCallCount, Customer, Device, DevicePin, DeviceStaging, DeviceUsage, SyncRun
+
+
+@admin.register(Customer)
+class CustomerAdmin(admin.ModelAdmin):
+    """The tenants' customers, named by the carrier on each SIM; map each to its AMOP CustomerId and SiteId here."""
+
+    list_display = ["name", "tenant", "amop_customer_id", "amop_site_id", "created_at"]
+    list_filter = ["tenant"]
+    search_fields = ["name", "=amop_customer_id", "=amop_site_id"]
+    readonly_fields = ["created_at"]
 
 
 @admin.register(Device)
 class DeviceAdmin(admin.ModelAdmin):
-    list_display = ["iccid", "provider", "status", "rate_plan", "communication_plan", "date_activated", "date_updated", "missing_since"]
+    list_display = ["iccid", "provider", "customer", "status", "rate_plan", "communication_plan", "date_activated",
+                    "date_updated", "missing_since"]
     list_filter = ["status", "provider", "rate_plan", "communication_plan"]
     search_fields = ["=iccid", "iccid__startswith", "msisdn"]
-    list_select_related = ["provider", "rate_plan", "communication_plan"]
-    raw_id_fields = ["rate_plan", "communication_plan"]
+    list_select_related = ["provider", "rate_plan", "communication_plan", "customer"]
+    raw_id_fields = ["rate_plan", "communication_plan", "customer"]
     show_full_result_count = False
 
 

@@ -3,23 +3,44 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.response import Response
 
-from carrieropt.api.base import TenantApi
-from devices import pins
-from devices.models import Device, DevicePin
-from devices.serializers import DeviceFilter, DeviceOut, PinCreateIn, PinFilter, PinOut
+from carrieropt.api.base import TenantApi, as_api_validation
+from devices import customers, pins
+from devices.models import Customer, Device, DevicePin
+from devices.serializers import (
+    CustomerFilter,
+    CustomerOut,
+    CustomerUpdateIn,
+    DeviceFilter,
+    DeviceOut,
+    PinCreateIn,
+    PinFilter,
+    PinOut,
+)
+
+
+def tenant_customer(view: TenantApi, customer_id: int, *, field: str = "customer") -> Customer:
+    """The caller's customer with this id; another tenant's (or no such) customer is a 404 naming the field."""
+    customer = Customer.objects.filter(tenant__in=view.tenants, pk=customer_id).first()
+    if customer is None:
+        raise ValidationError({field: [f"No customer {customer_id} among your tenant's customers."]},
+                              code="does_not_exist")
+    return customer
 
 
 class DeviceListApi(TenantApi, generics.ListAPIView):
-    """SIMs of your carrier accounts, filtered by account, plan, status or ICCID prefix."""
+    """SIMs of your carrier accounts, filtered by account, plan, status, customer or ICCID prefix."""
 
     serializer_class = DeviceOut
 
     def get_queryset(self):
         filters = self.query(DeviceFilter)
-        qs = Device.objects.filter(provider__tenant__in=self.tenants).order_by("provider_id", "iccid")
+        qs = (Device.objects.filter(provider__tenant__in=self.tenants).select_related("customer")
+              .order_by("provider_id", "iccid"))
+        if "customer" in filters:
+            qs = qs.filter(customer=tenant_customer(self, filters["customer"]))
         if "provider" in filters:
             qs = qs.filter(provider_id=filters["provider"])
         if "rate_plan" in filters:
@@ -43,7 +64,44 @@ class DeviceDetailApi(TenantApi, generics.RetrieveAPIView):
     serializer_class = DeviceOut
 
     def get_queryset(self):
-        return Device.objects.filter(provider__tenant__in=self.tenants)
+        return Device.objects.filter(provider__tenant__in=self.tenants).select_related("customer")
+
+
+class CustomerListApi(TenantApi, generics.ListAPIView):
+    """Your tenants' customers (the carrier's `customer` of each SIM, synced), with their SIM counts and the AMOP
+    CustomerId and SiteId each is mapped to; filter by name or by AMOP id to find yours."""
+
+    serializer_class = CustomerOut
+
+    def get_queryset(self):
+        filters = self.query(CustomerFilter)
+        qs = customers.customers_with_sims(tenants=self.tenants)
+        for name in ("name", "amop_customer_id", "amop_site_id"):
+            if name in filters:
+                qs = qs.filter(**{name: filters[name]})
+        return qs
+
+    @extend_schema(parameters=[CustomerFilter])
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
+
+class CustomerDetailApi(TenantApi, generics.RetrieveAPIView):
+    """One customer; PATCH maps it to AMOP's CustomerId and SiteId (409 when another customer has the id)."""
+
+    serializer_class = CustomerOut
+
+    def get_queryset(self):
+        return customers.customers_with_sims(tenants=self.tenants)
+
+    @extend_schema(request=CustomerUpdateIn, responses={200: CustomerOut})
+    def patch(self, request, pk):
+        customer = self.get_object()
+        data = CustomerUpdateIn(customer, data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        with as_api_validation():
+            customers.customer_update(customer=customer, **data.validated_data)
+        return Response(CustomerOut(self.get_object()).data)
 
 
 class PinListApi(TenantApi, generics.ListAPIView):
@@ -65,6 +123,8 @@ class PinListApi(TenantApi, generics.ListAPIView):
 
     @extend_schema(request=PinCreateIn, responses={201: PinOut})
     def post(self, request):
+        if not pins.can_pin(request.user):
+            raise PermissionDenied(pins.PIN_REFUSED)
         data = PinCreateIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
@@ -87,4 +147,7 @@ class PinDetailApi(TenantApi, generics.RetrieveDestroyAPIView):
             "device__rate_plan", "pinned_by")
 
     def perform_destroy(self, instance):
+        # Looked up first: another tenant's pin is a 404 before any permission is looked at.
+        if not pins.can_unpin(self.request.user):
+            raise PermissionDenied(pins.PIN_REFUSED)
         pins.device_unpin(pin=instance)

@@ -12,7 +12,7 @@ from django.utils import timezone
 from carrieropt.models import Tenant
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
-from devices.models import STOPPED_STATUSES, Device, DevicePin, DeviceUsage
+from devices.models import STOPPED_STATUSES, Customer, Device, DevicePin, DeviceUsage
 from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
 from rateplans.services import billing_period_current
@@ -80,6 +80,8 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     comms = {c.name: c for c in CommunicationPlan.objects.filter(provider=provider)}
     fleet = fleet_spec.generate_fleet(devices, seed)
 
+    # The tenant's customers, as the simulator names them on its SIMs (Get Device Details' `customer`).
+    customers = [Customer.objects.get_or_create(tenant=tenant, name=name)[0] for name in fleet_spec.CUSTOMERS]
     plan_rows = [plans[code] for code in fleet_spec.PLAN_CODES]
     comm_rows = [comms[c.name] for c in fleet_spec.COMMUNICATION_PLANS]
     second = dt.timedelta(seconds=1)
@@ -88,6 +90,8 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
             provider=provider, iccid=str(fleet.iccid[i]), status=fleet_spec.STATUSES[fleet.status[i]],
             rate_plan=plan_rows[fleet.rate_plan[i]], rate_plan_code=plan_rows[fleet.rate_plan[i]].code,
             communication_plan=comm_rows[fleet.comm_plan[i]], communication_plan_name=comm_rows[fleet.comm_plan[i]].name,
+            customer=customers[fleet.customer[i]] if fleet.customer[i] >= 0 else None,
+            customer_name=fleet.customer_name(i) or "",
             date_activated=now - int(fleet.date_activated[i]) * second,
             date_added=now - int(fleet.date_activated[i]) * second,
             date_updated=now - int(fleet.date_updated[i]) * second,
@@ -101,6 +105,7 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
     Device.objects.bulk_create(
         rows, batch_size=2000, update_conflicts=True, unique_fields=["provider", "iccid"],
         update_fields=["status", "rate_plan", "rate_plan_code", "communication_plan", "communication_plan_name",
+                       "customer", "customer_name",
                        "date_activated", "date_added", "date_updated", "deactivated_at", "synced_at", "missing_since"],
     )
     ids = dict(Device.objects.filter(provider=provider).values_list("iccid", "id"))

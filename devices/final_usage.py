@@ -23,7 +23,17 @@ from devices import selectors
 from devices.alerts import carrier_error_alert
 from devices.clients import client_for
 from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus, billed_in_cycle
-from devices.services import REJECTS_KEPT, ProgressCallback, SyncProgress, _record_client_stats, _run_fail, _run_start
+from devices.services import (
+    REJECTS_KEPT,
+    ProgressCallback,
+    SyncProgress,
+    SyncTakenOver,
+    _Beat,
+    _record_client_stats,
+    _run_fail,
+    _run_start,
+    _taken_over,
+)
 from devices.signals import final_usage_synced
 from devices.usage import bytes_to_mb
 from rateplans.cycles import cycle_bounds
@@ -102,6 +112,8 @@ def final_usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None 
     try:
         return _final_usage_run(run=run, provider=provider, period=period, client=client, progress=progress,
                                 started=started)
+    except SyncTakenOver as exc:
+        return _taken_over(run, exc, client)
     except (CarrierError, ApplicationError) as exc:
         failed = _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
         carrier_error_alert(provider=provider, exc=exc, doing=f"reading the final usage of {period} (sync #{run.pk})")
@@ -126,6 +138,7 @@ def final_usage_devices(*, provider: ServiceProvider, period: BillingPeriod) -> 
 def _final_usage_run(*, run: SyncRun, provider: ServiceProvider, period: BillingPeriod, client: CarrierClient,
                      progress: ProgressCallback | None, started: float) -> SyncRun:
     wanted = final_usage_devices(provider=provider, period=period)
+    beat = _Beat(run)  # a run whose heartbeat stops is taken over (devices.services._run_start)
     cycle_start = period.start_date
     found: dict[str, tuple[int, str | None]] = {}  # iccid -> (bytes, plan the carrier billed the cycle on)
     problems: dict[str, str] = {}
@@ -140,6 +153,7 @@ def _final_usage_run(*, run: SyncRun, provider: ServiceProvider, period: Billing
                         found[usage.iccid] = (usage.data_bytes, usage.rate_plan)
                 for problem in page.problems:
                     log.info("final usage of %s: %s", period, problem)
+                beat()
                 if progress:
                     progress(SyncProgress(kind="final_usage", done=len(found), total=len(wanted), seen=len(found),
                                           retries=client.stats.retries))
@@ -157,6 +171,7 @@ def _final_usage_run(*, run: SyncRun, provider: ServiceProvider, period: Billing
                 problems[iccid] = answer.message
             else:
                 found[iccid] = (answer.data_bytes, answer.rate_plan)
+            beat()
             if progress:
                 progress(SyncProgress(kind="final_usage", done=len(found), total=len(wanted), seen=len(found),
                                       retries=client.stats.retries))
@@ -182,6 +197,7 @@ def _final_usage_run(*, run: SyncRun, provider: ServiceProvider, period: Billing
     ids = {iccid: wanted[iccid] for iccid in found}
     merge_started = time.monotonic()
     with transaction.atomic():
+        beat(force=True)  # still this run's claim: one taken over writes nothing
         before = selectors.usage_rows_count(provider=provider, period=period)
         rows = []
         for iccid, (data_bytes, plan) in found.items():

@@ -20,6 +20,37 @@ class DeviceStatus(models.TextChoices):
     REPLACED = "REPLACED", "Replaced"
 
 
+class Customer(models.Model):
+    """One of the tenant's customers: the carrier's `customer` of its SIMs ("an enterprise or business unit"),
+    on any of the tenant's carrier accounts, and the ids AMOP 2.0 knows it by (CustomerId, SiteId)."""
+
+    tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="customers")
+    name = models.CharField(max_length=200, help_text="The customer's name as the carrier reports it on each SIM.")
+    amop_customer_id = models.CharField(
+        "AMOP CustomerId", max_length=64, blank=True, default="",
+        help_text="AMOP 2.0's CustomerId of this customer (carried by AMOP's messages); empty until mapped.")
+    amop_site_id = models.CharField(
+        "AMOP SiteId", max_length=64, blank=True, default="",
+        help_text="AMOP 2.0's SiteId of this customer; empty until mapped.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="customer_unique_name_per_tenant"),
+            models.UniqueConstraint(fields=["tenant", "amop_customer_id"], condition=~Q(amop_customer_id=""),
+                                    name="customer_unique_amop_customer_id", violation_error_code="unique",
+                                    violation_error_message="Another customer of the tenant has this AMOP CustomerId."),
+            models.UniqueConstraint(fields=["tenant", "amop_site_id"], condition=~Q(amop_site_id=""),
+                                    name="customer_unique_amop_site_id", violation_error_code="unique",
+                                    violation_error_message="Another customer of the tenant has this AMOP SiteId."),
+            models.CheckConstraint(condition=~Q(name=""), name="customer_name_required"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
 class Device(models.Model):
     """One SIM of a carrier account, as of the last merge from staging."""
 
@@ -32,6 +63,10 @@ class Device(models.Model):
     rate_plan_code = models.CharField(max_length=120, blank=True)
     communication_plan_name = models.CharField(max_length=200, blank=True)
     msisdn = models.CharField("MSISDN", max_length=20, blank=True)
+    customer = models.ForeignKey(Customer, null=True, blank=True, on_delete=models.SET_NULL, related_name="devices")
+    # The carrier's customer name as Get Device Details last said it ("" for none); NULL while it is to be read
+    # (a new SIM, or one changed since): the device list does not carry it. `customer` keeps the last one known.
+    customer_name = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001 - NULL and "" differ
     sim_notes = models.TextField(blank=True)
     date_activated = models.DateTimeField(null=True, blank=True)
     date_added = models.DateTimeField(null=True, blank=True)
@@ -195,6 +230,8 @@ class DeviceStaging(models.Model):
     date_activated = models.DateTimeField(null=True, blank=True)
     date_added = models.DateTimeField(null=True, blank=True)
     date_updated = models.DateTimeField(null=True, blank=True)
+    customer = models.CharField(max_length=200, null=True, blank=True,  # noqa: DJ001 - NULL: not read, "": none
+                                help_text="NULL: not read in this sync.")
     page = models.PositiveIntegerField(default=0)
     # Blank for rows to merge; otherwise why the row is not merged (the SIM still counts as seen).
     reject_reason = models.CharField(max_length=300, blank=True, default="")

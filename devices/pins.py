@@ -6,6 +6,21 @@ from django.db import IntegrityError, transaction
 from carrieropt.errors import ApplicationError, Conflict
 from devices.models import Device, DevicePin
 
+# Django's own permissions of the pin model: a tenant member pins with the first, unpins with the second.
+PIN_PERMISSION = "devices.add_devicepin"
+UNPIN_PERMISSION = "devices.delete_devicepin"
+PIN_REFUSED = ("Pinning or unpinning a SIM decides what every later session may do with it and needs the "
+               "permissions 'Can add device pin' and 'Can delete device pin' (devices.add_devicepin, "
+               "devices.delete_devicepin); ask an administrator. You can still see every SIM and its pin.")
+
+
+def can_pin(user) -> bool:
+    return bool(user and user.is_authenticated and user.has_perm(PIN_PERMISSION))
+
+
+def can_unpin(user) -> bool:
+    return bool(user and user.is_authenticated and user.has_perm(UNPIN_PERMISSION))
+
 
 class PinRefused(ApplicationError):
     code = "pin_refused"

@@ -187,8 +187,9 @@ def _stage_row(record: DeviceRecord, *, page: int, provider_id: int, run_id: int
             reason = "communicationPlan is longer than 200 characters"
         elif record.msisdn and len(record.msisdn) > 20:
             reason = f"msisdn {record.msisdn!r} is longer than 20 characters"
+    customer = None if record.customer is None else record.customer.strip()[:200]
     row = (provider_id, run_id, iccid, status[:20], plan[:120], comm[:200], (record.msisdn or "")[:20],
-           record.date_activated, record.date_added, record.date_updated, page, reason[:300])
+           record.date_activated, record.date_added, record.date_updated, page, reason[:300], customer)
     return row, reason
 
 
@@ -331,6 +332,7 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
             progress(SyncProgress(kind="devices", done=run.pages, total=None, seen=received + bad_iccid_count,
                                   retries=client.stats.retries))
     flush(page_number)
+    customer_problems = _customers_read(run=run, client=client, progress=progress, beat=beat)
 
     staged, staged_rejects = staging.staging_counts(run_id=run.pk)
     run.duplicates = received - staged
@@ -354,13 +356,16 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
         ServiceProvider.objects.select_for_update().filter(pk=provider.pk).first()
         beat(force=True)
         counts = staging.staging_merge(provider_id=provider.pk, run_id=run.pk, now=now,
-                                       mark_missing=run.kind == SyncKind.FULL and consistent)
+                                       mark_missing=run.kind == SyncKind.FULL and consistent,
+                                       all_listed_changed=run.kind == SyncKind.INCREMENTAL)
         run.inserted, run.updated, run.missing = counts.inserted, counts.updated, counts.missing
         run.new_communication_plans = counts.new_communication_plans
         run.status = SyncStatus.SUCCEEDED
         run.finished_at = timezone.now()
         run.merge_seconds = time.monotonic() - merge_started
         run.duration_seconds = time.monotonic() - started
+        if customer_problems:
+            run.error = customer_problems
         if not consistent:
             run.error = (f"{run.duplicates} SIM(s) appeared on two pages: the list changed while it was read; "
                          f"kept the newest row of each, did not mark missing SIMs, kept the watermark at {since:%Y-%m-%d %H:%M:%S %Z}")
@@ -373,6 +378,43 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
              run.pk, provider.pk, run.pages, run.devices_seen, run.inserted, run.updated, run.missing, run.rejected,
              run.duration_seconds)
     return run
+
+
+def _customers_read(*, run: SyncRun, client: CarrierClient, progress: ProgressCallback | None, beat) -> str:
+    """The customer of each staged SIM that needs it (new, changed, never read), from Get Device Details, onto
+    staging. A SIM whose details call failed keeps its last known customer and is read again next time; an
+    error about the account (credentials, carrier down) fails the sync like a failed device page.
+    Returns what to say on the run about SIMs not read ("" when every one was)."""
+    limit = settings.DEVICE_SYNC_CUSTOMER_READS
+    if not limit:
+        return ""
+    iccids = staging.staging_customers_to_read(run_id=run.pk, limit=limit + 1,
+                                               all_listed=run.kind == SyncKind.INCREMENTAL)
+    later = len(iccids) > limit
+    iccids = iccids[:limit]
+    found: dict[str, str] = {}
+    failed: list[str] = []
+    every = max(1, len(iccids) // 100)
+    for iccid, answer in client.iter_device_details(iccids):
+        if isinstance(answer, CarrierError):
+            failed.append(iccid)
+        else:
+            found[iccid] = answer.customer[:200]
+        done = len(found) + len(failed)
+        beat()
+        if progress and (done % every == 0 or done == len(iccids)):
+            progress(SyncProgress(kind="customers", done=done, total=len(iccids), seen=done,
+                                  retries=client.stats.retries))
+    with transaction.atomic():
+        staging.staging_customers_write(run_id=run.pk, customers=found)
+    problems = []
+    if failed:
+        problems.append(f"customer of {len(failed):,} SIM(s) not read (Get Device Details failed: "
+                        f"{', '.join(sorted(failed)[:10])}{' …' if len(failed) > 10 else ''}); read again next sync")
+    if later:
+        problems.append(f"customers of more than DEVICE_SYNC_CUSTOMER_READS={limit:,} new or changed SIMs: "
+                        f"the rest are read by the next syncs")
+    return "; ".join(problems)
 
 
 def _send(subject: str, body: str, provider: ServiceProvider) -> None:

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from django.db import connection
 
-from devices.models import STOPPED_STATUSES, Device, DeviceStaging, DeviceUsage
-from rateplans.models import CommunicationPlan, RatePlan
+from devices.models import STOPPED_STATUSES, Customer, Device, DeviceStaging, DeviceUsage
+from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 
 STAGING_COLUMNS = ("provider_id", "sync_run_id", "iccid", "status", "rate_plan_code", "communication_plan_name",
-                   "msisdn", "date_activated", "date_added", "date_updated", "page", "reject_reason")
+                   "msisdn", "date_activated", "date_added", "date_updated", "page", "reject_reason", "customer")
 STAGING_DATES = (7, 8, 9)
 USAGE_COLUMNS = ("device_id", "billing_period_id", "ctd_bytes", "usage_mb", "projected_mb", "usage_date", "synced_at")
 USAGE_DATES = (5, 6)
@@ -22,6 +22,7 @@ DEVICE = Device._meta.db_table
 USAGE = DeviceUsage._meta.db_table
 RATE_PLAN = RatePlan._meta.db_table
 COMM_PLAN = CommunicationPlan._meta.db_table
+CUSTOMER = Customer._meta.db_table
 STOPPED_SQL = "(" + ", ".join(f"'{status}'" for status in STOPPED_STATUSES) + ")"
 
 
@@ -96,7 +97,7 @@ def staging_write(*, rows: Sequence[tuple]) -> None:
                          "provider_id bigint, sync_run_id bigint, iccid varchar(20), status varchar(20), "
                          "rate_plan_code varchar(120), communication_plan_name varchar(200), msisdn varchar(20), "
                          "date_activated timestamptz, date_added timestamptz, date_updated timestamptz, "
-                         "page integer, reject_reason varchar(300)"))
+                         "page integer, reject_reason varchar(300), customer varchar(200)"))
     else:
         _values_upsert(rows=_adapt_dates(rows, STAGING_DATES), columns=STAGING_COLUMNS, target=STAGING,
                        conflict="provider_id, iccid", update_sql=f"{update} WHERE excluded.page >= {STAGING}.page")
@@ -118,7 +119,29 @@ def staging_rejects(*, run_id: int, limit: int) -> list[dict]:
         return [{"iccid": iccid, "page": page, "reason": reason} for iccid, page, reason in cursor.fetchall()]
 
 
-def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missing: bool) -> MergeCounts:
+def staging_customers_to_read(*, run_id: int, limit: int, all_listed: bool) -> list[str]:
+    """ICCIDs of the run's staged SIMs whose customer must be read (Get Device Details; the device list does not
+    name it, nor when a SIM last changed): with `all_listed` (an incremental sync lists only SIMs that changed,
+    a customer change among them) every one, else new SIMs and those whose customer is still to be read.
+    Oldest change first (the device list's order), at most `limit`."""
+    wanted = "" if all_listed else "AND (d.id IS NULL OR d.customer_name IS NULL) "
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT s.iccid FROM {STAGING} s LEFT JOIN {DEVICE} d ON d.provider_id = s.provider_id "  # noqa: S608
+            f"AND d.iccid = s.iccid WHERE s.sync_run_id = %s AND s.reject_reason = '' AND s.customer IS NULL "
+            f"{wanted}ORDER BY s.page, s.iccid LIMIT %s", [run_id, limit])
+        return [iccid for (iccid,) in cursor.fetchall()]
+
+
+def staging_customers_write(*, run_id: int, customers: dict[str, str]) -> None:
+    """The customer Get Device Details named for each ICCID ("" for none), onto the run's staged rows."""
+    with connection.cursor() as cursor:
+        cursor.executemany(f"UPDATE {STAGING} SET customer = %s WHERE sync_run_id = %s AND iccid = %s",  # noqa: S608
+                           [(name, run_id, iccid) for iccid, name in customers.items()])
+
+
+def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missing: bool,
+                  all_listed_changed: bool = False) -> MergeCounts:
     """Staging -> Device with four set-based statements. Call inside the merge transaction.
 
     Rows whose data did not change are not written at all, so an incremental
@@ -127,8 +150,16 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
     pg = _is_postgres()
     distinct = "IS DISTINCT FROM" if pg else "IS NOT"
     stamp = connection.ops.adapt_datetimefield_value(now)
+    tenant_id = ServiceProvider.objects.filter(pk=provider_id).values_list("tenant_id", flat=True).get()
     joins = (f"LEFT JOIN {RATE_PLAN} rp ON rp.provider_id = s.provider_id AND rp.code = s.rate_plan_code "
-             f"LEFT JOIN {COMM_PLAN} cp ON cp.provider_id = s.provider_id AND cp.name = s.communication_plan_name")
+             f"LEFT JOIN {COMM_PLAN} cp ON cp.provider_id = s.provider_id AND cp.name = s.communication_plan_name "
+             f"LEFT JOIN {CUSTOMER} cu ON cu.tenant_id = {int(tenant_id)} AND cu.name = s.customer")
+    # The customer: as read in this sync (s.customer; "" is none), else the one known before. A SIM that changed
+    # (`all_listed_changed`: every SIM an incremental sync lists) and was not read keeps its customer but is
+    # marked to be read again (customer_name NULL).
+    customer_id = f"CASE WHEN s.customer IS NULL THEN {DEVICE}.customer_id ELSE cu.id END"
+    customer_name = (f"CASE WHEN s.customer IS NOT NULL THEN s.customer "
+                     f"ELSE {'NULL' if all_listed_changed else f'{DEVICE}.customer_name'} END")
     with connection.cursor() as cursor:
         if pg:
             # Staging was empty when autovacuum last looked: without fresh statistics the planner
@@ -142,12 +173,21 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
             f"SELECT 1 FROM {COMM_PLAN} c WHERE c.provider_id = s.provider_id AND c.name = s.communication_plan_name) "
             f"ON CONFLICT (provider_id, name) DO NOTHING RETURNING name", [stamp, run_id])
         new_plans = sorted(name for (name,) in cursor.fetchall())
+        # The tenant's customers the carrier named for the first time.
+        cursor.execute(
+            f"INSERT INTO {CUSTOMER} (tenant_id, name, amop_customer_id, amop_site_id, created_at) "  # noqa: S608
+            f"SELECT DISTINCT %s, s.customer, '', '', %s FROM {STAGING} s WHERE s.sync_run_id = %s "
+            f"AND s.reject_reason = '' AND s.customer IS NOT NULL AND s.customer <> '' AND NOT EXISTS ("
+            f"SELECT 1 FROM {CUSTOMER} c WHERE c.tenant_id = %s AND c.name = s.customer) "
+            f"ON CONFLICT (tenant_id, name) DO NOTHING", [tenant_id, stamp, run_id, tenant_id])
 
         changed = " OR ".join([
             f"{DEVICE}.status <> s.status", f"{DEVICE}.rate_plan_code <> s.rate_plan_code",
             f"{DEVICE}.communication_plan_name <> s.communication_plan_name",
             f"{DEVICE}.rate_plan_id {distinct} rp.id", f"{DEVICE}.communication_plan_id {distinct} cp.id",
             f"{DEVICE}.missing_since IS NOT NULL",
+            f"{DEVICE}.customer_id {distinct} ({customer_id})",
+            f"{DEVICE}.customer_name {distinct} ({customer_name})",
             f"(s.msisdn <> '' AND {DEVICE}.msisdn <> s.msisdn)",
             *(f"(s.{c} IS NOT NULL AND {DEVICE}.{c} {distinct} s.{c})" for c in ("date_activated", "date_added",
                                                                                "date_updated")),
@@ -156,6 +196,7 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
             f"UPDATE {DEVICE} SET status = s.status, rate_plan_id = rp.id, rate_plan_code = s.rate_plan_code, "  # noqa: S608
             f"communication_plan_id = cp.id, communication_plan_name = s.communication_plan_name, "
             f"msisdn = CASE WHEN s.msisdn <> '' THEN s.msisdn ELSE {DEVICE}.msisdn END, "
+            f"customer_id = {customer_id}, customer_name = {customer_name}, "
             f"date_activated = COALESCE(s.date_activated, {DEVICE}.date_activated), "
             f"date_added = COALESCE(s.date_added, {DEVICE}.date_added), "
             f"date_updated = COALESCE(s.date_updated, {DEVICE}.date_updated), "
@@ -173,9 +214,9 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
 
         cursor.execute(
             f"INSERT INTO {DEVICE} (provider_id, iccid, status, rate_plan_id, rate_plan_code, communication_plan_id, "  # noqa: S608
-            f"communication_plan_name, msisdn, sim_notes, date_activated, date_added, date_updated, missing_since, "
-            f"synced_at, deactivated_at) SELECT s.provider_id, s.iccid, s.status, rp.id, s.rate_plan_code, cp.id, "
-            f"s.communication_plan_name, s.msisdn, '', s.date_activated, s.date_added, s.date_updated, NULL, %s, "
+            f"communication_plan_name, msisdn, customer_id, customer_name, sim_notes, date_activated, date_added, "
+            f"date_updated, missing_since, synced_at, deactivated_at) SELECT s.provider_id, s.iccid, s.status, rp.id, "
+            f"s.rate_plan_code, cp.id, s.communication_plan_name, s.msisdn, cu.id, s.customer, '', s.date_activated, s.date_added, s.date_updated, NULL, %s, "
             f"CASE WHEN s.status IN {STOPPED_SQL} THEN COALESCE(s.date_updated, %s) ELSE NULL END "
             f"FROM {STAGING} s {joins} WHERE s.sync_run_id = %s AND s.reject_reason = '' AND NOT EXISTS ("
             f"SELECT 1 FROM {DEVICE} d WHERE d.provider_id = s.provider_id AND d.iccid = s.iccid)",

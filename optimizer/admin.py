@@ -1,6 +1,13 @@
 from django.contrib import admin
 
-from optimizer.models import CommGroup, DeviceAssignment, OptimizationQueue, OptimizationResult, OptimizationRun
+from optimizer.models import (
+    CommGroup,
+    DeviceAssignment,
+    OptimizationQueue,
+    OptimizationResult,
+    OptimizationRun,
+    RunRealized,
+)
 
 
 @admin.register(OptimizationRun)
@@ -43,3 +50,18 @@ class DeviceAssignmentAdmin(admin.ModelAdmin):
     raw_id_fields = ["run", "comm_group", "device", "current_plan", "recommended_plan"]
     list_select_related = ["current_plan", "recommended_plan", "comm_group"]
     show_full_result_count = False
+
+
+@admin.register(RunRealized)
+class RunRealizedAdmin(admin.ModelAdmin):
+    """Computed from the final usage (optimizer.realized); read here, never edited."""
+
+    list_display = ["run", "final_synced_at", "priced", "missing", "cost_before", "cost_after", "projected_savings",
+                    "changes_followed", "recommended_changes"]
+    raw_id_fields = ["run"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -16,31 +16,11 @@ SORTS = {
     "-saving": (F("saving").desc(nulls_last=True), "iccid"),
 }
 
-CSV_COLUMNS = ["iccid", "group", "usage_mb", "current_plan", "recommended_plan", "current_cost", "recommended_cost",
-               "saving", "changed", "kept_reason"]
+CSV_COLUMNS = ["iccid", "customer", "group", "usage_mb", "current_plan", "recommended_plan", "current_cost",
+               "recommended_cost", "saving", "changed", "kept_reason"]
 
 
-def assignments_filtered(*, run_id: int, filters: dict) -> QuerySet[DeviceAssignment]:
-    """The run's assignments matching `filters` (validated by AssignmentFilter), in the order it asks for.
-
-    Every filter is served by an index on (run, …): a first page of a million SIMs
-    reads a page, not the table.
-    """
-    qs = DeviceAssignment.objects.filter(run_id=run_id)
-    if "group" in filters:
-        qs = qs.filter(comm_group_id=filters["group"])
-    if "changed" in filters:
-        qs = qs.filter(changed=filters["changed"])
-    if filters.get("from_plan"):
-        qs = qs.filter(current_plan__code=filters["from_plan"])
-    if filters.get("to_plan"):
-        qs = qs.filter(recommended_plan__code=filters["to_plan"])
-    if filters.get("iccid"):
-        qs = qs.filter(iccid__startswith=filters["iccid"], **_prefix_range(filters["iccid"]))
-    return qs.order_by(*SORTS[filters.get("sort") or "iccid"])
-
-
-def _prefix_range(digits: str) -> dict:
+def iccid_prefix_range(digits: str) -> dict:
     """The ICCIDs starting with `digits` as a range the (run, iccid) index serves (LIKE 'p%' it may not,
     under a non-C collation): >= digits, and < the next prefix ("8901" -> "8902", "8999" -> "9")."""
     head = digits.rstrip("9")
@@ -52,10 +32,10 @@ def _prefix_range(digits: str) -> dict:
 
 def assignments_csv_rows(qs: QuerySet[DeviceAssignment], *, chunk: int = 5000) -> Iterator[list]:
     """Rows of CSV_COLUMNS for `qs`, streamed from a server-side cursor (a million rows never sit in memory)."""
-    rows = qs.values_list("iccid", "comm_group__name", "usage_mb", "current_plan__code", "recommended_plan__code",
-                          "current_cost", "recommended_cost", "saving", "changed", "kept_reason")
-    for iccid, group, usage, cur, rec, before, after, saving, changed, kept in rows.iterator(chunk_size=chunk):
-        yield [iccid, group, "" if usage is None else usage, cur or "", rec, "" if before is None else before, after,
+    rows = qs.values_list("iccid", "device__customer__name", "comm_group__name", "usage_mb", "current_plan__code",
+                          "recommended_plan__code", "current_cost", "recommended_cost", "saving", "changed", "kept_reason")
+    for iccid, customer, group, usage, cur, rec, before, after, saving, changed, kept in rows.iterator(chunk_size=chunk):
+        yield [iccid, customer or "", group, "" if usage is None else usage, cur or "", rec, "" if before is None else before, after,
                "" if saving is None else saving, "yes" if changed else "no", kept]
 
 

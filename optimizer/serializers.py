@@ -6,8 +6,6 @@ from decimal import Decimal
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from carrieropt.api.base import MAX_ID
-from optimizer.assignments import SORTS
 from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment, RunRealized
 
@@ -72,35 +70,22 @@ class AssignmentOut(serializers.ModelSerializer):
     current_cost = serializers.DecimalField(**MONEY, allow_null=True)
     recommended_cost = serializers.DecimalField(**MONEY)
     savings = serializers.SerializerMethodField()
+    customer = serializers.IntegerField(source="device.customer_id", allow_null=True,
+                                        help_text="The SIM's customer (id), as of the last device sync.")
+    customer_name = serializers.CharField(source="device.customer.name", allow_null=True, default=None)
     kept_reason = serializers.CharField(
         help_text="Why the SIM kept its plan: no_usage (no usage data, cost is the fixed charge only), pinned, "
                   "stopped (deactivated this cycle); empty when it was free to move.")
 
     class Meta:
         model = DeviceAssignment
-        fields = ["iccid", "device", "group", "group_name", "usage_mb", "current_plan", "recommended_plan",
+        fields = ["iccid", "device", "customer", "customer_name", "group", "group_name", "usage_mb", "current_plan", "recommended_plan",
                   "current_cost", "recommended_cost", "savings", "changed", "kept_reason"]
         read_only_fields = fields
 
     @extend_schema_field(_money)
     def get_savings(self, obj):
         return money_out(CostFigures(obj.current_cost, obj.recommended_cost).savings)
-
-
-class AssignmentFilter(serializers.Serializer):
-    """Filters and order of a run's SIM list (the API's assignments, the workbench page and its CSV export)."""
-
-    group = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="Communication group id.")
-    changed = serializers.BooleanField(required=False, help_text="true: only SIMs whose plan would change.")
-    from_plan = serializers.CharField(required=False, allow_blank=True, max_length=120,
-                                      help_text="Only SIMs now on this rate plan (code).")
-    to_plan = serializers.CharField(required=False, allow_blank=True, max_length=120,
-                                    help_text="Only SIMs recommended this rate plan (code).")
-    iccid = serializers.RegexField(r"^\d{0,22}$", required=False, allow_blank=True,
-                                   help_text="ICCIDs starting with these digits.",
-                                   error_messages={"invalid": "An ICCID is digits only."})
-    sort = serializers.ChoiceField(choices=sorted(SORTS), required=False, default="iccid",
-                                   help_text="iccid, or -saving (largest saving first).")
 
 
 class RealizedGroupOut(serializers.Serializer):

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -11,9 +12,11 @@ from rest_framework.response import Response
 
 from carrieropt.actors import user_actor
 from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
-from optimizer.assignments import assignments_filtered
-from optimizer.models import CommGroup
-from optimizer.serializers import AssignmentFilter, AssignmentOut, CommGroupOut
+from devices.api import tenant_customer
+from devices.customers import customer_providers
+from optimizer.filters import AssignmentFilterSet
+from optimizer.models import CommGroup, DeviceAssignment
+from optimizer.serializers import AssignmentOut, CommGroupOut
 from rateplans.models import BillingPeriod, ServiceProvider
 from sessions import services
 from sessions.models import OptimizationSession, ProgressEvent, Trigger
@@ -48,6 +51,8 @@ class SessionListApi(TenantApi, generics.ListAPIView):
             qs = qs.filter(provider_id=filters["provider"])
         if "status" in filters:
             qs = qs.filter(status=filters["status"])
+        if "customer" in filters:
+            qs = qs.filter(provider_id__in=customer_providers(customer=tenant_customer(self, filters["customer"])))
         return qs.order_by("-created_at", "-pk")
 
     @extend_schema(parameters=[SessionFilter])
@@ -115,19 +120,18 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
 
 
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
-    """Per-SIM current and recommended rate plans: filtered by group, change, plans or ICCID; sorted by ICCID or saving."""
+    """Per-SIM current and recommended rate plans: filtered by group, change, plans, customer or ICCID; sorted by
+    ICCID or saving (the dashboard's SIM list and its CSV export take the same filters)."""
 
     serializer_class = AssignmentOut
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = AssignmentFilterSet
+    queryset = DeviceAssignment.objects.none()  # the schema's model; get_queryset serves the rows
 
     def get_queryset(self):
         session = self.session()  # 404 for a foreign session comes before any 400 about the filters
-        filters = self.query(AssignmentFilter)
-        return (assignments_filtered(run_id=session.run_id, filters=filters)
-                .select_related("comm_group", "current_plan", "recommended_plan"))
-
-    @extend_schema(parameters=[AssignmentFilter])
-    def get(self, request, *args, **kwargs):
-        return super().get(request, *args, **kwargs)
+        return (DeviceAssignment.objects.filter(run_id=session.run_id)
+                .select_related("comm_group", "current_plan", "recommended_plan", "device__customer"))
 
 
 class SessionReportApi(SessionApi):

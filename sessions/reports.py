@@ -39,7 +39,7 @@ ROWS_PER_SHEET = EXCEL_MAX_ROWS - 1
 PERCENT_FORMAT = "0.00%"
 
 ASSIGNMENT_HEADER = ["ICCID", "Group", "Current plan", "Recommended plan", "Usage MB", "Current cost",
-                     "Recommended cost", "Savings", "Changed", "Notes"]
+                     "Recommended cost", "Savings", "Changed", "Notes", "Customer"]
 GROUP_HEADER = ["Group", "Status", "Communication plans", "Rate plans allowed", "SIMs", "Current cost",
                 "Baseline cost", "Optimized cost", "Savings", "Savings %", "Lower bound", "Gap", "Method",
                 "Strategy", "Note"]
@@ -272,7 +272,8 @@ def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
     return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
-                         "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason")
+                         "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason",
+                         "device__customer__name")
             .iterator(chunk_size=5000))
 
 
@@ -290,7 +291,7 @@ class _AssignmentSheets:
         rows = assignments.count() + (assignments.values("comm_group_id").distinct().count() if by_group else 0)
         self.titles = [title if i == 0 else f"{title} {i + 1}" for i in range(max(1, -(-rows // ROWS_PER_SHEET)))]
         for name in self.titles:
-            sheet = _Sheet(workbook, name, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40})
+            sheet = _Sheet(workbook, name, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40, "K": 28})
             sheet.header(self.header)
             sheet.ws.freeze_panes = "A2"
             sheet.append(xlsx.sample_row(sheet.ws))
@@ -302,8 +303,8 @@ class _AssignmentSheets:
         groups = dict(CommGroup.objects.filter(run=self.run).values_list("pk", "name"))
         kinds = SIM_ROW_KINDS
         subtotal = None
-        for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept in \
-                _assignment_rows(self.run, by_group=self.by_group):
+        for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept, customer \
+                in _assignment_rows(self.run, by_group=self.by_group):
             if kept:
                 notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
             group = groups.get(group_id, "")
@@ -313,7 +314,8 @@ class _AssignmentSheets:
                 subtotal = _Subtotal(group_id, group)
             lead = [group, iccid] if self.by_group else [iccid, group]
             yield [*lead, codes.get(current_id, NO_PLAN), codes.get(recommended_id, ""), usage, current, recommended,
-                   None if current is None else current - recommended, "yes" if changed else "no", notes], kinds
+                   None if current is None else current - recommended, "yes" if changed else "no", notes,
+                   customer or ""], kinds
             self.count += 1
             self.recommended_sum += recommended
             if subtotal is not None:
@@ -322,9 +324,10 @@ class _AssignmentSheets:
             yield subtotal.row()
 
 
-# Group, ICCID (or ICCID, group), plans: text; usage: a number; costs and savings: money; changed, notes: text.
-SIM_ROW_KINDS = "ttttnmmmtt"
-SUBTOTAL_KINDS = "btttnmmmtt"
+# Group, ICCID (or ICCID, group), plans: text; usage: a number; costs and savings: money; changed, notes,
+# customer: text.
+SIM_ROW_KINDS = "ttttnmmmttt"
+SUBTOTAL_KINDS = "btttnmmmttt"
 
 
 @dataclass
@@ -347,7 +350,7 @@ class _Subtotal:
     def row(self) -> tuple[list, str]:
         savings = CostFigures(self.current, self.recommended).savings
         return [f"{self.name} subtotal", f"{self.sims} SIMs", "", "", self.usage, self.current, self.recommended,
-                savings, f"{self.changed} changed", ""], SUBTOTAL_KINDS
+                savings, f"{self.changed} changed", "", ""], SUBTOTAL_KINDS
 
 
 def _write_no_usage(workbook: Workbook, session) -> None:

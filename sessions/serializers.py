@@ -155,6 +155,9 @@ class SessionBudgetIn(StrictInput, serializers.Serializer):
 class SessionFilter(serializers.Serializer):
     provider = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
     status = serializers.ChoiceField(choices=SessionStatus.choices, required=False)
+    customer = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID,
+                                        help_text="Customer id: sessions of the carrier accounts this customer has "
+                                                  "SIMs on.")
 
 
 class ProgressEventOut(serializers.ModelSerializer):

@@ -13,26 +13,31 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
-from carrieropt.errors import ValidationFailed
+from carrieropt.errors import ApplicationError, ValidationFailed
 from carrieropt.options import ChargeType, Method
 from carrieropt.workers import NO_CLUSTER, clusters_alive
+from devices import pins
+from devices.customers import customer_providers
+from devices.models import Customer, DevicePin, DeviceUsage
+from devices.pins import can_pin, can_unpin
 from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
     assignments_csv_rows,
-    assignments_filtered,
     plan_migrations,
     pool_fills,
     usage_histograms,
 )
-from optimizer.models import RunRealized
+from optimizer.filters import SORT_CHOICES, AssignmentFilterSet
+from optimizer.models import DeviceAssignment, KeptReason, RunRealized
 from optimizer.selectors import PlanCost, plan_costs
-from optimizer.serializers import AssignmentFilter
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.frontier import frontier_chart, frontier_rows
@@ -48,16 +53,33 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
     tenants = user_tenants(request.user)
     providers = list(ServiceProvider.objects.filter(tenant__in=tenants, active=True).select_related("tenant")
                      .order_by("tenant__name", "name"))
-    sessions = list(OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period")
-                    .order_by("-created_at", "-pk")[:50])
+    listed = OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period")
+    customers = list(Customer.objects.filter(tenant__in=tenants).order_by("name").values_list("pk", "name"))
+    customer, customer_error = _customer_asked(request, customers)
+    if customer is not None:
+        listed = listed.filter(provider_id__in=customer_providers(customer=customer))
+    sessions = list(listed.order_by("-created_at", "-pk")[:50])
     active = {s.provider_id: s for s in OptimizationSession.objects.filter(
         tenant__in=tenants, status__in=ACTIVE_STATUSES).only("guid", "provider_id", "progress")}
     for provider in providers:
         provider.active_session = active.get(provider.pk)
+    if customer_error and status == 200:
+        status = 400
     return render(request, "dashboard/sessions.html",
-                  {"providers": providers, "sessions": sessions, "refusal": refusal,
+                  {"providers": providers, "sessions": sessions, "refusal": refusal, "customers": customers,
+                   "customer": customer, "customer_error": customer_error,
                    "methods": Method.choices, "charge_types": ChargeType.choices,
                    "stage_labels": dict(Stage.choices), "status_labels": dict(SessionStatus.choices)}, status=status)
+
+
+def _customer_asked(request, customers: list[tuple[int, str]]) -> tuple[Customer | None, str]:
+    """The customer the list is filtered by (?customer=id, one of the user's tenants'), or why it is refused."""
+    raw = request.GET.get("customer", "")
+    if not raw:
+        return None, ""
+    if raw.isdigit() and int(raw) in {pk for pk, _ in customers}:
+        return Customer.objects.get(pk=int(raw)), ""
+    return None, f"No customer {raw} among your tenant's customers."
 
 
 @login_required
@@ -288,30 +310,35 @@ def session_usage(request, guid):
 SIMS_PER_PAGE = 50
 
 
-def _sim_filters(request) -> tuple[dict, dict]:
-    """Validated filters of the SIM list from the query string, and the errors (field -> messages) if any.
-
-    An empty value is no filter: the form's "all" and "any" choices submit `group=` and `from_plan=`."""
-    params = AssignmentFilter(data={k: v for k, v in request.GET.items() if k != "page" and v != ""})
-    if params.is_valid():
-        return dict(params.validated_data), {}
-    return {"sort": "iccid"}, {field: [str(m) for m in msgs] for field, msgs in params.errors.items()}
+def _sim_filters(request, session: OptimizationSession) -> tuple[AssignmentFilterSet, dict]:
+    """The session's SIM list filtered by the query string (the API's AssignmentFilterSet), and the errors
+    (field -> messages) if any: then the list is the unfiltered one, in ICCID order."""
+    base = DeviceAssignment.objects.filter(run_id=session.run_id)
+    filterset = AssignmentFilterSet({k: v for k, v in request.GET.items() if k != "page"}, queryset=base,
+                                    request=request)
+    if filterset.is_valid():
+        return filterset, {}
+    errors = {field: [str(m) for m in msgs] for field, msgs in filterset.errors.items()}
+    return AssignmentFilterSet({}, queryset=base, request=request), errors
 
 
 @login_required
 def session_sims(request, guid):
-    """A session's SIMs, a page at a time: filter to changes, a group, a move or an ICCID; sort by saving."""
+    """A session's SIMs, a page at a time: filter to changes, a group, a move, a customer or an ICCID; sort by
+    saving; pin or unpin a SIM from its row (with the permission)."""
     session = _session(request, guid)
-    filters, errors = _sim_filters(request)
-    qs = assignments_filtered(run_id=session.run_id, filters=filters).select_related(
-        "comm_group", "current_plan", "recommended_plan")
+    filterset, errors = _sim_filters(request, session)
+    qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "device__customer",
+                                     "device__pin")
     page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
     groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
     plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
+    customers = list(Customer.objects.filter(tenant=session.tenant).order_by("name").values_list("pk", "name"))
     return render(request, "dashboard/session_sims.html", {
-        "session": session, "page": page, "filters": filters, "errors": errors, "groups": groups, "plans": plans,
-        "query": urlencode(query), "sorts": [("iccid", "ICCID"), ("-saving", "Largest saving first")],
+        "session": session, "page": page, "filters": filterset.form.cleaned_data, "errors": errors,
+        "groups": groups, "plans": plans, "customers": customers, "can_pin": can_pin(request.user),
+        "query": urlencode(query), "here": request.get_full_path(), "sorts": SORT_CHOICES,
     }, status=400 if errors else 200)
 
 
@@ -326,12 +353,12 @@ class _Echo:
 def session_sims_csv(request, guid):
     """The filtered SIM list as CSV, streamed row by row (a million rows never sit in memory)."""
     session = _session(request, guid)
-    filters, errors = _sim_filters(request)
+    filterset, errors = _sim_filters(request, session)
     if errors:
         return render(request, "dashboard/session_sims.html", {"session": session, "errors": errors, "page": None},
                       status=400)
     writer = csv.writer(_Echo())
-    rows = assignments_csv_rows(assignments_filtered(run_id=session.run_id, filters=filters))
+    rows = assignments_csv_rows(filterset.qs)
 
     def lines():
         yield writer.writerow(CSV_COLUMNS)
@@ -341,3 +368,74 @@ def session_sims_csv(request, guid):
     response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="session-{session.guid}-sims.csv"'
     return response
+
+
+def _assignment(session: OptimizationSession, iccid: str) -> DeviceAssignment:
+    return get_object_or_404(
+        DeviceAssignment.objects.filter(run_id=session.run_id).select_related(
+            "comm_group", "current_plan", "recommended_plan", "device__customer", "device__pin__pinned_by",
+            "device__rate_plan"),
+        iccid=iccid)
+
+
+@login_required
+def session_sim(request, guid, iccid: str):
+    """One SIM of a session: its usage, the plans its group allows, its cost before and after, its pin."""
+    session = _session(request, guid)
+    assignment = _assignment(session, iccid)
+    device = assignment.device
+    usage = DeviceUsage.objects.filter(device=device, billing_period=session.billing_period).first()
+    plans = list(assignment.comm_group.rate_plans.order_by("included_mb", "code"))
+    pin = getattr(device, "pin", None)
+    return render(request, "dashboard/session_sim.html", {
+        "session": session, "a": assignment, "device": device, "usage": usage, "plans": plans, "pin": pin,
+        "kept_label": dict(KeptReason.choices).get(assignment.kept_reason, ""),
+        "can_pin": can_pin(request.user), "can_unpin": can_unpin(request.user),
+        "back": _back(request, session),
+    })
+
+
+def _back(request, session: OptimizationSession) -> str:
+    """Where to go after a pin: the page that asked (the filtered SIM list, or the SIM's page), on this site."""
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()},
+                                                  require_https=request.is_secure()):
+        return target
+    return reverse("dashboard:session-sims", args=[session.guid])
+
+
+@login_required
+@require_POST
+def session_sim_pin(request, guid, iccid: str):
+    """Pin the SIM to its current plan (with a reason), through the same rules as /api/pins/; tenant members
+    with the pin permission only."""
+    session = _session(request, guid)
+    assignment = _assignment(session, iccid)
+    if not can_pin(request.user):
+        return render(request, "dashboard/refused.html", {"session": session, "message": pins.PIN_REFUSED},
+                      status=403)
+    try:
+        pins.device_pin(device=assignment.device, reason=request.POST.get("reason", ""), user=request.user)
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"SIM {iccid} pinned to {assignment.device.rate_plan.code}: no session moves it "
+                                  f"until it is unpinned.")
+    return redirect(_back(request, session))
+
+
+@login_required
+@require_POST
+def session_sim_unpin(request, guid, iccid: str):
+    session = _session(request, guid)
+    assignment = _assignment(session, iccid)
+    if not can_unpin(request.user):
+        return render(request, "dashboard/refused.html", {"session": session, "message": pins.PIN_REFUSED},
+                      status=403)
+    pin = DevicePin.objects.filter(device=assignment.device).first()
+    if pin is None:
+        messages.error(request, f"SIM {iccid} is not pinned.")
+    else:
+        pins.device_unpin(pin=pin)
+        messages.success(request, f"SIM {iccid} unpinned: the next session may move it again.")
+    return redirect(_back(request, session))

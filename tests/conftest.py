@@ -17,11 +17,12 @@ def _fast_password_hashing(settings):
 
 @pytest.fixture
 def alice(db):
-    """Alice operates tenant A: she may apply recommendations (push them to the carrier)."""
+    """Alice operates tenant A: she may apply recommendations (push them to the carrier) and pin SIMs."""
     from django.contrib.auth.models import Permission
 
     user = factories.UserFactory(username="alice")
-    user.user_permissions.add(Permission.objects.get(codename="apply_recommendations"))
+    user.user_permissions.add(*Permission.objects.filter(
+        codename__in=["apply_recommendations", "add_devicepin", "delete_devicepin"]))
     return user
 
 

@@ -81,6 +81,8 @@ class Faults:
     # A SIM in usage_refused has no usage of any cycle: usageInZone refuses it too and /usages does not list it.
     usage_refused: frozenset[str] = frozenset()
     usage_refused_once: set[str] = field(default_factory=set)
+    # Get Device Details of these ICCIDs is refused (HTTP 400, errorCode 10000013: about that SIM).
+    details_refused: frozenset[str] = frozenset()
 
     def __post_init__(self):
         if not 0 <= self.error_rate <= 1:
@@ -156,7 +158,9 @@ class SimulatedCarrier:
         self.username = username
         self._credentials = f"{username}:{api_key}".encode()
         self.faults = faults or Faults()
-        self.clock = clock
+        self._base_clock = clock
+        self.clock_offset = 0.0  # seconds the account's clock runs ahead (POST /_sim/clock: a demo's cycle end)
+        self.clock = lambda: self._base_clock() + self.clock_offset
         self._lock = threading.Lock()
         self._fault_rng = random.Random(seed if fault_seed is None else fault_seed)
         self._churn_rng = random.Random(seed + 1)
@@ -187,6 +191,7 @@ class SimulatedCarrier:
         # usage_failures: the fleet's SIMs without usage records answer ctdUsages with an error, as a real
         # carrier's do (the demo serves them; tests ask for such faults explicitly).
         self.usage_unavailable = set(fleet.iccid[fleet.usage_unavailable].tolist()) if usage_failures else set()
+        self.customer = [fleet.customer_name(i) for i in range(sims)]
         self.date_activated = [self.started_at - s * 1000 for s in fleet.date_activated.tolist()]
         self.date_updated = [self.started_at - s * 1000 for s in fleet.date_updated.tolist()]
         self._allowed = {c.name: c.rate_plans for c in demo_fleet.COMMUNICATION_PLANS}
@@ -283,11 +288,23 @@ class SimulatedCarrier:
         return {
             "iccid": self.iccids[i], "imsi": f"31017{serial}"[:15], "msisdn": f"1555{serial[-7:]}",
             "imei": f"35{serial}00"[:15], "status": self.status[i], "ratePlan": self.rate_plan[i],
-            "communicationPlan": self.comm_plan[i], "customer": None, "endConsumerId": None,
+            "communicationPlan": self.comm_plan[i], "customer": self.customer[i], "endConsumerId": None,
             "dateActivated": carrier_date(self.date_activated[i]), "dateAdded": carrier_date(self.date_activated[i]),
             "dateUpdated": carrier_date(self.date_updated[i]), "dateShipped": None, "accountId": "100020620",
             "fixedIPAddress": None, "operatorCustom1": "", "simNotes": None,
         }
+
+    def set_customer(self, iccid: str, customer: str | None) -> None:
+        """Move one SIM to another customer now, as a carrier portal user would (its dateUpdated moves)."""
+        with self._lock:
+            i = self.index[iccid]
+            self.customer[i] = customer
+            self._touch(i)
+
+    def customers(self) -> dict[str, str | None]:
+        """iccid -> customer name (None: no customer), for tests to compare with the database."""
+        with self._lock:
+            return dict(zip(self.iccids, self.customer, strict=True))
 
     def snapshot(self) -> dict[str, tuple[str, str, str]]:
         """iccid -> (status, ratePlan, communicationPlan), for tests to compare with the database."""
@@ -384,6 +401,8 @@ class SimulatedCarrier:
             return _error(404, "invalid_iccid", f"Invalid ICCID: {parts[1]}")
         sub = parts[2:]
         if not sub and method == "GET":
+            if parts[1] in self.faults.details_refused:
+                return _error(400, "invalid_value", f"Details of {parts[1]} are not available")
             return _json(200, self._details(i))
         if not sub and method == "PUT":
             return self._edit_device(i, body)
@@ -704,6 +723,8 @@ class SimulatedCarrier:
         self.status[i] = edits.get("status", self.status[i])
         if "overageLimitOverride" in edits:
             self.overage[i] = edits["overageLimitOverride"]
+        if "customer" in edits:
+            self.customer[i] = edits["customer"] or None
         other = {k: v for k, v in edits.items() if k not in ("ratePlan", "communicationPlan", "status", "overageLimitOverride")}
         if other:
             self.fields.setdefault(i, {}).update(other)
@@ -734,6 +755,17 @@ class SimulatedCarrier:
             with self._lock:
                 return _json(200, {"sims": self.sims, "seed": self.seed, "requests": sum(self.counts.values()),
                                    "by_status": dict(self.counts), "changes": len(self.changes)})
+        if path == "/_sim/clock" and method == "POST":
+            # Move the account's clock (never back): ?at=<ISO 8601 moment>. A demo uses it to end a billing cycle.
+            try:
+                at = dt.datetime.fromisoformat(query.get("at", ""))
+            except ValueError:
+                return _error(400, None, "at must be an ISO 8601 moment with its zone.")
+            if at.tzinfo is None:
+                return _error(400, None, "at must carry its zone.")
+            with self._lock:
+                self.clock_offset = max(self.clock_offset, at.timestamp() - self._base_clock())
+                return _json(200, {"now": dt.datetime.fromtimestamp(self.clock(), dt.UTC).isoformat()})
         if path == "/_sim/churn" and method == "POST":
             try:
                 n = int(query.get("n", "1"))

@@ -64,6 +64,10 @@ STATUSES = ("ACTIVATED", "DEACTIVATED", "INVENTORY")
 STATUS_SHARE = (0.92, 0.05, 0.03)
 RECENTLY_ACTIVATED = 0.04  # of active SIMs, activated 1-25 days ago
 USAGE_UNAVAILABLE = 0.003  # of active SIMs, whose usage call fails (see Fleet.usage_unavailable)
+# The tenant's own customers (Control Center's device `customer`: "an enterprise or business unit"), with their
+# share of the fleet; the rest of the SIMs belong to no customer.
+CUSTOMERS = ("Northwind Freight", "Contoso Water", "Fabrikam Retail")
+CUSTOMER_SHARE = (0.40, 0.25, 0.20)
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,11 @@ class Fleet:
     # SIMs whose usage call the carrier fails (its usage service has no record of them); the demo's simulator
     # answers their ctdUsages with an error, so a session has to do without their usage.
     usage_unavailable: np.ndarray = None  # bool
+    customer: np.ndarray = None  # index into CUSTOMERS, -1: no customer
+
+    def customer_name(self, i: int) -> str | None:
+        c = int(self.customer[i])
+        return CUSTOMERS[c] if c >= 0 else None
 
     def __len__(self):
         return len(self.iccid)
@@ -129,6 +138,9 @@ def generate_fleet(n: int, seed: int) -> Fleet:
     date_activated = np.where(recent, rng.integers(day, 25 * day, size=n), date_activated)
     date_updated = np.where(recent, np.minimum(date_updated, date_activated), date_updated)
     usage_unavailable = (rng.random(n) < USAGE_UNAVAILABLE) & (status == 0)
+    shares = np.array([*CUSTOMER_SHARE, 1 - sum(CUSTOMER_SHARE)])
+    customer = rng.choice(len(shares), size=n, p=shares)
+    customer = np.where(customer == len(CUSTOMERS), -1, customer)
     return Fleet(
         iccid=iccid_for(seed, np.arange(n)),
         status=status,
@@ -138,6 +150,7 @@ def generate_fleet(n: int, seed: int) -> Fleet:
         date_activated=date_activated,
         date_updated=date_updated,
         usage_unavailable=usage_unavailable,
+        customer=customer,
     )
 
 

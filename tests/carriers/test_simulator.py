@@ -245,3 +245,18 @@ def test_run_carrier_simulator_command_serves_over_http(tmp_path):
     assert "Stopped after 1 API calls." in rest and process.returncode == 0  # SIGTERM stops it cleanly
     assert stats["sims"] == 30 and stats["seed"] == 3
     assert len(page["devices"]) == 30 and page["lastPage"] is True
+
+
+def test_the_clock_control_moves_the_account_past_a_cycle_end_and_never_back(carrier_simulator_factory):
+    server = carrier_simulator_factory(sims=20, seed=2)
+    iccid = server.carrier.iccids[0]
+    target = (dt.datetime.now(dt.UTC) + dt.timedelta(days=40)).replace(microsecond=0)
+    moved = httpx.post(f"{server.url}/_sim/clock", params={"at": target.isoformat()}).json()
+    assert abs(dt.datetime.fromisoformat(moved["now"]) - target) < dt.timedelta(seconds=5)
+    back = httpx.post(f"{server.url}/_sim/clock", params={"at": "2001-01-01T00:00:00+00:00"}).json()
+    assert dt.datetime.fromisoformat(back["now"]) >= target
+    assert httpx.post(f"{server.url}/_sim/clock", params={"at": "2030-01-01T00:00:00"}).status_code == 400
+    local = target.astimezone(zoneinfo.ZoneInfo(demo_fleet.DEMO_TIMEZONE)).date()
+    with httpx.Client(base_url=f"{server.url}/rws/api/v1", auth=(demo_fleet.DEMO_USERNAME, demo_fleet.DEMO_API_KEY)) as c:
+        now = c.get(f"/devices/{iccid}/usageInZone").json()
+    assert now["cycleStartDate"] == f"{cycle_bounds(local, demo_fleet.DEMO_CYCLE_END_DAY)[0]}Z"

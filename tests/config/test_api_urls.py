@@ -3,7 +3,7 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from config import api_urls
-from devices.models import DevicePin
+from devices.models import Customer, Device, DevicePin
 from pushes.models import RatePlanPush
 from tests.factories_results import ProgressEventFactory
 from tests.module_data import alice_with_tenant_a, module_transaction
@@ -18,9 +18,10 @@ PK_ROUTES = {
     "device-detail": "device",
     "push-detail": "push",
     "pin-detail": "pin",
+    "customer-detail": "customer",
 }
 LIST_ROUTES = ["provider-list", "rate-plan-list", "communication-plan-list", "device-list", "session-list",
-               "pin-list"]
+               "pin-list", "customer-list"]
 
 
 def _routes():
@@ -57,7 +58,9 @@ def _side(provider, completed_session):
         provider=provider, session=session, status="no_go", decision="no_go",
         period_ends_at=session.billing_period.ends_at(), minutes_left=1, minutes_needed=2, rate_per_minute=60)
     pin = DevicePin.objects.create(device=assignment.device, reason="customer contract")
-    return {"provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
+    customer = Customer.objects.create(tenant=provider.tenant, name=f"Customer of {provider.name}")
+    Device.objects.filter(pk=assignment.device_id).update(customer=customer)
+    return {"customer": customer, "provider": provider, "session": session, "rate_plan": assignment.recommended_plan,
             "comm": run.comm_groups.get().communication_plans.get(), "device": assignment.device, "push": push,
             "pin": pin}
 
@@ -157,6 +160,9 @@ def test_lists_hold_only_own_rows(api, world, name):
     assert rows, "alice must see her own rows"
     own_provider = world["a"]["provider"].pk
     for row in rows:
+        if name == "customer-list":  # a customer is the tenant's, not one account's
+            assert row["tenant"] == world["a"]["provider"].tenant_id, row
+            continue
         provider = row["id"] if name == "provider-list" else row["provider"]
         assert provider == own_provider, row
 

@@ -10,7 +10,7 @@ from django.core import mail
 from django.test import TestCase, override_settings
 from django.utils import timezone
 
-from carriers import BYTES_PER_MB, CarrierClient, DevicePage, DeviceRecord
+from carriers import BYTES_PER_MB, CarrierClient, DeviceDetails, DevicePage, DeviceRecord
 from carriers.simulator import Faults
 from devices import selectors
 from devices.models import Device, DeviceStaging, DeviceUsage, SyncRun
@@ -86,7 +86,7 @@ def test_ten_thousand_sims_with_ten_percent_faults_each_synced_exactly_once(tena
     injected = sum(server.carrier.counts[k] for k in ("500", "throttled", "timeout"))
     # On a busy machine an answer that was not a fault can still come later than 0.2 s: also retried.
     late = client.stats.timeouts - server.carrier.counts["timeout"]
-    listing = server.carrier.request_log("/rws/api/v1/devices")
+    listing = [r for r in server.carrier.request_log("/rws/api/v1/devices") if r["path"] == "/rws/api/v1/devices"]
     on_needed_pages = [r for r in listing if r["status"] != 200 and int(r["query"]["pageNumber"]) <= run.pages]
     assert len(on_needed_pages) >= 10  # ~10 % of ~225 calls: 500s, throttling (400 + 40000029) and hangs
     assert {r["status"] for r in on_needed_pages} == {500, 400, 504}
@@ -96,6 +96,11 @@ def test_ten_thousand_sims_with_ten_percent_faults_each_synced_exactly_once(tena
     assert (run.devices_seen, run.inserted, run.duplicates, run.rejected) == (10_000, 10_000, 0, 0)
     assert Device.objects.filter(provider=provider).count() == 10_000
     assert device_state(provider) == server.carrier.snapshot()
+    # The customers of the first DEVICE_SYNC_CUSTOMER_READS SIMs were read through the same faults.
+    read = Device.objects.filter(provider=provider, customer_name__isnull=False)
+    assert read.count() == 5_000 and "the rest are read by the next syncs" in run.error
+    customers = server.carrier.customers()
+    assert all((customers[iccid] or "") == name for iccid, name in read.values_list("iccid", "customer_name"))
 
 
 def test_an_outage_fails_the_sync_after_the_retries_and_leaves_devices_unchanged(tenant, carrier_simulator_factory):
@@ -358,12 +363,14 @@ class ScriptedCarrier(CarrierClient):
     def __init__(self, pages):
         super().__init__(label="scripted carrier", max_concurrency=1, max_pages=10)
         self.pages = pages
+        self.details_read = []
 
     def list_devices_page(self, *, modified_since, page_number, page_size=50):
         return self.pages[page_number - 1]
 
     def get_device(self, iccid):
-        raise AssertionError("device_sync does not read details")
+        self.details_read.append(iccid)  # only for the customer, which the device list does not carry
+        return DeviceDetails(iccid=iccid, status=None, rate_plan=None, communication_plan=None, customer="")
 
     def get_ctd_usage(self, iccid):
         raise AssertionError("device_sync does not read usage")
@@ -407,6 +414,7 @@ def test_rows_are_validated_and_rejected_with_reasons(tenant):
     }
     assert device_state(provider) == {"8901260000000000001": ("RETIRED", "PLAN-A", "CP-1"),
                                       "8901260000000000007": ("DEACTIVATED", "PLAN-A", "CP-1")}
+    assert sorted(client.details_read) == ["8901260000000000001", "8901260000000000007"], "rejected rows: not read"
 
 
 # -- usage sync ------------------------------------------------------------------------------------------
@@ -521,6 +529,7 @@ def test_wider_statuses_are_asked_about_when_requested(tenant, carrier_simulator
 def test_only_the_current_billing_period_can_be_filled(tenant, carrier_simulator):
     provider = synced_provider(carrier_simulator, tenant)
     old = factories.BillingPeriodFactory(provider=provider, start_date=dt.date(2020, 1, 1), end_date=dt.date(2020, 1, 31))
+    carrier_simulator.carrier.clear_log()
     run = usage(provider, period=old)
     assert run.status == "failed" and run.error.startswith("period: billing period 2020-01-01")
     assert carrier_simulator.carrier.request_log("/rws/api/v1/devices/") == []

@@ -11,6 +11,7 @@ from openpyxl import load_workbook
 
 from carriers.simulator.testing import running_simulator
 from devices.demo import demo_seed
+from devices.models import DevicePin
 from sessions.models import OptimizationSession
 from tests.factories import UserFactory
 from tests.qcluster import qcluster
@@ -120,6 +121,19 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         assert page.locator("#sims tbody tr:not(.changed)").count() == 0, "only changed SIMs are listed"
         page.screenshot(path=str(SCREENSHOTS / "sims.png"), full_page=True)
 
+        # One SIM: open it from its row, then pin it there (the operator is given the pin permissions).
+        operator.user_permissions.add(*Permission.objects.filter(codename__in=["add_devicepin", "delete_devicepin"]))
+        first = page.locator("#sims tbody tr").first
+        iccid = first.get_attribute("data-iccid")
+        first.locator("td a").first.click()
+        page.wait_for_selector("#sim-cards")
+        page.fill("#sim-pin input[name=reason]", "Browser test: the contract fixes this plan")
+        page.click("#sim-pin button[type=submit]")
+        page.wait_for_selector(".alert.success")
+        assert "pinned" in page.locator("#sim-pin").inner_text()
+        assert DevicePin.objects.filter(device__provider=demo.provider, device__iccid=iccid).exists()
+        page.screenshot(path=str(SCREENSHOTS / "sim.png"), full_page=True)
+
         page.goto(f"{live_server.url}/sessions/{session.guid}/usage/")
         page.wait_for_selector("section.group")
         assert page.locator("section.group").count() >= 1
@@ -129,7 +143,9 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         page.goto(f"{live_server.url}/sessions/{session.guid}/")
         page.click("#apply-link")
         page.wait_for_selector("#go-no-go.success")
-        assert page.locator('#preview [data-field="changes"]').inner_text() == f"{changed:,}"
+        # The SIM pinned above keeps its plan: it is not pushed.
+        to_push = changed - 1
+        assert page.locator('#preview [data-field="changes"]').inner_text() == f"{to_push:,}"
         # Without pushes.apply_recommendations the operator sees the preview and cannot apply.
         assert page.locator("#read-only").is_visible() and page.locator("#apply-form").count() == 0
         page.screenshot(path=str(SCREENSHOTS / "apply-read-only.png"), full_page=True)
@@ -140,8 +156,8 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         page.click("#apply-form button[name=apply]")
         page.wait_for_selector("#push-counts")
         page.locator("#push-status.succeeded").wait_for(timeout=120_000)
-        assert page.locator('#push-counts [data-field="applied"]').inner_text() == f"{changed}"
-        assert page.locator('#push-counts [data-field="verified"]').inner_text() == f"{changed}"
+        assert page.locator('#push-counts [data-field="applied"]').inner_text() == f"{to_push}"
+        assert page.locator('#push-counts [data-field="verified"]').inner_text() == f"{to_push}"
         page.screenshot(path=str(SCREENSHOTS / "push.png"), full_page=True)
 
         # The account's history: this cycle's savings and the session.

@@ -1,6 +1,7 @@
 """Realized savings: a session on the simulator, its cycle ends, the next sync reads the final usage, and the
 session shows what its recommendation actually saved, priced here again independently by the cost model."""
 import datetime as dt
+import io
 import math
 import time
 from collections import defaultdict
@@ -8,6 +9,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 import pytest
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from carrieropt.money import cents
@@ -110,6 +112,7 @@ def test_final_usage_of_the_ended_cycle_gives_realized_savings_priced_by_the_cos
     no_final = sorted(a for a in DeviceAssignment.objects.filter(run=session.run).values_list("iccid", flat=True)
                       if a not in applied and a != moved_elsewhere)[3]
     carrier.faults.usage_refused = frozenset({no_final})  # the carrier has lost this SIM's usage since
+    carrier.clear_log()  # the session's own usage calls are not this sync's
 
     run = final_usage_sync(provider=provider, now=over)
 
@@ -229,3 +232,30 @@ def test_the_api_the_session_page_and_the_account_page_show_the_realized_savings
     assert f"{(realized.projection_error * 100).quantize(Decimal('0.1'), rounding=ROUND_HALF_UP)} %" in page
     account = alice_client.get(reverse("dashboard:provider-detail", args=[provider.pk])).content.decode()
     assert 'id="realized-chart"' in account and f"{savings:,.2f}" in account
+
+
+def test_the_command_reads_the_final_usage_and_prints_the_realized_savings(ended_session):
+    _, provider, session, over, _, _ = ended_session
+    out = io.StringIO()
+    call_command("sync_final_usage", provider=provider.pk, as_of=over.isoformat(), stdout=out)
+    realized = RunRealized.objects.get(run=session.run)
+    text = out.getvalue()
+    assert f"Final usage of {session.billing_period}" in text
+    assert f"realized savings {realized.figures.savings:,.2f}" in text and "projection error" in text
+    with pytest.raises(CommandError, match="has not ended yet"):
+        call_command("sync_final_usage", provider=provider.pk, period_end=session.billing_period.end_date.isoformat(),
+                     as_of=(session.billing_period.ends_at() - dt.timedelta(hours=1)).isoformat(), stdout=out)
+
+
+def test_a_final_usage_run_taken_over_writes_nothing(ended_session, settings):
+    _, provider, session, over, _, _ = ended_session
+    settings.STAGE_HEARTBEAT_SECONDS = 0  # every beat checks the claim
+
+    def take_over(progress):  # another worker declares this run dead after its first page
+        SyncRun.objects.filter(kind="final_usage", status="running").update(status="failed", error="taken over by a test")
+
+    with fast_client(provider) as client:
+        run = final_usage_sync(provider=provider, now=over, client=client, progress=take_over)
+    assert (run.status, run.error) == ("failed", "taken over by a test")
+    assert not DeviceUsage.objects.filter(billing_period=session.billing_period, final_synced_at__isnull=False).exists()
+    assert not RunRealized.objects.exists()
