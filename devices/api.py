@@ -22,10 +22,11 @@ from devices.serializers import (
 
 
 def tenant_customer(view: TenantApi, customer_id: int, *, field: str = "customer") -> Customer:
-    """The caller's customer with this id; another tenant's (or no such) customer is a 400 naming the field."""
+    """The caller's customer with this id; another tenant's (or no such) customer is a 404 naming the field."""
     customer = Customer.objects.filter(tenant__in=view.tenants, pk=customer_id).first()
     if customer is None:
-        raise ValidationError({field: [f"No customer {customer_id} among your tenant's customers."]})
+        raise ValidationError({field: [f"No customer {customer_id} among your tenant's customers."]},
+                              code="does_not_exist")
     return customer
 
 

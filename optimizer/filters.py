@@ -2,9 +2,12 @@
 the same query string through AssignmentFilterSet, so the three always show the same SIMs."""
 from __future__ import annotations
 
+import re
+
 from django import forms
 from django.core.validators import RegexValidator
 from django_filters import rest_framework as filters
+from drf_spectacular.utils import extend_schema_field
 
 from carrieropt.api.base import MAX_ID, user_tenants
 from devices.models import Customer
@@ -15,6 +18,11 @@ SORT_CHOICES = [("iccid", "ICCID"), ("-saving", "Largest saving first")]
 assert {key for key, _ in SORT_CHOICES} == set(SORTS)
 
 
+# What the schema says of a row id in the query (drf-spectacular reads it from the filter class), as of ids in paths.
+ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
+
+
+@extend_schema_field(ID_SCHEMA)
 class IdFilter(filters.Filter):
     """A row id: a whole number 1..2**63-1 (a larger one can name no row)."""
 
@@ -24,6 +32,24 @@ class IdFilter(filters.Filter):
         kwargs.setdefault("min_value", 1)
         kwargs.setdefault("max_value", MAX_ID)
         super().__init__(*args, **kwargs)
+
+
+class RowChoiceField(forms.ModelChoiceField):
+    """A row chosen by id: an id that names no row the caller may see is "does_not_exist" (the API answers 404
+    naming the field, as for ids in bodies); anything that is not an id stays invalid (400)."""
+
+    def to_python(self, value):
+        try:
+            return super().to_python(value)
+        except forms.ValidationError as exc:
+            if re.fullmatch(r"[0-9]{1,19}", str(value)) and 1 <= int(value) <= MAX_ID:
+                raise forms.ValidationError(exc.messages[0], code="does_not_exist") from None
+            raise
+
+
+@extend_schema_field(ID_SCHEMA)
+class RowChoiceFilter(filters.ModelChoiceFilter):
+    field_class = RowChoiceField
 
 
 def tenant_customers(request):
@@ -44,7 +70,7 @@ class AssignmentFilterSet(filters.FilterSet):
                                    help_text="Only SIMs now on this rate plan (code).")
     to_plan = filters.CharFilter(field_name="recommended_plan__code", max_length=120,
                                  help_text="Only SIMs recommended this rate plan (code).")
-    customer = filters.ModelChoiceFilter(
+    customer = RowChoiceFilter(
         field_name="device__customer", queryset=tenant_customers, help_text="Only SIMs of this customer (id).",
         error_messages={"invalid_choice": "No customer %(value)s among your tenant's customers."})
     iccid = filters.CharFilter(method="iccid_prefix", max_length=22, help_text="ICCIDs starting with these digits.",

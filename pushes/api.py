@@ -45,7 +45,7 @@ class SessionApplyApi(SessionApi):
 class SessionBudgetApi(SessionApi):
     """Choose the change budget applying keeps to: a point of the session's frontier (its `max_changes`), or
     null for every recommended change (needs pushes.apply_recommendations: else 403; 400 naming max_changes for
-    a budget below 0 or one that is not a point)."""
+    a budget below 0, 404 naming it for one that is not a point of the frontier, with the points in `budgets`)."""
 
     serializer_class = SessionOut
 

@@ -29,7 +29,8 @@ class BudgetNotAPoint(Conflict):
 
 def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
     """The SIMs whose recommended plan differs from the plan the optimization saw, minus those an
-    earlier push of this session already applied (so applying again only retries what is left).
+    earlier push of this session already applied (so applying again only retries what is left), and minus SIMs
+    pinned since the session ran (a pin means the SIM keeps its plan).
 
     With a change budget (session.max_changes) only the moves of that budget's answer, exactly the one its
     frontier point priced: those ranked below the point's changes.
@@ -45,7 +46,8 @@ def session_changes(*, session: OptimizationSession) -> list[PlannedChange]:
                 f"Session {session.guid} has change budget {session.max_changes}, which is not a point of its "
                 f"frontier; choose one of its points (or no budget) before applying.", field="max_changes")
         rows = rows.filter(change_rank__lt=point["changes"])
-    rows = (rows.exclude(device_id__in=Subquery(done))
+    # A SIM an operator pinned after the session ran keeps its plan: it is never pushed.
+    rows = (rows.exclude(device_id__in=Subquery(done)).exclude(device__pin__isnull=False)
             .values_list("device_id", "iccid", "current_plan_id", "current_plan__code", "device__rate_plan_code",
                          "recommended_plan_id", "recommended_plan__code", "current_cost", "recommended_cost"))
     changes = []

@@ -107,7 +107,8 @@ def session_budget_set(*, session: OptimizationSession, max_changes: int | None)
         run = session.run
         if run.frontier_point(max_changes) is None:
             budgets = [p["max_changes"] for p in (run.frontier or {}).get("points", [])]
-            raise ValidationFailed(
+            # A schema-valid budget that names no point of this session's frontier: not found (404), like an id.
+            raise NotFound(
                 f"max_changes: {max_changes} is not a point of this session's frontier"
                 + (f" ({', '.join(str(b) for b in budgets)})." if budgets else " (it has none)."),
                 field="max_changes", extra={"budgets": budgets})

@@ -11,6 +11,7 @@ boundable by an example count) is left to a full run on demand:
 """
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ SEED = os.environ.get("SCHEMATHESIS_SEED", "1")
 def _tenant_rows(provider) -> dict:
     """A finished session with results (the real pipeline on a small fleet), a pin and a push: real rows that
     generated requests reach, by id or GUID, in paths and bodies."""
-    session = session_with_results(provider=provider, groups=1, sims_per_group=3)
+    session = session_with_results(provider=provider, groups=1, sims_per_group=2)
     ProgressEventFactory(session=session, progress=100)
     run = session.run
     assignment = run.assignments.select_related("device").first()
@@ -91,4 +92,6 @@ def test_api_conforms_to_its_schema_with_every_check(live_server, provider_a, pr
     output = result.stdout + result.stderr
     print(output, f"schemathesis took {time.monotonic() - started:.1f} s")  # shown with -s, or -rP
     assert result.returncode == 0, output[-20000:]
-    assert "30 selected / 30 total" in output, output[-5000:]  # every operation of the schema was tested
+    # Every operation of the schema was tested.
+    counts = re.search(r"Selected: (\d+)/(\d+)\s+Tested: (\d+)", output)
+    assert counts and counts[1] == counts[2] == counts[3] and int(counts[3]) >= 29, output[-5000:]

@@ -116,3 +116,26 @@ def test_verification_reports_an_applied_sim_the_carrier_no_longer_shows(simulat
     assert RatePlanChange.objects.filter(push=push, verified=True).count() == 29
     report = mail.outbox[-1]
     assert "does not show the new plan" in report.body and reverted.iccid in report.body
+
+
+def test_a_sim_pinned_after_its_session_ran_is_not_pushed(simulator, monkeypatch):
+    from django_q.conf import Conf
+
+    from devices.models import DevicePin
+
+    server = simulator(sims=200, seed=31)
+    provider = fleet(server, devices=200, seed=31)
+    monkeypatch.setattr(Conf, "SYNC", True)
+    session = completed_session(provider)
+    planned = session_changes(session=session)
+    assert len(planned) > 5
+    pinned = planned[0]
+    DevicePin.objects.create(device_id=pinned.device_id, reason="the customer's contract fixes this plan")
+    after = session_changes(session=session)
+    assert {c.iccid for c in after} == {c.iccid for c in planned} - {pinned.iccid}
+    push = session_apply(session=session, trigger="test")
+    push.refresh_from_db()
+    sent = puts(server)
+    assert sent and pinned.iccid not in sent  # the push ran (inline) and left the pinned SIM alone
+    assert not RatePlanChange.objects.filter(push=push, iccid=pinned.iccid).exists()
+    assert Device.objects.get(pk=pinned.device_id).rate_plan_code == pinned.from_plan_code

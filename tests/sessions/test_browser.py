@@ -143,7 +143,9 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         page.goto(f"{live_server.url}/sessions/{session.guid}/")
         page.click("#apply-link")
         page.wait_for_selector("#go-no-go.success")
-        assert page.locator('#preview [data-field="changes"]').inner_text() == f"{changed:,}"
+        # The SIM pinned above keeps its plan: it is not pushed.
+        to_push = changed - 1
+        assert page.locator('#preview [data-field="changes"]').inner_text() == f"{to_push:,}"
         # Without pushes.apply_recommendations the operator sees the preview and cannot apply.
         assert page.locator("#read-only").is_visible() and page.locator("#apply-form").count() == 0
         page.screenshot(path=str(SCREENSHOTS / "apply-read-only.png"), full_page=True)
@@ -154,8 +156,8 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         page.click("#apply-form button[name=apply]")
         page.wait_for_selector("#push-counts")
         page.locator("#push-status.succeeded").wait_for(timeout=120_000)
-        assert page.locator('#push-counts [data-field="applied"]').inner_text() == f"{changed}"
-        assert page.locator('#push-counts [data-field="verified"]').inner_text() == f"{changed}"
+        assert page.locator('#push-counts [data-field="applied"]').inner_text() == f"{to_push}"
+        assert page.locator('#push-counts [data-field="verified"]').inner_text() == f"{to_push}"
         page.screenshot(path=str(SCREENSHOTS / "push.png"), full_page=True)
 
         # The account's history: this cycle's savings and the session.

@@ -142,7 +142,8 @@ def test_api_detail_has_the_frontier_and_the_budget_endpoint_chooses_a_point(inl
     bad = api.post(url, {"max_changes": -2}, content_type="application/json")
     assert bad.status_code == 400 and "max_changes" in bad.json()["error"]["fields"]
     off = api.post(url, {"max_changes": other + 10**6}, content_type="application/json")
-    assert off.status_code == 400 and "not a point" in off.content.decode()
+    assert off.status_code == 404 and "not a point" in off.content.decode()
+    assert list(off.json()["error"]["fields"]) == ["max_changes"] and off.json()["error"]["budgets"]
     assert OptimizationSession.objects.get(guid=guid).max_changes == other
 
 

@@ -1,5 +1,6 @@
 """Read the final usage of an ended billing cycle from the carrier and print the realized savings of its sessions."""
 import datetime as dt
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
@@ -73,5 +74,5 @@ class Command(BaseCommand):
             for g in r.groups:
                 pe = g["projection_error"]
                 self.stdout.write(f"  {g['name']}: {g['priced']:,} SIMs, projection error "
-                                  f"{f'{pe * 100:+.1f} %' if pe is not None else '-'}, realized {g['savings']} "
-                                  f"(projected {g['projected_savings']})")
+                                  f"{f'{pe * 100:+.1f} %' if pe is not None else '-'}, realized {Decimal(g['savings']):,.2f} "
+                                  f"(projected {Decimal(g['projected_savings']):,.2f})")
