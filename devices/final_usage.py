@@ -24,15 +24,15 @@ from devices.alerts import carrier_error_alert
 from devices.clients import client_for
 from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus, billed_in_cycle
 from devices.services import (
-    REJECTS_KEPT,
     ProgressCallback,
     SyncProgress,
     SyncTakenOver,
     _Beat,
-    _record_client_stats,
     _run_fail,
     _run_start,
     _taken_over,
+    ask_each_sim,
+    record_rejects,
 )
 from devices.signals import final_usage_synced
 from devices.usage import bytes_to_mb
@@ -162,31 +162,20 @@ def _final_usage_run(*, run: SyncRun, provider: ServiceProvider, period: Billing
             log.info("final usage of %s: %s", period, exc.message)
     run.pages = pages
 
-    ask = sorted(set(wanted) - set(found))
-    asked_again = 0
-    for _round in range(1 + settings.USAGE_RETRY_ROUNDS):
-        problems = {}
-        for iccid, answer in client.iter_cycle_usages(ask, cycle_start=cycle_start):
-            if isinstance(answer, CarrierError):
-                problems[iccid] = answer.message
-            else:
-                found[iccid] = (answer.data_bytes, answer.rate_plan)
-            beat()
-            if progress:
-                progress(SyncProgress(kind="final_usage", done=len(found), total=len(wanted), seen=len(found),
-                                      retries=client.stats.retries))
-        if not problems:
-            break
-        if _round < settings.USAGE_RETRY_ROUNDS:
-            asked_again += len(problems)
-        ask = sorted(problems)
+    def step(_failing: int) -> None:
+        beat()
+        if progress:
+            progress(SyncProgress(kind="final_usage", done=len(found), total=len(wanted), seen=len(found),
+                                  retries=client.stats.retries))
 
-    rejects = [{"iccid": iccid, "page": None, "reason": reason} for iccid, reason in sorted(problems.items())]
-    run.devices_seen = len(found) + len(rejects)
-    run.rejected = len(rejects)
-    run.rejects = rejects[:REJECTS_KEPT]
-    _record_client_stats(run, client)
-    run.retries += asked_again
+    def keep(iccid: str, answer) -> None:
+        found[iccid] = (answer.data_bytes, answer.rate_plan)
+
+    problems, asked_again = ask_each_sim(
+        sorted(set(wanted) - set(found)), lambda ask: client.iter_cycle_usages(ask, cycle_start=cycle_start),
+        on_answer=keep, after_each=step)
+    run.devices_seen = len(found) + len(problems)
+    rejects = record_rejects(run, failed=problems, client=client, asked_again=asked_again)
     if rejects:
         shown = ", ".join(r["iccid"] for r in rejects[:20])
         run.error = (f"no final usage of {period} for {len(rejects):,} SIM(s): {shown}{' …' if len(rejects) > 20 else ''} "

@@ -5,7 +5,7 @@ import datetime as dt
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -464,6 +464,41 @@ def _device_sync_emails(*, run: SyncRun, provider: ServiceProvider) -> None:
     _send(f"{SUMMARY_SUBJECT}: {provider.name}", "\n".join(lines) + "\n", provider)
 
 
+def ask_each_sim(ask: Iterable[str], call: Callable[[Iterable[str]], Iterator[tuple[str, object]]], *,
+                 on_answer: Callable[[str, object], None], after_each: Callable[[int], None]) -> tuple[dict[str, str], int]:
+    """Ask the carrier about each ICCID of `ask` through `call` (a client's iter_ctd_usages or iter_cycle_usages).
+
+    A SIM whose call failed is asked again, after every other SIM, USAGE_RETRY_ROUNDS more times; only what still
+    fails is returned, {ICCID: why}, with how many SIMs were asked again. `after_each(failing)` runs after every
+    answer, with the number failing so far in this round."""
+    failed: dict[str, str] = {}
+    asked_again = 0
+    for round_ in range(1 + settings.USAGE_RETRY_ROUNDS):
+        failed = {}
+        for iccid, answer in call(ask):
+            if isinstance(answer, CarrierError):
+                failed[iccid] = answer.message
+            else:
+                on_answer(iccid, answer)
+            after_each(len(failed))
+        if not failed:
+            break
+        if round_ < settings.USAGE_RETRY_ROUNDS:
+            asked_again += len(failed)
+        ask = sorted(failed)
+    return failed, asked_again
+
+
+def record_rejects(run: SyncRun, *, failed: dict[str, str], client: CarrierClient, asked_again: int) -> list[dict]:
+    """The SIMs still failing after ask_each_sim, on the run by ICCID, with what the client did."""
+    rejects = [{"iccid": iccid, "page": None, "reason": reason} for iccid, reason in sorted(failed.items())]
+    run.rejected = len(rejects)
+    run.rejects = rejects[:REJECTS_KEPT]
+    _record_client_stats(run, client)
+    run.retries += asked_again
+    return rejects
+
+
 def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None,
                progress: ProgressCallback | None = None, client: CarrierClient | None = None,
                statuses: Iterable[str] | None = None, fresh_since: dt.datetime | None = None,
@@ -617,33 +652,18 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
             break
 
     # The rest one call per SIM (ctdUsages): shared plans, SIMs changed this cycle, SIMs missing from the pages.
-    # A SIM whose call failed is asked again (after every other SIM), USAGE_RETRY_ROUNDS more times;
-    # only what still fails is reported, by ICCID, and that SIM has no usage this cycle until a later sync.
-    ask: Iterable[str] = [iccid for iccid in by_iccid if iccid not in answered]
-    asked_again = 0
-    for _round in range(1 + settings.USAGE_RETRY_ROUNDS):
-        failed = {}
-        for iccid, answer in client.iter_ctd_usages(ask):
-            if isinstance(answer, CarrierError):
-                failed[iccid] = answer.message
-            else:
-                stored_row(iccid, answer.ctd_bytes, answer.status, answer.measured_at)
-            beat()
-            done = len(rows) + len(failed)
-            if progress and (done % every == 0 or done == len(by_iccid)):
-                progress(SyncProgress(kind="usage", done=done, total=len(by_iccid), seen=done,
-                                      retries=client.stats.retries))
-        if not failed:
-            break
-        if _round < settings.USAGE_RETRY_ROUNDS:
-            asked_again += len(failed)
-        ask = sorted(failed)
-    rejects = [{"iccid": iccid, "page": None, "reason": reason} for iccid, reason in sorted(failed.items())]
-    run.devices_seen = len(rows) + len(rejects)
-    run.rejected = len(rejects)
-    run.rejects = rejects[:REJECTS_KEPT]
-    _record_client_stats(run, client)
-    run.retries += asked_again
+    def step(failing: int) -> None:
+        beat()
+        done = len(rows) + failing
+        if progress and (done % every == 0 or done == len(by_iccid)):
+            progress(SyncProgress(kind="usage", done=done, total=len(by_iccid), seen=done, retries=client.stats.retries))
+
+    failed, asked_again = ask_each_sim(
+        [iccid for iccid in by_iccid if iccid not in answered], client.iter_ctd_usages,
+        on_answer=lambda iccid, answer: stored_row(iccid, answer.ctd_bytes, answer.status, answer.measured_at),
+        after_each=step)
+    run.devices_seen = len(rows) + len(failed)
+    rejects = record_rejects(run, failed=failed, client=client, asked_again=asked_again)
     if rejects:
         shown = ", ".join(r["iccid"] for r in rejects[:20])
         run.error = (f"no usage for {len(rejects):,} SIM(s) after {1 + settings.USAGE_RETRY_ROUNDS} attempt(s) each: "
