@@ -242,7 +242,10 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
 
 
 def _forget_merge(run: SyncRun) -> None:
-    """A merge that rolled back changed nothing; its counts must not say otherwise."""
+    """A merge that rolled back changed nothing; its counts must not say otherwise. The SIMs seen and rejected
+    are those its last checkpoint covers (what a resume continues from), not the totals computed for the merge
+    (which count the staged rejects twice once resumed)."""
+    run.refresh_from_db(fields=["devices_seen", "rejected", "rejects"])
     run.inserted = run.updated = run.missing = 0
     run.new_communication_plans = []
     run.watermark = None
@@ -294,7 +297,11 @@ def _device_sync_run(*, run: SyncRun, provider: ServiceProvider, client: Carrier
             DeviceStaging.objects.filter(sync_run=resumed).update(sync_run=run)
             run.kind, run.modified_since, run.resumed_from = resumed.kind, since, resumed
             run.pages, run.checkpoint_page = resumed.checkpoint_page, resumed.checkpoint_page
-            run.save(update_fields=["kind", "modified_since", "resumed_from", "pages", "checkpoint_page"])
+            # The counts its checkpoint covers are ours from now on: a run that stops before its own first
+            # checkpoint (the carrier fails again on the next page) must hand them on, not zeros.
+            run.devices_seen, run.rejected, run.rejects = resumed.devices_seen, resumed.rejected, list(resumed.rejects)
+            run.save(update_fields=["kind", "modified_since", "resumed_from", "pages", "checkpoint_page",
+                                    "devices_seen", "rejected", "rejects"])
         log.info("device sync #%s of provider %s resumes sync #%s after page %s", run.pk, provider.pk, resumed.pk,
                  resumed.checkpoint_page)
     else:
@@ -537,7 +544,8 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
         stopped = SyncRun.objects.filter(provider=provider, kind=SyncKind.USAGE, started_at=resume_since).first()
         run.resumed_from = stopped
         run.save(update_fields=["resumed_from"])
-    skip_since = min((t for t in (fresh_since, resume_since) if t is not None), default=None)
+    # A caller's fresh_since is the bound: a resumed run's rows older than it are stale to the caller too.
+    skip_since = fresh_since if fresh_since is not None else resume_since
     fresh = selectors.usage_stored_since(provider=provider, period=period, since=skip_since) if skip_since else set()
     by_iccid = {iccid: (pk, status) for pk, iccid, status, _, _ in devices if pk not in fresh}
     # Get Usage by Rate Plan answers 50 SIMs a call ("cycle-to-date usage for all devices using" the plan). A SIM

@@ -12,11 +12,11 @@ from devices.testing import billed, fast_client, simulated_provider
 
 
 def test_three_thousand_sims_through_twenty_percent_faults_malformed_pages_and_duplicates(tenant, carrier_simulator_factory):
-    faults = Faults(error_rate=0.2, fault_kinds=("500", "timeout", "malformed"), hang_seconds=0.1,
+    faults = Faults(error_rate=0.2, fault_kinds=("500", "timeout", "malformed"), hang_seconds=0.3,
                     duplicate_across_pages=True)
     server = carrier_simulator_factory(sims=3_000, seed=23, faults=faults, fault_seed=5)
     provider = simulated_provider(server=server, tenant=tenant, max_concurrency=1)
-    with fast_client(provider, timeout=0.03, attempts=8, threshold=5) as client, \
+    with fast_client(provider, timeout=0.1, attempts=8, threshold=5) as client, \
             TestCase.captureOnCommitCallbacks(execute=True):
         devices_run = device_sync(provider=provider, client=client)
         usage_run = usage_sync(provider=provider, client=client)

@@ -203,3 +203,51 @@ def test_the_background_sync_syncs_accounts_that_are_due_and_yields_to_a_session
 def test_the_background_sync_can_be_switched_off(tenant, carrier_simulator):
     simulated_provider(server=carrier_simulator, tenant=tenant)
     assert tasks.background_due() == [] and tasks.background_syncs() == 0
+
+
+def test_a_resumed_device_sync_that_fails_again_before_its_checkpoint_hands_on_its_counts(
+        tenant, carrier_simulator_factory, small_chunks):
+    server = carrier_simulator_factory(sims=300, seed=4)
+    provider = simulated_provider(server=server, tenant=tenant, max_concurrency=1)
+    server.carrier.faults.script.extend(["ok"] * 4)
+    server.carrier.faults.outage = True
+    with fast_client(provider, attempts=2) as client:
+        first = device_sync(provider=provider, client=client)
+    assert first.status == "failed" and first.checkpoint_page == 4
+    # The carrier still fails on the very next page: the resumed run stops before a checkpoint of its own.
+    with fast_client(provider, attempts=2) as client:
+        second = device_sync(provider=provider, client=client)
+    assert second.status == "failed" and second.resumed_from_id == first.pk
+    assert (second.checkpoint_page, second.devices_seen, second.rejected) == (
+        first.checkpoint_page, first.devices_seen, first.rejected)
+    server.carrier.faults.outage = False
+    with fast_client(provider) as client:
+        run = device_sync(provider=provider, client=client)
+    assert run.status == "succeeded" and run.resumed_from_id == second.pk
+    # Every SIM counted once over the chain: no negative 'duplicates' that would keep the watermark and skip
+    # marking missing SIMs.
+    assert (run.duplicates, run.error) == (0, "")
+    assert run.devices_seen == 300
+    assert run.watermark == first.started_at - services.WATERMARK_OVERLAP
+    assert state(provider) == server.carrier.snapshot()
+
+
+def test_a_resumed_usage_top_up_still_asks_for_what_the_stopped_run_stored_before_fresh_since(
+        tenant, carrier_simulator_factory, small_chunks):
+    server = carrier_simulator_factory(sims=200, seed=7)
+    provider = simulated_provider(server=server, tenant=tenant, max_concurrency=1)
+    with fast_client(provider) as client:
+        assert device_sync(provider=provider, client=client).status == "succeeded"
+    with fast_client(provider) as client, pytest.raises(WorkerDied):
+        usage_sync(provider=provider, client=client, progress=die_at("usage", lambda e: e.done >= 0.6 * e.total))
+    dead = SyncRun.objects.get(kind="usage")
+    rows = DeviceUsage.objects.filter(device__provider=provider)
+    committed = set(rows.values_list("device__iccid", flat=True))
+    assert committed
+    stall(dead)
+    # The caller wants usage stored after the stopped run began (a short USAGE_MAX_AGE_HOURS): its rows are
+    # stale to this caller and are read again.
+    with fast_client(provider) as client:
+        run = usage_sync(provider=provider, client=client, fresh_since=timezone.now())
+    assert run.status == "succeeded"
+    assert committed <= set(rows.filter(synced_at=run.started_at).values_list("device__iccid", flat=True))
