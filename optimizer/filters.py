@@ -52,6 +52,30 @@ class RowChoiceFilter(filters.ModelChoiceFilter):
     field_class = RowChoiceField
 
 
+class TrueFalseField(forms.Field):
+    """A query boolean as the schema says it: true or false (empty: no filter); "null", "1" or "yes" are a 400."""
+
+    def to_python(self, value):
+        if value in (None, ""):
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError(f"{value!r}: use true or false.", code="invalid")
+
+
+class TrueFalseFilter(filters.BooleanFilter):
+    field_class = TrueFalseField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.TextInput)  # the raw string: django-filter's BooleanWidget reads "null" as no filter
+        super().__init__(*args, **kwargs)
+
+
+@extend_schema_field({"type": "string", "pattern": r"^\d*$", "maxLength": 22})
+class IccidPrefixFilter(filters.CharFilter):
+    """Leading ICCID digits; the schema says digits only, as the server checks."""
+
+
 def tenant_customers(request):
     """The customers a caller may filter by: those of their own tenants (another tenant's id is refused)."""
     if request is None or not request.user.is_authenticated:
@@ -65,7 +89,7 @@ class AssignmentFilterSet(filters.FilterSet):
     SIM's own row, so a first page of a million SIMs reads a page, not the table."""
 
     group = IdFilter(field_name="comm_group_id", help_text="Communication group id.")
-    changed = filters.BooleanFilter(help_text="true: only SIMs whose plan would change.")
+    changed = TrueFalseFilter(help_text="true: only SIMs whose plan would change.")
     from_plan = filters.CharFilter(field_name="current_plan__code", max_length=120,
                                    help_text="Only SIMs now on this rate plan (code).")
     to_plan = filters.CharFilter(field_name="recommended_plan__code", max_length=120,
@@ -73,7 +97,7 @@ class AssignmentFilterSet(filters.FilterSet):
     customer = RowChoiceFilter(
         field_name="device__customer", queryset=tenant_customers, help_text="Only SIMs of this customer (id).",
         error_messages={"invalid_choice": "No customer %(value)s among your tenant's customers."})
-    iccid = filters.CharFilter(method="iccid_prefix", max_length=22, help_text="ICCIDs starting with these digits.",
+    iccid = IccidPrefixFilter(method="iccid_prefix", max_length=22, help_text="ICCIDs starting with these digits.",
                                validators=[RegexValidator(r"^\d*$", "An ICCID is digits only.")])
     sort = filters.ChoiceFilter(choices=SORT_CHOICES, method="sorted_by", help_text="iccid (default), or -saving "
                                                                                    "(largest saving first).")

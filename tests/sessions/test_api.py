@@ -246,3 +246,16 @@ def test_assignment_list_queries_do_not_grow_with_the_sims(list_queries, complet
     many = list_queries(reverse("api:session-assignments", kwargs={"guid": many_session.guid}))
     assert (few[1], many[1]) == (3, 30)
     assert few[0] == many[0] <= 4, (few, many)  # token, session, count, page with group and plans joined
+
+
+def test_assignment_filters_refuse_what_the_schema_refuses(api, completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=2)
+    url = reverse("api:session-assignments", kwargs={"guid": session.guid})
+    for params in [{"changed": "null"}, {"changed": "1"}, {"iccid": "Jn"}, {"group": "0"}]:
+        response = api.get(url, params)
+        assert response.status_code == 400 and list(response.json()["error"]["fields"]) == list(params), params
+    assert api.get(url, {"changed": "true"}).status_code == 200
+    assert api.get(url, {"changed": ""}).json()["count"] == 2
+    schema = {p["name"]: p["schema"] for p in api.get("/api/schema/", {"format": "json"}).json()["paths"][
+        "/api/sessions/{guid}/assignments/"]["get"]["parameters"]}
+    assert schema["iccid"]["pattern"] == r"^\d*$" and schema["changed"]["type"] == "boolean"
