@@ -413,7 +413,7 @@ def _customers_read(*, run: SyncRun, client: CarrierClient, progress: ProgressCa
             progress(SyncProgress(kind="customers", done=done, total=len(iccids), seen=done,
                                   retries=client.stats.retries))
     with transaction.atomic():
-        staging.staging_customers_write(run_id=run.pk, customers=found)
+        staging.staging_customers_write(provider_id=run.provider_id, run_id=run.pk, customers=found)
     problems = []
     if failed:
         problems.append(f"customer of {len(failed):,} SIM(s) not read (Get Device Details failed: "

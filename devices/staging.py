@@ -133,11 +133,15 @@ def staging_customers_to_read(*, run_id: int, limit: int, all_listed: bool) -> l
         return [iccid for (iccid,) in cursor.fetchall()]
 
 
-def staging_customers_write(*, run_id: int, customers: dict[str, str]) -> None:
-    """The customer Get Device Details named for each ICCID ("" for none), onto the run's staged rows."""
+def staging_customers_write(*, provider_id: int, run_id: int, customers: dict[str, str]) -> None:
+    """The customer Get Device Details named for each ICCID ("" for none), onto the run's staged rows.
+
+    Each row is found through the unique (provider, ICCID) index: by run and ICCID alone the planner takes the run
+    index, which every staged row of the sync shares (a scan of the whole fleet per SIM: hours at 1M)."""
     with connection.cursor() as cursor:
-        cursor.executemany(f"UPDATE {STAGING} SET customer = %s WHERE sync_run_id = %s AND iccid = %s",  # noqa: S608
-                           [(name, run_id, iccid) for iccid, name in customers.items()])
+        cursor.executemany(f"UPDATE {STAGING} SET customer = %s "  # noqa: S608
+                           f"WHERE provider_id = %s AND iccid = %s AND sync_run_id = %s",
+                           [(name, provider_id, iccid, run_id) for iccid, name in customers.items()])
 
 
 def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missing: bool,
