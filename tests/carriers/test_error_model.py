@@ -95,7 +95,7 @@ def test_a_role_without_usage_by_rate_plan_gets_every_sims_usage_one_by_one(tena
 
 
 def test_bad_credentials_by_code_stop_the_device_sync(tenant, carrier_simulator):
-    provider = simulated_provider(server=carrier_simulator, tenant=tenant)
+    provider = simulated_provider(server=carrier_simulator, tenant=tenant, max_concurrency=1)  # calls in order
     carrier_simulator.carrier.faults.script.extend(["ok", "code:10000001"])
     with fast_client(provider) as client:
         run = device_sync(provider=provider, client=client)
