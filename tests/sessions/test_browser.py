@@ -173,10 +173,13 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.screenshot(path=str(SCREENSHOTS / "session-phone.png"), full_page=True)
 
-    # What the carrier holds now is what the session recommended, for every SIM it changed.
+    # What the carrier holds now is what the session recommended, for every SIM it changed but the one pinned
+    # above, which kept its plan.
     on_carrier = carrier.carrier.snapshot()
-    moved = dict(session.run.assignments.filter(changed=True).values_list("iccid", "recommended_plan__code"))
-    assert {iccid: on_carrier[iccid][1] for iccid in moved} == moved
+    moved = dict(session.run.assignments.filter(changed=True).exclude(iccid=iccid)
+                 .values_list("iccid", "recommended_plan__code"))
+    assert len(moved) == to_push and {i: on_carrier[i][1] for i in moved} == moved
+    assert on_carrier[iccid][1] == session.run.assignments.get(iccid=iccid).current_plan.code
     workbook = load_workbook(saved, read_only=True)
     rows = list(workbook["Assignments"].iter_rows(min_row=2, values_only=True))
     assert len(rows) == session.device_count
