@@ -17,22 +17,18 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from carrieropt.errors import ApplicationError
-from carriers import CarrierClient, CarrierError, CarrierRequestRejected
+from carriers import CarrierClient, CarrierRequestRejected
 from devices import selectors
-from devices.alerts import carrier_error_alert
-from devices.clients import client_for
 from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus, billed_in_cycle
 from devices.services import (
     ProgressCallback,
     SyncProgress,
-    SyncTakenOver,
     _Beat,
     _run_fail,
     _run_start,
-    _taken_over,
     ask_each_sim,
     record_rejects,
+    run_with_client,
 )
 from devices.signals import final_usage_synced
 from devices.usage import bytes_to_mb
@@ -104,26 +100,11 @@ def final_usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None 
         return _run_fail(run, f"period: billing period {period} of {provider.name!r} is older than the "
                               f"{CARRIER_CYCLES_KEPT} cycles the carrier answers for; its final usage cannot be read. "
                               f"DeviceUsage unchanged.", started=started)
-    own_client = client is None
-    try:
-        client = client or client_for(provider)
-    except ApplicationError as exc:
-        return _run_fail(run, exc.message, started=started)
-    try:
-        return _final_usage_run(run=run, provider=provider, period=period, client=client, progress=progress,
-                                started=started)
-    except SyncTakenOver as exc:
-        return _taken_over(run, exc, client)
-    except (CarrierError, ApplicationError) as exc:
-        failed = _run_fail(run, f"{exc.message} DeviceUsage unchanged.", started=started, client=client)
-        carrier_error_alert(provider=provider, exc=exc, doing=f"reading the final usage of {period} (sync #{run.pk})")
-        return failed
-    except Exception as exc:
-        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. DeviceUsage unchanged.", started=started, client=client)
-        raise
-    finally:
-        if own_client:
-            client.close()
+    return run_with_client(
+        run=run, provider=provider, client=client, started=started,
+        doing=f"reading the final usage of {period} (sync #{run.pk})", kept=lambda: "DeviceUsage unchanged.",
+        body=lambda c: _final_usage_run(run=run, provider=provider, period=period, client=c, progress=progress,
+                                        started=started))
 
 
 def final_usage_devices(*, provider: ServiceProvider, period: BillingPeriod) -> dict[str, int]:

@@ -193,6 +193,36 @@ def _stage_row(record: DeviceRecord, *, page: int, provider_id: int, run_id: int
     return row, reason
 
 
+def run_with_client(*, run: SyncRun, provider: ServiceProvider, client: CarrierClient | None, started: float,
+                    body: Callable[[CarrierClient], SyncRun], doing: str, kept: Callable[[], str],
+                    before_fail: Callable[[], None] = lambda: None) -> SyncRun:
+    """Run a sync's `body` with the account's client (or `client`, for tests; closed here only when built here).
+
+    A taken-over run stops quietly; a carrier or application error fails the run (saying what was kept, `kept()`)
+    and alerts the account about `doing`; anything else fails the run and is raised."""
+    own_client = client is None
+    try:
+        client = client or client_for(provider)
+    except ApplicationError as exc:
+        return _run_fail(run, exc.message, started=started)
+    try:
+        return body(client)
+    except SyncTakenOver as exc:
+        return _taken_over(run, exc, client)
+    except (CarrierError, ApplicationError) as exc:
+        before_fail()
+        failed = _run_fail(run, f"{exc.message} {kept()}", started=started, client=client)
+        carrier_error_alert(provider=provider, exc=exc, doing=doing)
+        return failed
+    except Exception as exc:
+        before_fail()
+        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. {kept()}", started=started, client=client)
+        raise
+    finally:
+        if own_client:
+            client.close()
+
+
 def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress: ProgressCallback | None = None,
                 client: CarrierClient | None = None, background: bool = False) -> SyncRun:
     """Read the carrier's SIMs into staging, then merge them into Device in one transaction.
@@ -217,28 +247,11 @@ def device_sync(*, provider: ServiceProvider, full: bool | None = None, progress
                      background=background)
     if run.status == SyncStatus.FAILED:
         return run
-    own_client = client is None
-    try:
-        client = client or client_for(provider)
-    except ApplicationError as exc:
-        return _run_fail(run, exc.message, started=started)
-    try:
-        return _device_sync_run(run=run, provider=provider, client=client, since=since, progress=progress,
-                                started=started)
-    except SyncTakenOver as exc:
-        return _taken_over(run, exc, client)
-    except (CarrierError, ApplicationError) as exc:
-        _forget_merge(run)
-        failed = _run_fail(run, f"{exc.message} Device table unchanged.", started=started, client=client)
-        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing devices (sync #{run.pk})")
-        return failed
-    except Exception as exc:
-        _forget_merge(run)
-        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. Device table unchanged.", started=started, client=client)
-        raise
-    finally:
-        if own_client:
-            client.close()
+    return run_with_client(
+        run=run, provider=provider, client=client, started=started, doing=f"syncing devices (sync #{run.pk})",
+        kept=lambda: "Device table unchanged.", before_fail=lambda: _forget_merge(run),
+        body=lambda c: _device_sync_run(run=run, provider=provider, client=c, since=since, progress=progress,
+                                        started=started))
 
 
 def _forget_merge(run: SyncRun) -> None:
@@ -526,26 +539,11 @@ def usage_sync(*, provider: ServiceProvider, period: BillingPeriod | None = None
     if not period.starts_at() <= now < period.ends_at():
         return _run_fail(run, f"period: billing period {period} of {provider.name!r} is not the current one; the "
                               f"carrier reports only the current cycle to date. DeviceUsage unchanged.", started=started)
-    own_client = client is None
-    try:
-        client = client or client_for(provider)
-    except ApplicationError as exc:
-        return _run_fail(run, exc.message, started=started)
-    try:
-        return _usage_sync_run(run=run, provider=provider, period=period, client=client, statuses=statuses,
-                               progress=progress, started=started, fresh_since=fresh_since)
-    except SyncTakenOver as exc:
-        return _taken_over(run, exc, client)
-    except (CarrierError, ApplicationError) as exc:
-        failed = _run_fail(run, f"{exc.message} {_usage_kept(run)}", started=started, client=client)
-        carrier_error_alert(provider=provider, exc=exc, doing=f"syncing usage (sync #{run.pk})")
-        return failed
-    except Exception as exc:
-        _run_fail(run, f"unexpected {type(exc).__name__}: {exc}. {_usage_kept(run)}", started=started, client=client)
-        raise
-    finally:
-        if own_client:
-            client.close()
+    return run_with_client(
+        run=run, provider=provider, client=client, started=started, doing=f"syncing usage (sync #{run.pk})",
+        kept=lambda: _usage_kept(run),
+        body=lambda c: _usage_sync_run(run=run, provider=provider, period=period, client=c, statuses=statuses,
+                                       progress=progress, started=started, fresh_since=fresh_since))
 
 
 def _usage_kept(run: SyncRun) -> str:
