@@ -328,8 +328,7 @@ def session_sims(request, guid):
     saving; pin or unpin a SIM from its row (with the permission)."""
     session = _session(request, guid)
     filterset, errors = _sim_filters(request, session)
-    qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "device__customer",
-                                     "device__pin")
+    qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "customer", "device__pin")
     page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
     groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
@@ -373,7 +372,7 @@ def session_sims_csv(request, guid):
 def _assignment(session: OptimizationSession, iccid: str) -> DeviceAssignment:
     return get_object_or_404(
         DeviceAssignment.objects.filter(run_id=session.run_id).select_related(
-            "comm_group", "current_plan", "recommended_plan", "device__customer", "device__pin__pinned_by",
+            "comm_group", "current_plan", "recommended_plan", "customer", "device__pin__pinned_by",
             "device__rate_plan"),
         iccid=iccid)
 

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.db import models
 from django.urls import reverse
 from openpyxl import load_workbook
 
@@ -82,6 +83,31 @@ def test_the_sim_list_api_and_csv_filter_by_customer(fleet, api, alice_client):
         reverse("dashboard:session-sims-csv", args=[session.guid]), params).streaming_content).decode())))
     assert [r["iccid"] for r in exported] == [r["iccid"] for r in api_rows["results"]]
     assert exported and {r["customer"] for r in exported} == {"Northwind Freight"}
+
+
+def test_each_sims_customer_is_the_one_the_session_read(fleet, api, alice_client, django_assert_num_queries):
+    """Finalize stores each SIM's customer on its row: the list filters by it without reading devices_device,
+    and a SIM that changes customer after the session stays where the session found it."""
+    session, northwind = fleet["session"], fleet["northwind"]
+    rows = DeviceAssignment.objects.filter(run=session.run)
+    assert list(rows.filter(customer__isnull=False).exclude(customer_id=models.F("device__customer_id"))) == []
+    assert rows.filter(customer=northwind).exists() and rows.filter(customer__isnull=True).exists()
+    moved = rows.filter(customer=northwind).order_by("iccid").first()
+    other = Customer.objects.filter(tenant=northwind.tenant).exclude(pk=northwind.pk).first()
+    Device.objects.filter(pk=moved.device_id).update(customer=other)
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get(reverse("api:session-assignments", args=[session.guid]),
+                       {"customer": northwind.pk, "page_size": 1000}).json()
+    assert moved.iccid in {r["iccid"] for r in body["results"]}
+    assert {r["customer_name"] for r in body["results"]} == {"Northwind Freight"}
+    listed = [q["sql"] for q in queries.captured_queries if "optimizer_deviceassignment" in q["sql"]]
+    assert listed and not any("devices_device" in sql for sql in listed), listed
+    page = alice_client.get(reverse("dashboard:session-sims", args=[session.guid]), {"customer": northwind.pk})
+    assert moved.iccid in rows_of(page.content.decode())
 
 
 def test_another_tenants_customer_is_not_found_naming_it(fleet, api, alice_client):
