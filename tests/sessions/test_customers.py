@@ -118,10 +118,14 @@ def test_another_tenants_customer_is_not_found_naming_it(fleet, api, alice_clien
         response = api.get(url, {"customer": foreign.pk})
         assert response.status_code == 404, url  # another tenant's row does not exist for alice
         assert response.json()["error"]["fields"]["customer"] == [message], url
+    # The pages answer as the API does, say which filter is wrong, and list nothing rather than everything.
     page = alice_client.get(reverse("dashboard:session-sims", args=[session.guid]), {"customer": foreign.pk})
-    assert page.status_code == 400 and html.escape(message) in page.content.decode()
+    assert page.status_code == 404 and html.escape(message) in page.content.decode()
+    assert rows_of(page.content.decode()) == []
     listing = alice_client.get(reverse("dashboard:session-list"), {"customer": foreign.pk})
-    assert listing.status_code == 400 and html.escape(message) in listing.content.decode()
+    body = listing.content.decode()
+    assert listing.status_code == 404 and html.escape(message) in body
+    assert str(session.guid) not in body and "show every session" in body
     assert api.get(reverse("api:customer-detail", args=[foreign.pk])).status_code == 404
     assert "Bob" not in str(api.get(reverse("api:customer-list")).json())
 
