@@ -174,7 +174,8 @@ SPECTACULAR_SETTINGS = {
                             "IntegrationEnum": "rateplans.models.Integration",
                             "SyncableIntegrationEnum": "rateplans.models.SYNCABLE_INTEGRATION_CHOICES",
                             # A session's status, in its own row and in a cross-provider session's accounts.
-                            "SessionStatusEnum": "sessions.models.SessionStatus"},
+                            "SessionStatusEnum": "sessions.models.SessionStatus",
+                            "SessionScopeEnum": "sessions.models.Scope"},
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis

@@ -141,9 +141,24 @@ class SessionOut(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+def _only(value: str) -> dict:
+    return {"type": "string", "pattern": f"^{value}$"}
+
+
 class SessionStartIn(StrictInput, serializers.Serializer):
     # One way to name the period at most (the service refuses both with a 400); the schema says so (ApiSchema).
     exclusive_fields = (("billing_period", "billing_period_end"),)
+    # What each scope needs (sessions.services._scope_for_start refuses the rest with a 400 naming the field):
+    # carrier (also when scope is absent) an account and no customer; customer both; cross_provider a customer and
+    # neither an account nor one account's billing period.
+    # (A pattern names one scope: drf-spectacular would turn an inline enum into a shared component.)
+    schema_rules = ({"anyOf": [
+        {"anyOf": [{"not": {"required": ["scope"]}}, {"properties": {"scope": _only(Scope.CARRIER)}}],
+         "required": ["provider"], "not": {"required": ["customer"]}},
+        {"properties": {"scope": _only(Scope.CUSTOMER)}, "required": ["scope", "provider", "customer"]},
+        {"properties": {"scope": _only(Scope.CROSS_PROVIDER)}, "required": ["scope", "customer"],
+         "not": {"anyOf": [{"required": ["provider"]}, {"required": ["billing_period"]}]}},
+    ]},)
     # The view narrows the queryset to the caller's carrier accounts.
     provider = serializers.PrimaryKeyRelatedField(
         queryset=ServiceProvider.objects.none(), required=False,
