@@ -119,6 +119,10 @@ class OptimizationQueue(models.Model):
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="queues")
     method = models.CharField(max_length=20, choices=Method.choices)
     sequences = models.JSONField(default=list, blank=True, help_text="Legacy: rate pool sequences (plan ids) of this batch.")
+    scope = models.JSONField(
+        default=list, blank=True,
+        help_text="Certified: the groups (ids, comm_group first) solved together because their SIMs share pools "
+                  "(the account pools per customer or account-wide); empty: comm_group alone.")
     status = models.CharField(max_length=30, choices=QueueStatus.choices, default=QueueStatus.NOT_STARTED)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=100, blank=True)
