@@ -49,6 +49,9 @@ class GroupData:
     missing_factor: np.ndarray = field(default_factory=lambda: np.zeros(0))  # proration factor of each
     # Per covered SIM: why it cannot move (KeptReason value), "" when it may.
     kept_reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U10"))
+    # Each SIM's customer id (-1 for none): covered ones aligned with device_ids, then the missing ones.
+    customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    missing_customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # Per covered SIM: its pool key when the account pools per customer or account-wide (optimizer.pools);
     # None when the group is the pool scope (the legacy rule).
     pool_key: np.ndarray | None = None
@@ -174,6 +177,7 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
     comm_ids = rows[:, 2].astype(np.int64)
     all_iccids = rows[:, 3].tolist()
+    customers = np.array([-1 if r[8] is None else r[8] for r in records], dtype=np.int64)
     kept = np.array([KeptReason.PINNED if r[5] is not None else "" if r[4] == DeviceStatus.ACTIVATED
                      else KeptReason.STOPPED for r in records], dtype=object)
     prorates, tz = run.provider.bills_prorated, run.provider.tz
@@ -229,7 +233,8 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
                      kept_reason=kept[covered].astype(str),
                      missing_ids=all_ids[~covered],
                      missing_iccids=[c for c, ok in zip(all_iccids, covered, strict=True) if not ok],
-                     missing_current=current[~covered], missing_factor=factor[~covered], pool_key=pool_key,
+                     missing_current=current[~covered], missing_factor=factor[~covered],
+                     customer_ids=customers[covered], missing_customer_ids=customers[~covered], pool_key=pool_key,
                      group_pk=group.pk)
 
 

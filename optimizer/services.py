@@ -746,6 +746,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
     recommended_pk = plan_pk[np.concatenate([np.asarray(assignment, dtype=np.int64), missing_plan])]
     device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
     iccids = data.iccids + missing_iccids
+    customer = [None if c < 0 else c for c in np.concatenate([data.customer_ids, data.missing_customer_ids[keep]]).tolist()]
     n_covered = len(data.device_ids)
     kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
     rank = [None] * n_covered if change_rank is None else [None if r < 0 else int(r) for r in change_rank]
@@ -754,14 +755,15 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
         for i, device_id in enumerate(device_ids):
             cur = int(current_pk[i])
             covered = i < n_covered
-            yield (run.pk, group.pk, device_id, iccids[i], f"{usage[i]:.3f}" if covered else None,
+            yield (run.pk, group.pk, device_id, customer[i], iccids[i],
+                   f"{usage[i]:.3f}" if covered else None,
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_money is None else current_money[i], recommended_money[i],
                    covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE,
                    rank[i] if covered else None)
 
     rows_insert(table=DeviceAssignment._meta.db_table,
-                columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
+                columns=["run_id", "comm_group_id", "device_id", "customer_id", "iccid", "usage_mb", "current_plan_id",
                          "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason",
                          "change_rank"],
                 rows=rows())

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('optimizer', '0010_frontier_change_rank'),
+        ('optimizer', '0011_assignment_customer'),
     ]
 
     operations = [
