@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ('carrieropt', '0003_tenant_cross_provider'),
         ('devices', '0011_customers'),
-        ('optimizer', '0011_optimizationrun_customer'),
+        ('optimizer', '0013_optimizationrun_customer'),
         ('optsessions', '0011_optimizationsession_max_changes'),
         ('rateplans', '0008_serviceprovider_default_max_changes'),
     ]

@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('devices', '0011_customers'),
-        ('optimizer', '0010_frontier_change_rank'),
+        ('optimizer', '0012_queue_scope'),
     ]
 
     operations = [
