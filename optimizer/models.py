@@ -36,6 +36,9 @@ class OptimizationRun(models.Model):
     must_beat_current = models.BooleanField(
         default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
                                  "(legacy SkipLowerCostCheck off).")
+    # A customer optimization: only this customer's SIMs of the account (empty: every SIM of the account).
+    customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="optimization_runs")
     status = models.CharField(max_length=30, choices=RunStatus.choices, default=RunStatus.NOT_STARTED)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
@@ -119,6 +122,10 @@ class OptimizationQueue(models.Model):
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="queues")
     method = models.CharField(max_length=20, choices=Method.choices)
     sequences = models.JSONField(default=list, blank=True, help_text="Legacy: rate pool sequences (plan ids) of this batch.")
+    scope = models.JSONField(
+        default=list, blank=True,
+        help_text="Certified: the groups (ids, comm_group first) solved together because their SIMs share pools "
+                  "(the account pools per customer or account-wide); empty: comm_group alone.")
     status = models.CharField(max_length=30, choices=QueueStatus.choices, default=QueueStatus.NOT_STARTED)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=100, blank=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
 from carrieropt.money import MONEY_PLACES
+from carrieropt.options import Pooling
 from devices.models import STOPPED_STATUSES, Device, DeviceStatus, DeviceUsage, billed_in_cycle
 from optimizer.engine import Billing, Catalogue, Problem
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
@@ -51,6 +52,10 @@ class GroupData:
     # Each SIM's customer id (-1 for none): covered ones aligned with device_ids, then the missing ones.
     customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     missing_customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Per covered SIM: its pool key when the account pools per customer or account-wide (optimizer.pools);
+    # None when the group is the pool scope (the legacy rule).
+    pool_key: np.ndarray | None = None
+    group_pk: int = 0
 
     @property
     def plan_ids(self) -> np.ndarray:
@@ -70,6 +75,8 @@ class GroupData:
                      self.missing_ids.astype("<i8"), self.problem.factors.astype("<f8"),
                      self.problem.movable_mask.astype("u1")):
             digest.update(part.tobytes())
+        if self.pool_key is not None:
+            digest.update(b"pool" + self.pool_key.astype("<i8").tobytes())
         return digest.hexdigest()
 
     def missing_fixed_charges(self) -> np.ndarray:
@@ -87,15 +94,20 @@ class GroupData:
         return np.where(known, charge, np.nan)
 
 
-def billable_devices(*, provider_id: int, period):
-    """The account's SIMs the carrier bills in `period`."""
-    return Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider_id=provider_id,
-                                 missing_since__isnull=True)
+def billable_devices(*, provider_id: int, period, customer_id: int | None = None):
+    """The account's SIMs the carrier bills in `period` (with `customer_id`: that customer's only)."""
+    devices = Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider_id=provider_id,
+                                    missing_since__isnull=True)
+    return devices if customer_id is None else devices.filter(customer_id=customer_id)
+
+
+def run_devices(*, run):
+    """The SIMs a run optimizes: the account's billable SIMs, or its customer's."""
+    return billable_devices(provider_id=run.provider_id, period=run.billing_period, customer_id=run.customer_id)
 
 
 def group_devices(*, group: CommGroup):
-    return billable_devices(provider_id=group.run.provider_id, period=group.run.billing_period).filter(
-        communication_plan__in=group.communication_plans.all())
+    return run_devices(run=group.run).filter(communication_plan__in=group.communication_plans.all())
 
 
 def usage_fresh_since(*, run) -> dt.datetime:
@@ -139,6 +151,16 @@ def days_active(*, period, tz, activated: dt.datetime | None, stopped: dt.dateti
     first = max(period.start_date, activated.astimezone(tz).date()) if activated else period.start_date
     last = min(period.end_date, stopped.astimezone(tz).date()) if stopped else period.end_date
     return max(0, min(period.days_in_cycle, (last - first).days + 1))
+
+
+def pool_key_of(*, pooling: str, group_pk: int, customer_id: int | None) -> int | None:
+    """A SIM's pool key (None: its group is the pool scope). Customer ids are positive, so SIMs without a
+    customer (key -group pk) pool with the others of their group that have none, never with a customer's."""
+    if pooling == Pooling.ACCOUNT:
+        return 0
+    if pooling == Pooling.CUSTOMER:
+        return -group_pk if customer_id is None else int(customer_id)
+    return None
 
 
 def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
@@ -193,6 +215,10 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     allowed = np.zeros((1, len(plans)), dtype=bool)
     allowed[0, : len(allowed_plans)] = True
     movable = kept[covered] == ""
+    pool_key = None
+    if run.provider.pooling != Pooling.GROUP:
+        keys = [pool_key_of(pooling=run.provider.pooling, group_pk=group.pk, customer_id=r[8]) for r in records]
+        pool_key = np.array(keys, dtype=np.int64)[covered] if records else np.zeros(0, np.int64)
     problem = Problem(
         catalogue=catalogue_from_plans(plans),
         usage_mb=usage,
@@ -205,13 +231,16 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
         comm_plan=np.array([comm_index[int(c)] for c in comm_ids[covered]], dtype=np.int32),
         factor=factor[covered] if prorates else None,
         movable=None if movable.all() else movable,
+        # One key in the group: its pool is the group's, as without keys.
+        pool=pool_key if pool_key is not None and np.unique(pool_key).size > 1 else None,
     )
     return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids,
                      kept_reason=kept[covered].astype(str),
                      missing_ids=all_ids[~covered],
                      missing_iccids=[c for c, ok in zip(all_iccids, covered, strict=True) if not ok],
                      missing_current=current[~covered], missing_factor=factor[~covered],
-                     customer_ids=customers[covered], missing_customer_ids=customers[~covered])
+                     customer_ids=customers[covered], missing_customer_ids=customers[~covered], pool_key=pool_key,
+                     group_pk=group.pk)
 
 
 NO_PLAN = "(no current plan)"
