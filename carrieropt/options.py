@@ -18,3 +18,12 @@ class ChargeType(models.TextChoices):
     BOTH = "both", "Rate charge and overage"
     RATE = "rate", "Rate charge only"
     OVERAGE = "overage", "Overage only"
+
+
+class Pooling(models.TextChoices):
+    """How the carrier pools an account's shared (pooled) rate plans: which SIMs on one pooled plan share one
+    allowance (cost-model.md, the pool column)."""
+
+    GROUP = "group", "Per communication-plan group (legacy)"
+    CUSTOMER = "customer", "Per customer"
+    ACCOUNT = "account", "Account-wide"

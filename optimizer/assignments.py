@@ -32,7 +32,7 @@ def iccid_prefix_range(digits: str) -> dict:
 
 def assignments_csv_rows(qs: QuerySet[DeviceAssignment], *, chunk: int = 5000) -> Iterator[list]:
     """Rows of CSV_COLUMNS for `qs`, streamed from a server-side cursor (a million rows never sit in memory)."""
-    rows = qs.values_list("iccid", "device__customer__name", "comm_group__name", "usage_mb", "current_plan__code",
+    rows = qs.values_list("iccid", "customer__name", "comm_group__name", "usage_mb", "current_plan__code",
                           "recommended_plan__code", "current_cost", "recommended_cost", "saving", "changed", "kept_reason")
     for iccid, customer, group, usage, cur, rec, before, after, saving, changed, kept in rows.iterator(chunk_size=chunk):
         yield [iccid, customer or "", group, "" if usage is None else usage, cur or "", rec, "" if before is None else before, after,

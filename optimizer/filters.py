@@ -95,7 +95,7 @@ class AssignmentFilterSet(filters.FilterSet):
     to_plan = filters.CharFilter(field_name="recommended_plan__code", max_length=120,
                                  help_text="Only SIMs recommended this rate plan (code).")
     customer = RowChoiceFilter(
-        field_name="device__customer", queryset=tenant_customers, help_text="Only SIMs of this customer (id).",
+        field_name="customer", queryset=tenant_customers, help_text="Only SIMs of this customer (id).",
         error_messages={"invalid_choice": "No customer %(value)s among your tenant's customers."})
     iccid = IccidPrefixFilter(method="iccid_prefix", max_length=22, help_text="ICCIDs starting with these digits.",
                                validators=[RegexValidator(r"^\d*$", "An ICCID is digits only.")])

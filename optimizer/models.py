@@ -119,6 +119,10 @@ class OptimizationQueue(models.Model):
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="queues")
     method = models.CharField(max_length=20, choices=Method.choices)
     sequences = models.JSONField(default=list, blank=True, help_text="Legacy: rate pool sequences (plan ids) of this batch.")
+    scope = models.JSONField(
+        default=list, blank=True,
+        help_text="Certified: the groups (ids, comm_group first) solved together because their SIMs share pools "
+                  "(the account pools per customer or account-wide); empty: comm_group alone.")
     status = models.CharField(max_length=30, choices=QueueStatus.choices, default=QueueStatus.NOT_STARTED)
     attempts = models.PositiveSmallIntegerField(default=0)
     claimed_by = models.CharField(max_length=100, blank=True)
@@ -179,6 +183,10 @@ class DeviceAssignment(models.Model):
                             db_constraint=False, db_index=False)
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments", db_constraint=False)
     device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
+    # The SIM's customer when finalize read it, stored on the row: filtering a million SIMs by customer through
+    # devices_device joined every row of the run (the index below reads only the customer's).
+    customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.SET_NULL,
+                                 related_name="+", db_constraint=False, db_index=False)
     iccid = models.CharField("ICCID", max_length=20)
     usage_mb = models.DecimalField(max_digits=16, decimal_places=3, null=True, blank=True,
                                    help_text="Projected cycle usage; empty when the SIM has no usage of the cycle.")
@@ -206,6 +214,8 @@ class DeviceAssignment(models.Model):
             models.Index(fields=["run", "changed"], name="assignment_run_changed"),
             # The workbench's SIM list: a page in ICCID order, or by saving, of one run.
             models.Index(fields=["run", "iccid"], name="assignment_run_iccid"),
+            # One customer's SIMs of a run, in ICCID order.
+            models.Index(fields=["run", "customer", "iccid"], name="assignment_run_customer_iccid"),
             # And (run, saving DESC NULLS LAST, iccid), "largest saving first": made by migration 0004 for each
             # database (SQLite has no NULLS LAST in an index; its NULLs sort last in DESC anyway).
         ]

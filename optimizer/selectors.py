@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from carrieropt.errors import ApplicationError
 from carrieropt.money import MONEY_PLACES
+from carrieropt.options import Pooling
 from devices.models import STOPPED_STATUSES, Device, DeviceStatus, DeviceUsage, billed_in_cycle
 from optimizer.engine import Billing, Catalogue, Problem
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
@@ -48,6 +49,13 @@ class GroupData:
     missing_factor: np.ndarray = field(default_factory=lambda: np.zeros(0))  # proration factor of each
     # Per covered SIM: why it cannot move (KeptReason value), "" when it may.
     kept_reason: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="<U10"))
+    # Each SIM's customer id (-1 for none): covered ones aligned with device_ids, then the missing ones.
+    customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    missing_customer_ids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # Per covered SIM: its pool key when the account pools per customer or account-wide (optimizer.pools);
+    # None when the group is the pool scope (the legacy rule).
+    pool_key: np.ndarray | None = None
+    group_pk: int = 0
 
     @property
     def plan_ids(self) -> np.ndarray:
@@ -67,6 +75,8 @@ class GroupData:
                      self.missing_ids.astype("<i8"), self.problem.factors.astype("<f8"),
                      self.problem.movable_mask.astype("u1")):
             digest.update(part.tobytes())
+        if self.pool_key is not None:
+            digest.update(b"pool" + self.pool_key.astype("<i8").tobytes())
         return digest.hexdigest()
 
     def missing_fixed_charges(self) -> np.ndarray:
@@ -138,6 +148,16 @@ def days_active(*, period, tz, activated: dt.datetime | None, stopped: dt.dateti
     return max(0, min(period.days_in_cycle, (last - first).days + 1))
 
 
+def pool_key_of(*, pooling: str, group_pk: int, customer_id: int | None) -> int | None:
+    """A SIM's pool key (None: its group is the pool scope). Customer ids are positive, so SIMs without a
+    customer (key -group pk) pool with the others of their group that have none, never with a customer's."""
+    if pooling == Pooling.ACCOUNT:
+        return 0
+    if pooling == Pooling.CUSTOMER:
+        return -group_pk if customer_id is None else int(customer_id)
+    return None
+
+
 def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     """The group's SIMs, plans and usage of its run's billing period, as engine arrays.
 
@@ -151,12 +171,13 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     comm_plan_ids = sorted(group.communication_plans.values_list("pk", flat=True))
     records = list(group_devices(group=group).order_by("pk").values_list(
         "pk", "rate_plan_id", "communication_plan_id", "iccid", "status", "pin__id", "date_activated",
-        "deactivated_at"))
+        "deactivated_at", "customer_id"))
     rows = np.array([r[:4] for r in records], dtype=object).reshape(-1, 4)
     all_ids = rows[:, 0].astype(np.int64)
     current_ids = np.array([-1 if v is None else v for v in rows[:, 1]], dtype=np.int64)
     comm_ids = rows[:, 2].astype(np.int64)
     all_iccids = rows[:, 3].tolist()
+    customers = np.array([-1 if r[8] is None else r[8] for r in records], dtype=np.int64)
     kept = np.array([KeptReason.PINNED if r[5] is not None else "" if r[4] == DeviceStatus.ACTIVATED
                      else KeptReason.STOPPED for r in records], dtype=object)
     prorates, tz = run.provider.bills_prorated, run.provider.tz
@@ -189,6 +210,10 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     allowed = np.zeros((1, len(plans)), dtype=bool)
     allowed[0, : len(allowed_plans)] = True
     movable = kept[covered] == ""
+    pool_key = None
+    if run.provider.pooling != Pooling.GROUP:
+        keys = [pool_key_of(pooling=run.provider.pooling, group_pk=group.pk, customer_id=r[8]) for r in records]
+        pool_key = np.array(keys, dtype=np.int64)[covered] if records else np.zeros(0, np.int64)
     problem = Problem(
         catalogue=catalogue_from_plans(plans),
         usage_mb=usage,
@@ -201,12 +226,16 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
         comm_plan=np.array([comm_index[int(c)] for c in comm_ids[covered]], dtype=np.int32),
         factor=factor[covered] if prorates else None,
         movable=None if movable.all() else movable,
+        # One key in the group: its pool is the group's, as without keys.
+        pool=pool_key if pool_key is not None and np.unique(pool_key).size > 1 else None,
     )
     return GroupData(problem=problem, device_ids=device_ids, iccids=iccids, plans=plans, comm_plan_ids=comm_plan_ids,
                      kept_reason=kept[covered].astype(str),
                      missing_ids=all_ids[~covered],
                      missing_iccids=[c for c, ok in zip(all_iccids, covered, strict=True) if not ok],
-                     missing_current=current[~covered], missing_factor=factor[~covered])
+                     missing_current=current[~covered], missing_factor=factor[~covered],
+                     customer_ids=customers[covered], missing_customer_ids=customers[~covered], pool_key=pool_key,
+                     group_pk=group.pk)
 
 
 NO_PLAN = "(no current plan)"

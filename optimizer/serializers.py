@@ -70,9 +70,9 @@ class AssignmentOut(serializers.ModelSerializer):
     current_cost = serializers.DecimalField(**MONEY, allow_null=True)
     recommended_cost = serializers.DecimalField(**MONEY)
     savings = serializers.SerializerMethodField()
-    customer = serializers.IntegerField(source="device.customer_id", allow_null=True,
-                                        help_text="The SIM's customer (id), as of the last device sync.")
-    customer_name = serializers.CharField(source="device.customer.name", allow_null=True, default=None)
+    customer = serializers.IntegerField(source="customer_id", allow_null=True,
+                                        help_text="The SIM's customer (id) when the session computed its answer.")
+    customer_name = serializers.CharField(source="customer.name", allow_null=True, default=None)
     kept_reason = serializers.CharField(
         help_text="Why the SIM kept its plan: no_usage (no usage data, cost is the fixed charge only), pinned, "
                   "stopped (deactivated this cycle); empty when it was free to move.")

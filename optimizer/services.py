@@ -16,6 +16,7 @@ from django.utils import timezone
 from carrieropt.bulk import rows_insert
 from carrieropt.errors import ApplicationError
 from carrieropt.money import money_shares, to_money
+from carrieropt.options import Pooling
 from optimizer import engine
 from optimizer.models import (
     QUEUE_ENDED,
@@ -31,6 +32,7 @@ from optimizer.models import (
     QueueStatus,
     RunStatus,
 )
+from optimizer.pools import Scope, pool_scopes, scope_fingerprint, scope_problem
 from optimizer.selectors import (
     GroupData,
     KeptWithoutPlan,
@@ -149,10 +151,29 @@ def work_items_create(*, run: OptimizationRun) -> list[int]:
     return list(run.queues.filter(status=QueueStatus.NOT_STARTED).values_list("pk", flat=True))
 
 
+def _shared_scopes(run: OptimizationRun) -> dict[int, list[CommGroup]]:
+    """Groups whose SIMs share pools with another group's (the account pools per customer or account-wide):
+    each group's id -> its scope, the groups in id order. Groups alone in their scope are absent."""
+    if run.provider.pooling == Pooling.GROUP:
+        return {}
+    groups = list(run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID,
+                                                       GroupStatus.SKIPPED_PLAN_LIMIT]).order_by("pk"))
+    return {g.pk: scope for scope in pool_scopes(pooling=run.provider.pooling, groups=groups) if len(scope) > 1
+            for g in scope}
+
+
 def _work_items_make(run: OptimizationRun) -> None:
     method = run.method
     items = []
+    # Certified: groups sharing pools are solved together, by one item on the first group of theirs with work.
+    shared = _shared_scopes(run) if method == Method.CERTIFIED else {}
     for group in run.comm_groups.filter(status=GroupStatus.READY).order_by("pk"):
+        if group.pk in shared:
+            scope = shared[group.pk]
+            if next(g for g in scope if g.status == GroupStatus.READY).pk == group.pk:
+                items.append(OptimizationQueue(run=run, comm_group=group, method=method,
+                                               scope=[group.pk] + [g.pk for g in scope if g.pk != group.pk]))
+            continue
         if method == Method.LEGACY:
             plans = list(group.rate_plans.order_by("pk"))
             catalogue = catalogue_from_plans(plans)
@@ -184,6 +205,8 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
     if not work_item_claim(queue_id=queue_id, worker=worker):
         return False
     item = OptimizationQueue.objects.select_related("comm_group__run__provider", "comm_group__run__billing_period__provider").get(pk=queue_id)
+    if item.scope:
+        return _scope_item_run(item, worker)
     try:
         data = group_data(group=item.comm_group, charge_type=item.comm_group.run.charge_type)
         if item.method == Method.LEGACY:
@@ -209,6 +232,40 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
             lower_bound=None if bound is None else to_money(bound), strategy=str(strategy)[:500],
             assignment=_assignment_blob(data, np.asarray(group_assignment)),
         )
+        mine.update(status=QueueStatus.SUCCESS, finished_at=timezone.now())
+    return True
+
+
+def _scope_groups(item: OptimizationQueue) -> list[CommGroup]:
+    """The groups of a scope item, in id order (its results are stored on the first of them)."""
+    run = item.comm_group.run
+    by_pk = {g.pk: g for g in CommGroup.objects.filter(pk__in=item.scope)}
+    for g in by_pk.values():
+        g.run = run
+    return [by_pk[pk] for pk in sorted(item.scope)]
+
+
+def _scope_item_run(item: OptimizationQueue, worker: str) -> bool:
+    """A certified item over groups that share pools: one problem, one result on the scope's first group."""
+    try:
+        groups = _scope_groups(item)
+        datas = [group_data(group=g, charge_type=item.comm_group.run.charge_type) for g in groups]
+        scope = scope_problem(datas)
+        solution = engine.solve_certified(scope.problem)
+    except Exception as exc:  # noqa: BLE001 — any failure ends this item visibly, not the worker
+        log.exception("work item %s failed", item.pk)
+        OptimizationQueue.objects.filter(pk=item.pk, status=QueueStatus.RUNNING, claimed_by=worker).update(
+            status=QueueStatus.ERRORS, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}")
+        return True
+    with transaction.atomic():
+        mine = OptimizationQueue.objects.select_for_update().filter(pk=item.pk, status=QueueStatus.RUNNING, claimed_by=worker)
+        if not mine.exists():
+            return False
+        OptimizationResult.objects.create(
+            queue=item, comm_group=groups[0], method=item.method, cost=to_money(solution.total_cost),
+            snapshot=scope_fingerprint(datas, groups), lower_bound=to_money(solution.lower_bound),
+            strategy=f"certified, pools shared by {', '.join(g.name for g in groups)}"[:500],
+            assignment=scope.blob(solution.assignment))
         mine.update(status=QueueStatus.SUCCESS, finished_at=timezone.now())
     return True
 
@@ -298,6 +355,8 @@ class _Pending:
     assignment: np.ndarray
     bound: float | None  # the group's proven bound on its SIMs with usage (None: legacy)
     insert: dict
+    # Per SIM with usage: its pool key when pools are not the group's (data.pool_key), else None.
+    pool: np.ndarray | None = None
 
 
 def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float,
@@ -332,11 +391,15 @@ def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float
     first = parts_with_sims[0].data.problem
     prorated = any(p.data.problem.factor is not None for p in parts_with_sims)
     movable_all = np.concatenate(movable)
+    # Pools of the account's rule (a group without keys is its own pool: a key no other group has).
+    pool = None if all(p.pool is None for p in parts_with_sims) else np.concatenate(
+        [p.pool if p.pool is not None else np.full(p.data.problem.n_sims, -p.group.pk, dtype=np.int64)
+         for p in parts_with_sims])
     problem = engine.Problem(
         catalogue=catalogue_from_plans([plans[pk] for pk in pks]), usage_mb=np.concatenate(usage),
         group=np.concatenate(group), allowed=allowed, billing=first.billing, charge_type=first.charge_type,
         current_plan=np.concatenate(current).astype(np.int32), factor=np.concatenate(factor) if prorated else None,
-        movable=None if movable_all.all() else movable_all)
+        movable=None if movable_all.all() else movable_all, pool=pool)
     assignment = np.concatenate(answer).astype(np.int32)
     pr = engine.price(problem, assignment)
     bounds = [p.bound for p in parts_with_sims]
@@ -378,11 +441,14 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     sums = {"devices": 0, "current": zero, "current_known": True, "baseline": zero, "optimized": zero, "bound": zero,
             "bound_known": True, "changed": 0, "covered": 0, "no_usage_iccids": [], "fixed": 0.0}
     pending: list[_Pending] = []
+    shared = _shared_scopes(run)  # groups sharing pools: finalized together, after the others
     for group in run.comm_groups.exclude(status__in=[GroupStatus.SKIPPED_NO_PLANS, GroupStatus.INVALID]).order_by("pk"):
         if heartbeat is not None:
             heartbeat()
         if group.status == GroupStatus.SKIPPED_PLAN_LIMIT:
             continue  # legacy rule: no assignment is computed for a group over the plan limit
+        if group.pk in shared:
+            continue
         data = group_data(group=group, charge_type=run.charge_type)
         problem = data.problem
         n = len(data.device_ids)
@@ -455,7 +521,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
                                 bound=max(bounds) if bounds else None,
                                 insert={"recommended_costs": recommended_costs, "current_costs": current_costs,
                                         "recommended_total": cost + fixed_total,
-                                        "current_total": None if current_total is None else current_total + fixed_total}))
+                                        "current_total": None if current_total is None else current_total + fixed_total},
+                                pool=data.pool_key))
         sums["fixed"] += fixed_total
         group.results.exclude(pk=winner_pk).delete()
         group.current_cost = to_money(current_total + fixed_total) if current_total is not None else None
@@ -474,6 +541,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         sums["covered"] += n
         sums["changed"] += int((problem.current_plan != assignment).sum())
         _sums_add(sums, group, sims=data.sims)
+    for scope in {tuple(g.pk for g in scope): scope for scope in shared.values()}.values():
+        _scope_finalize(run, scope, sums=sums, pending=pending, heartbeat=heartbeat)
     timings["groups"] = perf_counter() - started
     started = perf_counter()
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
@@ -504,6 +573,135 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     )
 
 
+def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict, pending: list,
+                    heartbeat: Callable[[], None] | None) -> None:
+    """Finalize groups whose SIMs share pools (optimizer.pools) as one problem, priced exactly as billed.
+
+    The candidates are the baseline, the scope's certified results (stored on its first group) and, for
+    the legacy method, each group's own results, taken group by group where they lower the scope's price;
+    the current plans compete when every SIM's is allowed. Each group's cost is its share of the scope's
+    (a shared pool's overage split by usage above allowance, as each SIM's row), and the proven bound is
+    the scope's: the groups carry none, the run's bound adds the scope's once."""
+    method = run.method
+    datas = [group_data(group=g, charge_type=run.charge_type) for g in groups]
+    fingerprint = scope_fingerprint(datas, groups)
+    keep_snapshots = [{d.fingerprint} | ({fingerprint} if i == 0 else set()) for i, d in enumerate(datas)]
+    for group, keep in zip(groups, keep_snapshots, strict=True):
+        stale = group.results.exclude(snapshot__in=keep)
+        if stale.exists():
+            log.warning("group %s: %d result(s) computed on other data or pool scope discarded", group.pk, stale.count())
+            stale.delete()
+    scope_results = list(groups[0].results.filter(snapshot=fingerprint).order_by("pk"))
+    members = []
+    for group, data in zip(groups, datas, strict=True):
+        sums["no_usage_iccids"] += data.missing_iccids
+        if len(data.device_ids):
+            members.append((group, data))
+            continue
+        group.status = GroupStatus.KEPT_BASELINE if group.status == GroupStatus.READY else group.status
+        if data.sims:
+            _missing_only(run=run, group=group, data=data, sums=sums)
+        group.save()
+    if not members:
+        return
+    scope: Scope = scope_problem([d for _, d in members])
+    problem = scope.problem
+    cur = problem.current_plan
+    current_known = bool((cur >= 0).all())
+
+    def price(assignment) -> float:
+        return engine.price(problem, assignment).total
+
+    base = np.asarray(engine.baseline_assignment(problem), dtype=np.int32)
+    whole = [(base, "baseline", "legacy baseline (closest included MB)", None)]
+    whole += [(scope.from_blob(bytes(r.assignment)), r.method, r.strategy, r.pk) for r in scope_results]
+    bounds = [float(r.lower_bound) for r in scope_results if r.lower_bound is not None]
+    if method == Method.CERTIFIED and not bounds:
+        if heartbeat is not None:
+            heartbeat()
+        solution = engine.solve_certified(problem)
+        bounds.append(solution.lower_bound)
+        whole.append((solution.assignment.astype(np.int32), "certified", "certified (at finalize)", None))
+    competes = current_known and bool(problem.allowed[problem.group, np.maximum(cur, 0)].all())
+    field = ([(cur.astype(np.int32), "current", "keep current plans", None)] if competes else []) + whole
+    costs = [price(c[0]) for c in field]
+    best = min(range(len(field)), key=costs.__getitem__)  # the first of the cheapest: current plans first
+    assignment, cost = field[best][0], costs[best]
+    kept_current = competes and best == 0
+    won = [field[best][1:]] * len(members)  # (method, strategy, result pk) per group
+    # A group's own results (legacy work items) replace its part where the scope gets strictly cheaper.
+    for g, (group, data) in enumerate(members):
+        for r in group.results.filter(snapshot=data.fingerprint).order_by("pk"):
+            trial = scope.join(g, _to_indices(data, bytes(r.assignment)), assignment)
+            trial_cost = price(trial)
+            if trial_cost < cost:
+                assignment, cost, won[g], kept_current = trial, trial_cost, (r.method, r.strategy, r.pk), False
+    current_total = price(cur) if current_known else None
+    note = ""
+    if run.must_beat_current and not kept_current:
+        if current_total is None:
+            note = (f"Must beat current plans: not checked, {int((cur < 0).sum())} SIM(s) of the pool scope have no "
+                    "current plan, so the current cost is unknown.")
+        elif not to_money(cost) < to_money(current_total):
+            note = (f"Kept current plans: the pool scope's optimized cost {cost:.2f} is not below the current "
+                    f"{current_total:.2f} (must beat current plans).")
+            assignment, cost = cur.astype(np.int32), current_total
+            won = [("current", "keep current plans (must beat current)", None)] * len(members)
+            bounds = [min(max(bounds), current_total)] if bounds else bounds
+    keep = {w[2] for w in won if w[2] is not None}
+    for group in groups:
+        group.results.exclude(pk__in=keep).delete()
+
+    per_group = engine.price(problem, assignment).per_group
+    base_group = engine.price(problem, base).per_group
+    current_group = engine.price(problem, cur).per_group if current_known else None
+    recommended_costs = engine.sim_costs(problem, assignment)
+    current_costs = engine.sim_costs(problem, cur) if current_known else None
+    names = ", ".join(g.name for g, _ in members)
+    scope_fixed = 0.0
+    for g, (group, data) in enumerate(members):
+        if heartbeat is not None:
+            heartbeat()
+        part = slice(int(scope.starts[g]), int(scope.starts[g + 1]))
+        local = scope.split(assignment, g)
+        fixed = data.missing_fixed_charges()
+        priced = ~np.isnan(fixed)
+        fixed_total = float(fixed[priced].sum())
+        scope_fixed += fixed_total
+        group_current = None if current_group is None or not priced.all() else float(current_group[g])
+        group_cost = float(per_group[g])
+        pending.append(_Pending(
+            group=group, data=data, assignment=local, pool=data.pool_key,
+            # The scope's bound, once (the frontier adds the parts' bounds).
+            bound=(max(bounds) if g == 0 else 0.0) if bounds else None,
+            insert={"recommended_costs": recommended_costs[part],
+                    "current_costs": None if group_current is None else current_costs[part],
+                    "recommended_total": group_cost + fixed_total,
+                    "current_total": None if group_current is None else group_current + fixed_total}))
+        group.current_cost = None if group_current is None else to_money(group_current + fixed_total)
+        group.baseline_cost = to_money(float(base_group[g]) + fixed_total)
+        group.optimized_cost = to_money(group_cost + fixed_total)
+        group.lower_bound = None
+        group.winning_method, group.winning_strategy = won[g][0], str(won[g][1])[:500]
+        scope_note = (f"Pools shared with the SIMs of {names} ({run.provider.get_pooling_display().lower()} pools): "
+                      "solved together; the proven bound is the scope's, in the run's.")
+        for text in (scope_note, note):
+            if text and text not in group.note:  # finalize may run again: say it once
+                group.note = f"{group.note} {text}".strip()
+        if group.status == GroupStatus.READY or (group.status == GroupStatus.KEPT_BASELINE
+                                                 and won[g][0] not in ("baseline", "current")):
+            group.status = GroupStatus.OPTIMIZED
+        group.save()
+        sums["covered"] += len(data.device_ids)
+        sums["changed"] += int((data.problem.current_plan != local).sum())
+        _sums_add(sums, group, sims=data.sims, bound=False)
+    sums["fixed"] += scope_fixed
+    if bounds:
+        sums["bound"] += to_money(max(bounds) + scope_fixed)
+    else:
+        sums["bound_known"] = False
+
+
 def _missing_only(*, run: OptimizationRun, group: CommGroup, data: GroupData, sums: dict) -> None:
     """A group none of whose SIMs has usage: each stays on its plan at the fixed charge; nothing is solved."""
     fixed = data.missing_fixed_charges()
@@ -519,8 +717,10 @@ def _missing_only(*, run: OptimizationRun, group: CommGroup, data: GroupData, su
     _sums_add(sums, group, sims=data.sims)
 
 
-def _sums_add(sums: dict, group: CommGroup, *, sims: int) -> None:
-    """Add a group's stored (rounded) figures to the run's: the run's totals are their sums exactly."""
+def _sums_add(sums: dict, group: CommGroup, *, sims: int, bound: bool = True) -> None:
+    """Add a group's stored (rounded) figures to the run's: the run's totals are their sums exactly.
+
+    bound=False: the group's bound is its pool scope's, added once for the scope (_scope_finalize)."""
     sums["devices"] += sims
     if group.current_cost is None:
         sums["current_known"] = False
@@ -528,6 +728,8 @@ def _sums_add(sums: dict, group: CommGroup, *, sims: int) -> None:
         sums["current"] += group.current_cost
     sums["baseline"] += group.baseline_cost
     sums["optimized"] += group.optimized_cost
+    if not bound:
+        return
     if group.lower_bound is not None:
         sums["bound"] += group.lower_bound
     else:
@@ -556,6 +758,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
     recommended_pk = plan_pk[np.concatenate([np.asarray(assignment, dtype=np.int64), missing_plan])]
     device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
     iccids = data.iccids + missing_iccids
+    customer = [None if c < 0 else c for c in np.concatenate([data.customer_ids, data.missing_customer_ids[keep]]).tolist()]
     n_covered = len(data.device_ids)
     kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
     rank = [None] * n_covered if change_rank is None else [None if r < 0 else int(r) for r in change_rank]
@@ -564,14 +767,15 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
         for i, device_id in enumerate(device_ids):
             cur = int(current_pk[i])
             covered = i < n_covered
-            yield (run.pk, group.pk, device_id, iccids[i], f"{usage[i]:.3f}" if covered else None,
+            yield (run.pk, group.pk, device_id, customer[i], iccids[i],
+                   f"{usage[i]:.3f}" if covered else None,
                    cur if cur >= 0 else None, int(recommended_pk[i]),
                    None if current_money is None else current_money[i], recommended_money[i],
                    covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE,
                    rank[i] if covered else None)
 
     rows_insert(table=DeviceAssignment._meta.db_table,
-                columns=["run_id", "comm_group_id", "device_id", "iccid", "usage_mb", "current_plan_id",
+                columns=["run_id", "comm_group_id", "device_id", "customer_id", "iccid", "usage_mb", "current_plan_id",
                          "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason",
                          "change_rank"],
                 rows=rows())

@@ -22,7 +22,7 @@ class ServiceProviderForm(forms.ModelForm):
         model = ServiceProvider
         fields = [
             "tenant", "name", "integration", "portal_type", "api_base_url", "username", "api_key",
-            "billing_timezone", "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "active",
+            "billing_timezone", "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "pooling", "active",
             "report_recipients", "rate_limit_per_second", "max_concurrency", "max_pages",
             "default_method", "default_charge_type", "default_must_beat_current", "default_max_changes",
         ]
@@ -45,7 +45,7 @@ class ServiceProviderAdmin(admin.ModelAdmin):
     form = ServiceProviderForm
     list_display = ["name", "tenant", "integration", "portal_type", "billing_timezone", "billing_cycle_end_day",
                     "optimization_start_hour", "auto_apply", "active", "last_device_sync_at"]
-    list_filter = ["integration", "portal_type", "auto_apply", "active", "tenant"]
+    list_filter = ["integration", "portal_type", "pooling", "auto_apply", "active", "tenant"]
     search_fields = ["name", "username", "tenant__name"]
     readonly_fields = ["last_device_sync_at", "last_usage_sync_at", "created_at"]
 

@@ -14,7 +14,7 @@ from django.db import models
 from django.db.models import Q
 
 from carrieropt.fields import EncryptedTextField, SecretFieldsMixin, sealed_value
-from carrieropt.options import ChargeType, Method
+from carrieropt.options import ChargeType, Method, Pooling
 
 MONEY = {"max_digits": 12, "decimal_places": 4}
 MEGABYTES = {"max_digits": 16, "decimal_places": 3}
@@ -96,6 +96,11 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
         null=True, blank=True,
         help_text="The carrier bills a SIM active part of a cycle for those days only (recurring charge and "
                   "allowance scale, fees do not). Empty: the integration's default (Jasper family: yes).")
+    pooling = models.CharField(
+        max_length=10, choices=Pooling.choices, default=Pooling.GROUP,
+        help_text="How the carrier bills this account's pooled plans: SIMs on one pooled plan share one allowance "
+                  "per communication-plan group (the legacy rule), per customer (SIMs without a customer pool per "
+                  "group), or across the whole account. Pools that span groups are solved and bounded together.")
     auto_apply = models.BooleanField(default=False, help_text="Push recommended plans to the carrier after each session.")
     # What a session of this account runs with unless its start says otherwise (scheduled sessions always do).
     default_method = models.CharField(max_length=20, choices=Method.choices, default=Method.CERTIFIED,

@@ -131,7 +131,7 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     def get_queryset(self):
         session = self.session()  # 404 for a foreign session comes before any 400 about the filters
         return (DeviceAssignment.objects.filter(run_id=session.run_id)
-                .select_related("comm_group", "current_plan", "recommended_plan", "device__customer"))
+                .select_related("comm_group", "current_plan", "recommended_plan", "customer"))
 
 
 class SessionReportApi(SessionApi):

@@ -273,7 +273,7 @@ def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
                          "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason",
-                         "device__customer__name")
+                         "customer__name")
             .iterator(chunk_size=5000))
 
 

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
-from carrieropt.errors import ApplicationError, ValidationFailed
+from carrieropt.errors import MISSING_ROW_CODES, ApplicationError, ValidationFailed
 from carrieropt.options import ChargeType, Method
 from carrieropt.workers import NO_CLUSTER, clusters_alive
 from devices import pins
@@ -63,8 +63,10 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
         tenant__in=tenants, status__in=ACTIVE_STATUSES).only("guid", "provider_id", "progress")}
     for provider in providers:
         provider.active_session = active.get(provider.pk)
-    if customer_error and status == 200:
-        status = 400
+    if customer_error:
+        sessions = []  # the list of every session would pass for the customer's
+        if status == 200:
+            status = 404  # as the API: a customer the user has none of is not found
     return render(request, "dashboard/sessions.html",
                   {"providers": providers, "sessions": sessions, "refusal": refusal, "customers": customers,
                    "customer": customer, "customer_error": customer_error,
@@ -310,27 +312,28 @@ def session_usage(request, guid):
 SIMS_PER_PAGE = 50
 
 
-def _sim_filters(request, session: OptimizationSession) -> tuple[AssignmentFilterSet, dict]:
-    """The session's SIM list filtered by the query string (the API's AssignmentFilterSet), and the errors
-    (field -> messages) if any: then the list is the unfiltered one, in ICCID order."""
+def _sim_filters(request, session: OptimizationSession) -> tuple[AssignmentFilterSet, dict, int]:
+    """The session's SIM list filtered by the query string (the API's AssignmentFilterSet), the errors
+    (field -> messages) if any, and the status they answer with, as the API's: 404 when a filter names a row
+    the user has none of (an unknown or another tenant's customer), 400 for a value that is no filter."""
     base = DeviceAssignment.objects.filter(run_id=session.run_id)
     filterset = AssignmentFilterSet({k: v for k, v in request.GET.items() if k != "page"}, queryset=base,
                                     request=request)
     if filterset.is_valid():
-        return filterset, {}
+        return filterset, {}, 200
     errors = {field: [str(m) for m in msgs] for field, msgs in filterset.errors.items()}
-    return AssignmentFilterSet({}, queryset=base, request=request), errors
+    codes = {e.code for errs in filterset.form.errors.as_data().values() for e in errs}
+    return filterset, errors, 404 if codes <= MISSING_ROW_CODES else 400
 
 
-@login_required
-def session_sims(request, guid):
-    """A session's SIMs, a page at a time: filter to changes, a group, a move, a customer or an ICCID; sort by
-    saving; pin or unpin a SIM from its row (with the permission)."""
-    session = _session(request, guid)
-    filterset, errors = _sim_filters(request, session)
-    qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "device__customer",
-                                     "device__pin")
-    page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
+def _sims_page(request, session: OptimizationSession, filterset: AssignmentFilterSet, errors: dict,
+               status: int):
+    """The SIM list page. With a filter in error it shows the form (the valid filters kept), the error and a
+    link without the bad filters, and no SIMs: a list that ignored the filter would pass for its answer."""
+    page = None
+    if not errors:
+        qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "customer", "device__pin")
+        page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
     groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
     plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
@@ -339,7 +342,16 @@ def session_sims(request, guid):
         "session": session, "page": page, "filters": filterset.form.cleaned_data, "errors": errors,
         "groups": groups, "plans": plans, "customers": customers, "can_pin": can_pin(request.user),
         "query": urlencode(query), "here": request.get_full_path(), "sorts": SORT_CHOICES,
-    }, status=400 if errors else 200)
+        "without_errors": urlencode({k: v for k, v in query.items() if k not in errors}),
+    }, status=status)
+
+
+@login_required
+def session_sims(request, guid):
+    """A session's SIMs, a page at a time: filter to changes, a group, a move, a customer or an ICCID; sort by
+    saving; pin or unpin a SIM from its row (with the permission)."""
+    session = _session(request, guid)
+    return _sims_page(request, session, *_sim_filters(request, session))
 
 
 class _Echo:
@@ -353,10 +365,9 @@ class _Echo:
 def session_sims_csv(request, guid):
     """The filtered SIM list as CSV, streamed row by row (a million rows never sit in memory)."""
     session = _session(request, guid)
-    filterset, errors = _sim_filters(request, session)
+    filterset, errors, status = _sim_filters(request, session)
     if errors:
-        return render(request, "dashboard/session_sims.html", {"session": session, "errors": errors, "page": None},
-                      status=400)
+        return _sims_page(request, session, filterset, errors, status)
     writer = csv.writer(_Echo())
     rows = assignments_csv_rows(filterset.qs)
 
@@ -373,7 +384,7 @@ def session_sims_csv(request, guid):
 def _assignment(session: OptimizationSession, iccid: str) -> DeviceAssignment:
     return get_object_or_404(
         DeviceAssignment.objects.filter(run_id=session.run_id).select_related(
-            "comm_group", "current_plan", "recommended_plan", "device__customer", "device__pin__pinned_by",
+            "comm_group", "current_plan", "recommended_plan", "customer", "device__pin__pinned_by",
             "device__rate_plan"),
         iccid=iccid)
 

@@ -205,6 +205,17 @@ def test_communication_plan_list_queries_do_not_grow_with_the_plans(list_queries
     assert few[0] == many[0] <= 4, (few, many)  # token, count, page, the allowed rate plans
 
 
+def test_provider_pooling_defaults_to_per_group_and_takes_the_three_rules(api, provider_a):
+    assert api.get(reverse("api:provider-detail", kwargs={"pk": provider_a.pk})).json()["pooling"] == "group"
+    for rule in ("customer", "account", "group"):
+        response = patch(api, "provider-detail", {"pooling": rule}, pk=provider_a.pk)
+        assert response.status_code == 200 and response.json()["pooling"] == rule, response.content
+        provider_a.refresh_from_db()
+        assert provider_a.pooling == rule
+    response = patch(api, "provider-detail", {"pooling": "tenant"}, pk=provider_a.pk)
+    assert response.status_code == 400 and list(response.json()["error"]["fields"]) == ["pooling"]
+
+
 @pytest.mark.parametrize("body, field", [
     ({"name": 0}, "name"),                          # a number is not a name (DRF would store "0")
     ({"name": "   "}, "name"),                      # blank once trimmed

@@ -8,6 +8,7 @@ import re
 
 import pytest
 from django.core import mail
+from django.db import models
 from django.urls import reverse
 from openpyxl import load_workbook
 
@@ -84,6 +85,31 @@ def test_the_sim_list_api_and_csv_filter_by_customer(fleet, api, alice_client):
     assert exported and {r["customer"] for r in exported} == {"Northwind Freight"}
 
 
+def test_each_sims_customer_is_the_one_the_session_read(fleet, api, alice_client, django_assert_num_queries):
+    """Finalize stores each SIM's customer on its row: the list filters by it without reading devices_device,
+    and a SIM that changes customer after the session stays where the session found it."""
+    session, northwind = fleet["session"], fleet["northwind"]
+    rows = DeviceAssignment.objects.filter(run=session.run)
+    assert list(rows.filter(customer__isnull=False).exclude(customer_id=models.F("device__customer_id"))) == []
+    assert rows.filter(customer=northwind).exists() and rows.filter(customer__isnull=True).exists()
+    moved = rows.filter(customer=northwind).order_by("iccid").first()
+    other = Customer.objects.filter(tenant=northwind.tenant).exclude(pk=northwind.pk).first()
+    Device.objects.filter(pk=moved.device_id).update(customer=other)
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get(reverse("api:session-assignments", args=[session.guid]),
+                       {"customer": northwind.pk, "page_size": 1000}).json()
+    assert moved.iccid in {r["iccid"] for r in body["results"]}
+    assert {r["customer_name"] for r in body["results"]} == {"Northwind Freight"}
+    listed = [q["sql"] for q in queries.captured_queries if "optimizer_deviceassignment" in q["sql"]]
+    assert listed and not any("devices_device" in sql for sql in listed), listed
+    page = alice_client.get(reverse("dashboard:session-sims", args=[session.guid]), {"customer": northwind.pk})
+    assert moved.iccid in rows_of(page.content.decode())
+
+
 def test_another_tenants_customer_is_not_found_naming_it(fleet, api, alice_client):
     session, foreign = fleet["session"], fleet["bobs_northwind"]
     message = f"No customer {foreign.pk} among your tenant's customers."
@@ -92,10 +118,14 @@ def test_another_tenants_customer_is_not_found_naming_it(fleet, api, alice_clien
         response = api.get(url, {"customer": foreign.pk})
         assert response.status_code == 404, url  # another tenant's row does not exist for alice
         assert response.json()["error"]["fields"]["customer"] == [message], url
+    # The pages answer as the API does, say which filter is wrong, and list nothing rather than everything.
     page = alice_client.get(reverse("dashboard:session-sims", args=[session.guid]), {"customer": foreign.pk})
-    assert page.status_code == 400 and html.escape(message) in page.content.decode()
+    assert page.status_code == 404 and html.escape(message) in page.content.decode()
+    assert rows_of(page.content.decode()) == []
     listing = alice_client.get(reverse("dashboard:session-list"), {"customer": foreign.pk})
-    assert listing.status_code == 400 and html.escape(message) in listing.content.decode()
+    body = listing.content.decode()
+    assert listing.status_code == 404 and html.escape(message) in body
+    assert str(session.guid) not in body and "show every session" in body
     assert api.get(reverse("api:customer-detail", args=[foreign.pk])).status_code == 404
     assert "Bob" not in str(api.get(reverse("api:customer-list")).json())
 

@@ -102,7 +102,28 @@ def test_a_bad_filter_is_a_400_naming_the_field(session, alice_client):
     assert response.status_code == 400
     body = response.content.decode()
     assert "<strong>iccid</strong>: An ICCID is digits only." in body and "<strong>sort</strong>" in body
+    assert rows_of(body) == [] and 'id="sim-filters"' in body  # no list that ignores the filter; the form stays
     assert alice_client.get(reverse("dashboard:session-sims-csv", args=[session.guid]), {"group": "0"}).status_code == 400
+
+
+def test_an_unknown_customer_is_a_404_naming_it_and_lists_no_sim(session, alice_client):
+    """As the API answers: a customer id the user has none of is not found (404), named by its field; the page
+    keeps the filters that were fine and links to the list without the bad one."""
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    group = session.run.comm_groups.order_by("pk").first()
+    response = alice_client.get(url, {"customer": "987654321", "changed": "true", "group": group.pk})
+    assert response.status_code == 404
+    body = response.content.decode()
+    assert "<strong>customer</strong>: No customer 987654321 among your tenant&#x27;s customers." in body
+    assert rows_of(body) == [] and 'id="sim-count"' not in body
+    assert 'name="changed" value="true" checked' in body and f'<option value="{group.pk}" selected>' in body
+    assert f'id="without-errors" href="?changed=true&amp;group={group.pk}"' in body
+    assert alice_client.get(url, {"changed": "true", "group": group.pk}).status_code == 200
+    csv_url = reverse("dashboard:session-sims-csv", args=[session.guid])
+    assert alice_client.get(csv_url, {"customer": "987654321"}).status_code == 404
+    # Any other bad value with it is a 400, as in the API.
+    assert alice_client.get(url, {"customer": "987654321", "iccid": "89x"}).status_code == 400
+    assert alice_client.get(csv_url, {"customer": "x"}).status_code == 400
 
 
 def test_csv_export_holds_exactly_the_filtered_rows(session, alice_client):
