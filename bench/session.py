@@ -4,6 +4,8 @@ Run by hand (not part of the tests):
 
     .venv/bin/python bench/session.py --sims 100000
     .venv/bin/python bench/session.py --sims 1000000 --no-sync   # optimize stored SIMs only
+    .venv/bin/python bench/session.py --sims 100000 --no-sync --pooling account --db carrieropt_bench_pools
+        # the account pools its shared plans account-wide (or per customer): the groups are one pool scope
 
 It creates (and drops afterwards) the database `carrieropt_bench` on the local PostgreSQL, starts the
 simulator with no rate limit and `qcluster` with 2 workers, runs one session and prints seconds per stage.
@@ -22,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 PG = os.environ.get("BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-DB = "carrieropt_bench"
+DB = "carrieropt_bench"  # --db sets it
 
 
 def free_port() -> int:
@@ -58,7 +60,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--method", default="certified", choices=["certified", "legacy"])
     parser.add_argument("--no-sync", action="store_true", help="seed SIMs and usage directly, skip the carrier sync")
+    parser.add_argument("--pooling", default="group", choices=["group", "customer", "account"],
+                        help="how the account pools its shared plans (ServiceProvider.pooling)")
+    parser.add_argument("--db", default="carrieropt_bench", help="database to create and drop (another bench may use the default)")
     args = parser.parse_args()
+    global DB
+    DB = args.db
 
     recreate_database()
     env = {**os.environ, "DEBUG": "1", "DATABASE_URL": f"{PG}/{DB}", "Q_WORKERS": str(args.workers),
@@ -105,6 +112,8 @@ def main() -> None:
                         raise SystemExit("simulator did not start; see var/bench-session.log") from None
                     time.sleep(0.2)
             print(f"simulator up with {args.sims:,} SIMs in {time.monotonic() - t0:.1f}s")
+        ServiceProvider.objects.filter(pk=provider.pk).update(pooling=args.pooling)
+        provider.refresh_from_db()
         cluster = spawn(["qcluster"], env, log)
         started = time.monotonic()
         session = session_start(provider=provider, method=args.method, sync_devices=not args.no_sync)
@@ -136,11 +145,16 @@ def main() -> None:
             secs = (dt.datetime.fromisoformat(timing["finished"]) - dt.datetime.fromisoformat(timing["started"])).total_seconds()
             print(f"{stage:<12} {secs:>9.2f}")
     print(f"{'total':<12} {total:>9.2f}   ({args.sims:,} SIMs, {args.workers} workers, method {args.method}, "
-          f"sync {'off' if args.no_sync else 'on'})")
+          f"sync {'off' if args.no_sync else 'on'}, pooling {args.pooling})")
     if session.optimized_cost is not None:
+        gap = ("" if not session.lower_bound else
+               f"  gap {(session.optimized_cost - session.lower_bound) / session.lower_bound * 100:.4f} %")
         print(f"current {session.current_cost:,.2f}  optimized {session.optimized_cost:,.2f}  "
-              f"bound {session.lower_bound if session.lower_bound is None else f'{session.lower_bound:,.2f}'}  "
+              f"bound {session.lower_bound if session.lower_bound is None else f'{session.lower_bound:,.2f}'}{gap}  "
               f"devices {session.device_count:,}")
+        items = session.run.queues.values_list("comm_group__name", "scope")
+        print("work items: " + "; ".join(f"{name} (scope of {len(scope)} groups)" if scope else name
+                                         for name, scope in items))
 
 
 if __name__ == "__main__":
