@@ -42,7 +42,7 @@ from optimizer.selectors import (
     group_devices,
     kept_without_plan,
 )
-from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
+from rateplans.models import BillingPeriod, CommunicationPlan, PortalType, ServiceProvider
 
 log = logging.getLogger(__name__)
 
@@ -212,7 +212,10 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
         if item.method == Method.LEGACY:
             index_of = {p.code: i for i, p in enumerate(data.plans)}
             sequences = [[index_of[c] for c in seq] for seq in item.sequences]
-            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(data.problem, 0, sequences)
+            # Mobility accounts: the legacy took SIMs one by one only, never by communication plan.
+            mobility = item.comm_group.run.provider.portal_type == PortalType.MOBILITY
+            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(
+                data.problem, 0, sequences, groupings=engine.NO_GROUPING if mobility else None)
             bound = None
         else:
             solution = engine.solve_certified(data.problem)
