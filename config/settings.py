@@ -172,7 +172,10 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {"MethodEnum": "carrieropt.options.Method", "ChargeTypeEnum": "carrieropt.options.ChargeType",
                             # An account's integration as stored, and the ones it may be given (input).
                             "IntegrationEnum": "rateplans.models.Integration",
-                            "SyncableIntegrationEnum": "rateplans.models.SYNCABLE_INTEGRATION_CHOICES"},
+                            "SyncableIntegrationEnum": "rateplans.models.SYNCABLE_INTEGRATION_CHOICES",
+                            # A session's status, in its own row and in a cross-provider session's accounts.
+                            "SessionStatusEnum": "sessions.models.SessionStatus",
+                            "SessionScopeEnum": "sessions.models.Scope"},
 }
 
 # Background jobs. ORM broker by default (works on SQLite, one machine); Redis
@@ -209,6 +212,9 @@ LEGACY_MAX_PLANS = envint("LEGACY_MAX_PLANS", 15, minimum=1)
 CERTIFIED_MAX_PLANS = envint("CERTIFIED_MAX_PLANS", 200, minimum=1)
 LEGACY_MAX_SEQUENCES = envint("LEGACY_MAX_SEQUENCES", 1000, minimum=1)
 LEGACY_SEQUENCES_PER_ITEM = envint("LEGACY_SEQUENCES_PER_ITEM", 100, minimum=1)
+# Cross-provider optimizations (a customer's SIMs on each of the tenant's accounts) for tenants that do not say
+# (Tenant.cross_provider empty); legacy ENABLE_CROSS_PROVIDER.
+ENABLE_CROSS_PROVIDER = envbool("ENABLE_CROSS_PROVIDER", False)
 SESSION_DEADLINE_MINUTES = envint("SESSION_DEADLINE_MINUTES", 180, minimum=1)
 WORK_LEASE_SECONDS = envint("WORK_LEASE_SECONDS", Q_TIMEOUT + 60, minimum=1)
 # The sync stage talks to the carrier at its rate limit: hours for a large fleet.

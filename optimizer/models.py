@@ -36,6 +36,9 @@ class OptimizationRun(models.Model):
     must_beat_current = models.BooleanField(
         default=False, help_text="A group whose optimized cost is not below its current cost keeps its current plans "
                                  "(legacy SkipLowerCostCheck off).")
+    # A customer optimization: only this customer's SIMs of the account (empty: every SIM of the account).
+    customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="optimization_runs")
     status = models.CharField(max_length=30, choices=RunStatus.choices, default=RunStatus.NOT_STARTED)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

@@ -94,15 +94,20 @@ class GroupData:
         return np.where(known, charge, np.nan)
 
 
-def billable_devices(*, provider_id: int, period):
-    """The account's SIMs the carrier bills in `period`."""
-    return Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider_id=provider_id,
-                                 missing_since__isnull=True)
+def billable_devices(*, provider_id: int, period, customer_id: int | None = None):
+    """The account's SIMs the carrier bills in `period` (with `customer_id`: that customer's only)."""
+    devices = Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider_id=provider_id,
+                                    missing_since__isnull=True)
+    return devices if customer_id is None else devices.filter(customer_id=customer_id)
+
+
+def run_devices(*, run):
+    """The SIMs a run optimizes: the account's billable SIMs, or its customer's."""
+    return billable_devices(provider_id=run.provider_id, period=run.billing_period, customer_id=run.customer_id)
 
 
 def group_devices(*, group: CommGroup):
-    return billable_devices(provider_id=group.run.provider_id, period=group.run.billing_period).filter(
-        communication_plan__in=group.communication_plans.all())
+    return run_devices(run=group.run).filter(communication_plan__in=group.communication_plans.all())
 
 
 def usage_fresh_since(*, run) -> dt.datetime:

@@ -36,13 +36,13 @@ from optimizer.pools import Scope, pool_scopes, scope_fingerprint, scope_problem
 from optimizer.selectors import (
     GroupData,
     KeptWithoutPlan,
-    billable_devices,
     catalogue_from_plans,
     group_data,
     group_devices,
     kept_without_plan,
+    run_devices,
 )
-from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
+from rateplans.models import BillingPeriod, CommunicationPlan, PortalType, ServiceProvider
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,11 @@ class GroupingOutcome:
 
 
 def run_create(*, provider: ServiceProvider, billing_period: BillingPeriod, method: str,
-               charge_type: str = "both", must_beat_current: bool = False) -> OptimizationRun:
+               charge_type: str = "both", must_beat_current: bool = False, customer=None) -> OptimizationRun:
+    """A run of the account's SIMs, or (customer) of that customer's SIMs on the account only."""
     return OptimizationRun.objects.create(provider=provider, billing_period=billing_period, method=method,
-                                          charge_type=charge_type, must_beat_current=must_beat_current)
+                                          charge_type=charge_type, must_beat_current=must_beat_current,
+                                          customer=customer)
 
 
 def run_start(*, run: OptimizationRun) -> None:
@@ -212,7 +214,10 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
         if item.method == Method.LEGACY:
             index_of = {p.code: i for i, p in enumerate(data.plans)}
             sequences = [[index_of[c] for c in seq] for seq in item.sequences]
-            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(data.problem, 0, sequences)
+            # Mobility accounts: the legacy took SIMs one by one only, never by communication plan.
+            mobility = item.comm_group.run.provider.portal_type == PortalType.MOBILITY
+            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(
+                data.problem, 0, sequences, groupings=engine.NO_GROUPING if mobility else None)
             bound = None
         else:
             solution = engine.solve_certified(data.problem)
@@ -781,6 +786,7 @@ def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignm
                 rows=rows())
 
 
-def billable_device_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:
-    return billable_devices(provider_id=provider.pk, period=period).count()
+def billable_device_count(*, run: OptimizationRun) -> int:
+    """The SIMs the run should have given a plan: the account's billable SIMs (its customer's, for a customer run)."""
+    return run_devices(run=run).count()
 

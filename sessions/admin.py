@@ -67,13 +67,13 @@ class SessionsServiceProviderAdmin(ServiceProviderAdmin):
 
 @admin.register(OptimizationSession)
 class OptimizationSessionAdmin(admin.ModelAdmin):
-    list_display = ["id", "guid", "provider", "status", "stage", "progress", "trigger", "method", "charge_type",
+    list_display = ["id", "guid", "provider", "scope", "customer", "parent", "status", "stage", "progress", "trigger", "method", "charge_type",
                     "must_beat_current", "max_changes", "started_by", "cancelled_by", "device_count", "current_cost", "optimized_cost", "lower_bound", "created_at"]
-    list_filter = ["status", "stage", "trigger", "method", "charge_type", "must_beat_current", "provider"]
+    list_filter = ["status", "stage", "scope", "trigger", "method", "charge_type", "must_beat_current", "provider"]
     search_fields = ["=guid", "provider__name", "started_by", "cancelled_by"]
     readonly_fields = ["guid", "run", "created_at", "started_at", "finished_at", "stage_timings", "started_by",
                        "cancelled_by"]
-    raw_id_fields = ["run"]
+    raw_id_fields = ["run", "customer", "parent"]
 
 
 @admin.register(ProgressEvent)

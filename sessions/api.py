@@ -68,6 +68,8 @@ class SessionListApi(TenantApi, generics.ListAPIView):
         scope_field(data, "billing_period", BillingPeriod.objects.filter(provider__tenant__in=self.tenants))
         data.is_valid(raise_exception=True)
         start = dict(data.validated_data)
+        if "customer" in start:
+            start["customer"] = tenant_customer(self, start["customer"])
         guid = start.pop("session_guid", None)
         if guid is None:
             session, created = services.session_start(trigger=Trigger.API, started_by=user_actor(request.user), **start), True

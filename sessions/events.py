@@ -25,11 +25,14 @@ SYNC_KEYS = {"Jasper": "jasper_devices", "POD19": "jasper_devices", "TMobileJasp
 
 def _session_payload(session: OptimizationSession, kind: str, progress: int | None, error_message: str) -> dict:
     period = session.billing_period
+    customer = session.customer
     additional = {"data": {
         "BillPeriodId": period.pk,
-        "SiteId": session.tenant_id,
+        # A customer's session carries the customer's AMOP ids (null until mapped on the customer); a carrier's
+        # the tenant, as the legacy did.
+        "SiteId": session.tenant_id if customer is None else (customer.amop_site_id or None),
         "ServiceProviderId": session.provider_id,
-        "OptimizationType": "Carrier",
+        "OptimizationType": session.optimization_type,
         "OptimizationFrom": "group",
         "BillingPeriodStartDate": period.start_date.isoformat(),
         "BillingPeriodEndDate": period.end_date.isoformat(),
@@ -39,6 +42,12 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "ChargeType": session.charge_type,
         "SkipLowerCostCheck": not session.must_beat_current,
     }}
+    if customer is not None:
+        additional["data"].update({"CustomerId": customer.amop_customer_id or None, "CustomerName": customer.name,
+                                   "CarrieroptCustomerId": customer.pk})
+    if session.scope == "cross_provider":
+        # Every account's session of a cross-provider optimization names the one AMOP started (the parent).
+        additional["data"]["CrossProviderSessionGuid"] = str(session.parent.guid if session.parent_id else session.guid)
     data = {"data": {
         "path": PATHS[kind],
         "job_name": kind,
@@ -46,7 +55,7 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
         "OptimizationSessionGuid": str(session.guid),
         "ErrorMessage": error_message,
         "Progress": progress,
-        "CustomerId": session.tenant_id,
+        "CustomerId": session.tenant_id if customer is None else (customer.amop_customer_id or None),
         "AdditionalJson": json.dumps(additional),
         "DeviceCount": session.device_count,
     }}
@@ -60,6 +69,8 @@ def _session_payload(session: OptimizationSession, kind: str, progress: int | No
             "Warnings": session.warnings,
             "Results": results_summary(session),
         })
+        if session.comparison:
+            data["data"]["Results"]["Accounts"] = session.comparison
     return data
 
 

@@ -45,6 +45,18 @@ class Trigger(models.TextChoices):
     DASHBOARD = "dashboard", "Dashboard"
 
 
+class Scope(models.TextChoices):
+    """What a session optimizes (legacy: the portal's optimization type)."""
+
+    CARRIER = "carrier", "Carrier optimization (every SIM of the account)"
+    CUSTOMER = "customer", "Customer optimization (one customer's SIMs on the account)"
+    CROSS_PROVIDER = "cross_provider", "Cross-provider (one customer's SIMs on each of the tenant's accounts)"
+
+
+# AMOP's OptimizationType of each scope.
+OPTIMIZATION_TYPES = {Scope.CARRIER: "Carrier", Scope.CUSTOMER: "Customer", Scope.CROSS_PROVIDER: "CrossProvider"}
+
+
 class OptimizationSession(models.Model):
     guid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     tenant = models.ForeignKey("carrieropt.Tenant", on_delete=models.CASCADE, related_name="sessions")
@@ -52,6 +64,18 @@ class OptimizationSession(models.Model):
     billing_period = models.ForeignKey("rateplans.BillingPeriod", on_delete=models.PROTECT, related_name="sessions")
     # The optimizer's run of this session (legacy: its instance); the run never points back.
     run = models.OneToOneField("optimizer.OptimizationRun", on_delete=models.CASCADE, related_name="+")
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.CARRIER)
+    customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.PROTECT,
+                                 related_name="sessions", help_text="The customer of a customer or cross-provider "
+                                                                    "session (its run optimizes only its SIMs).")
+    # A cross-provider session is the session of the customer's first account (lowest id); the session of each
+    # other account it covers points at it. Each holds its own account's one-active slot.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+                               help_text="The cross-provider session this account's session is part of.")
+    comparison = models.JSONField(
+        default=dict, blank=True,
+        help_text="Cross-provider (written when every account's session has ended): the accounts side by side "
+                  "(sessions.crossprovider.comparison_build).")
     status = models.CharField(max_length=30, choices=SessionStatus.choices, default=SessionStatus.PENDING)
     stage = models.CharField(max_length=20, choices=Stage.choices, default=Stage.START)
     progress = models.PositiveSmallIntegerField(default=0)
@@ -100,10 +124,25 @@ class OptimizationSession(models.Model):
             models.UniqueConstraint(fields=["provider"], condition=Q(status__in=["pending", "running"]),
                                     name="one_active_session_per_provider"),
             models.CheckConstraint(condition=Q(progress__lte=100), name="session_progress_0_100"),
+            # A customer scope names its customer; a carrier scope has none; only a cross-provider session has parts.
+            models.CheckConstraint(condition=Q(scope="carrier", customer__isnull=True)
+                                   | Q(~Q(scope="carrier"), customer__isnull=False),
+                                   name="session_customer_iff_customer_scope"),
+            models.CheckConstraint(condition=Q(parent__isnull=True) | Q(scope="cross_provider"),
+                                   name="session_parent_only_cross_provider"),
         ]
 
     def __str__(self):
         return f"Session {self.pk} ({self.status})"
+
+    @property
+    def optimization_type(self) -> str:
+        return OPTIMIZATION_TYPES[self.scope]
+
+    @property
+    def is_cross_provider_parent(self) -> bool:
+        """The session AMOP started for a cross-provider optimization (the others are its accounts' parts)."""
+        return self.scope == Scope.CROSS_PROVIDER and self.parent_id is None
 
     @property
     def is_active(self) -> bool:

@@ -19,6 +19,7 @@ from carrieropt.tasks import enqueue_on_commit
 from optimizer import selectors as optimizer_selectors
 from optimizer import services as optimizer_services
 from optimizer.models import GroupStatus
+from sessions.crossprovider import comparison_build
 from sessions.events import event_record
 from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage
 from sessions.reports import report_email, report_write
@@ -116,8 +117,10 @@ class Heartbeat:
         now = timezone.now()
         mine = OptimizationSession.objects.filter(pk=self.session_id, stage_claimed_by=self.worker)
         mine.update(stage_heartbeat_at=now)
-        mine.filter(deadline__lt=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES)).update(
-            deadline=now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES))
+        later = now + dt.timedelta(minutes=settings.SESSION_DEADLINE_MINUTES)
+        mine.filter(deadline__lt=later).update(deadline=later)
+        # A cross-provider session waits for its accounts' sessions: their progress keeps it alive too.
+        OptimizationSession.objects.filter(children__pk=self.session_id, deadline__lt=later).update(deadline=later)
 
 
 def stage_sync(session_id: int) -> None:
@@ -218,6 +221,9 @@ def stage_finalizing(session_id: int) -> None:
         session.refresh_from_db()
     if session.stage != Stage.FINALIZING or not session.is_active:
         return
+    if session.is_cross_provider_parent and accounts_pending(session):
+        # It completes when every account's session has (one failing fails it): the last of them queues this again.
+        return
     # Finalize writes the report and e-mails customers: one worker only, even when the
     # watchdog and the last work item both queue it.
     worker = worker_name()
@@ -234,15 +240,18 @@ def stage_finalizing(session_id: int) -> None:
             no_usage_count=totals.no_usage, no_usage_iccids=totals.no_usage_iccids, warnings=warnings)
     if warnings:
         _coverage_email(session, covered=totals.covered, iccids=totals.no_usage_iccids)
-    expected = optimizer_services.billable_device_count(provider=session.provider, period=session.billing_period)
+    expected = optimizer_services.billable_device_count(run=session.run)
     skipped = session.run.comm_groups.filter(status=GroupStatus.SKIPPED_PLAN_LIMIT).exists()
     if totals.devices != expected:
         send_mail(SIM_COUNT_SUBJECT,
                   f"Optimization session {session.guid}: {totals.devices} SIMs were assigned a rate plan, "
-                  f"but the account has {expected} billable SIMs" + (" (a group was skipped over the plan limit)." if skipped else "."),
+                  f"but the {'customer has' if session.customer_id else 'account has'} {expected} billable SIMs" + (" (a group was skipped over the plan limit)." if skipped else "."),
                   None, session.provider.alert_recipients, fail_silently=True)
     session.refresh_from_db()
     heartbeat()
+    if session.is_cross_provider_parent:
+        session.comparison = comparison_build(session=session)
+        OptimizationSession.objects.filter(pk=session_id).update(comparison=session.comparison)
     report_name = _report(session)
     with transaction.atomic():
         update = {"report_path": report_name or ""}
@@ -253,6 +262,24 @@ def stage_finalizing(session_id: int) -> None:
         if completed is not None:
             # Sent in the completing transaction: what a receiver queues (an automatic push) runs iff it commits.
             session_completed.send(sender=OptimizationSession, session=completed)
+            if completed.parent_id is not None:
+                _parent_nudge(completed.parent_id)
+
+
+def accounts_pending(session: OptimizationSession) -> bool:
+    """Whether an account's session of this cross-provider one is still running (read under the parent's lock, which
+    a completing account's session takes too: one of the two always sees the other)."""
+    with transaction.atomic():
+        OptimizationSession.objects.select_for_update().filter(pk=session.pk).values_list("pk").get()
+        return session.children.filter(status__in=ACTIVE_STATUSES).exists()
+
+
+def _parent_nudge(parent_id: int) -> None:
+    """An account's session completed: its cross-provider session, waiting in finalize, looks again."""
+    parent = OptimizationSession.objects.select_for_update().filter(
+        pk=parent_id, stage=Stage.FINALIZING, status__in=ACTIVE_STATUSES).first()
+    if parent is not None:
+        enqueue_on_commit("sessions.tasks.run_stage", parent_id, Stage.FINALIZING)
 
 
 def coverage_warning(*, covered: int, billable: int) -> str:

@@ -154,6 +154,8 @@ def _write_summary(workbook: Workbook, session) -> None:
         ("Portal type", provider.portal_type),
         ("Billing period", f"{period.start_date.isoformat()} to {period.end_date.isoformat()}"),
         ("Session", str(session.guid)),
+        ("Optimization", session.get_scope_display()),
+        *([("Customer", sheet.text(session.customer.name))] if session.customer_id else []),
         ("Method", session.get_method_display()),
         ("Charge type", session.get_charge_type_display()),
         ("Must beat current plans", "yes" if session.must_beat_current else "no"),
@@ -353,6 +355,32 @@ class _Subtotal:
                 savings, f"{self.changed} changed", "", ""], SUBTOTAL_KINDS
 
 
+ACCOUNTS_HEADER = ["Carrier account", "Billing period end", "Status", "SIMs", "SIMs with usage", "Cost before",
+                   "Cost after", "Savings", "Changes", "Whole fleet on this catalogue", "Cheapest for the fleet"]
+
+
+def _write_accounts(workbook: Workbook, session) -> None:
+    """Cross-provider: the customer's accounts side by side (sessions.crossprovider.comparison_build)."""
+    comparison = session.comparison
+    sheet = _Sheet(workbook, "Accounts", {"A": 34, "B": 16, "C": 12, "J": 26, "K": 20})
+    sheet.append([sheet.strong(f"{session.customer.name}: each account's SIMs optimized on its own catalogue; the "
+                               f"last columns price the whole fleet ({comparison['fleet_sims_priced']:,} of "
+                               f"{comparison['fleet_sims']:,} SIMs with usage) on each catalogue, a comparison only "
+                               f"(no SIM is moved between carriers)")])
+    sheet.header(ACCOUNTS_HEADER)
+
+    def money(value):
+        return sheet.money(None if value is None else Decimal(value))
+
+    for r in comparison["accounts"]:
+        sheet.append([sheet.text(r["provider_name"]), r["billing_period_end"], r["status"], r["sims"],
+                      r["sims_with_usage"], money(r["current_cost"]), money(r["optimized_cost"]), money(r["savings"]),
+                      r["changes"], money(r["fleet_cost"]), "yes" if r["cheapest_for_fleet"] else ""])
+    t = comparison["total"]
+    sheet.append([sheet.strong("Total"), None, None, t["sims"], None, money(t["current_cost"]),
+                  money(t["optimized_cost"]), money(t["savings"]), t["changes"], None, None])
+
+
 def _write_no_usage(workbook: Workbook, session) -> None:
     """Every billable SIM without usage of the cycle: kept on its plan, not optimized."""
     sheet = _Sheet(workbook, "No usage data", {"A": 24})
@@ -372,6 +400,8 @@ def report_write(*, session) -> str:
     """
     workbook = Workbook(write_only=True)
     _write_summary(workbook, session)
+    if session.comparison:
+        _write_accounts(workbook, session)
     _write_groups(workbook, session.run)
     assignments = _AssignmentSheets(workbook, session.run, by_group=session.provider.portal_type == PortalType.MOBILITY)
     if session.no_usage_iccids:

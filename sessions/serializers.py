@@ -7,7 +7,7 @@ from rest_framework import serializers
 from carrieropt.api.base import MAX_ID, StrictInput
 from optimizer.serializers import MONEY, RATIO, RealizedOut, money_out, ratio_out
 from rateplans.models import BillingPeriod, ServiceProvider
-from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, SessionStatus
+from sessions.models import ChargeType, Method, OptimizationSession, ProgressEvent, Scope, SessionStatus
 from sessions.realized import session_realized
 
 _money = serializers.DecimalField(**MONEY, allow_null=True)
@@ -49,6 +49,14 @@ def frontier_out(session) -> list[dict]:
              "chosen": r.chosen} for r in frontier_rows(session)]
 
 
+class SessionAccountOut(serializers.Serializer):
+    id = serializers.UUIDField()
+    provider = serializers.IntegerField()
+    provider_name = serializers.CharField()
+    status = serializers.ChoiceField(choices=SessionStatus.choices)
+    percentage = serializers.IntegerField()
+
+
 class SessionOut(serializers.ModelSerializer):
     id = serializers.UUIDField(source="guid", help_text="The session GUID (OptimizationSessionGuid).")
     session_id = serializers.IntegerField(source="pk", help_text="The integer SessionId AMOP events carry.")
@@ -74,14 +82,33 @@ class SessionOut(serializers.ModelSerializer):
         help_text="Once the cycle has ended and its final usage was read: what the recommendation actually saved "
                   "(null before).")
 
+    parent = serializers.UUIDField(source="parent.guid", allow_null=True, default=None,
+                                   help_text="The cross-provider session this account's session is part of.")
+    accounts = serializers.SerializerMethodField(
+        help_text="Cross-provider: each account's session (id, provider, status, percentage); null otherwise.")
+    comparison = serializers.JSONField(
+        help_text="Cross-provider, once every account's session completed: per account SIMs, current_cost, "
+                  "optimized_cost, savings, changes and fleet_cost (the customer's whole fleet on that account's "
+                  "catalogue), and the totals; {} before and otherwise.")
+
     class Meta:
         model = OptimizationSession
-        fields = ["id", "session_id", "tenant", "provider", "provider_name", "billing_period", "status", "stage",
+        fields = ["id", "session_id", "tenant", "provider", "provider_name", "scope", "customer", "parent",
+                  "accounts", "comparison", "billing_period", "status", "stage",
                   "percentage", "trigger", "started_by", "cancelled_by", "method", "charge_type", "must_beat_current", "sync_devices", "is_active", "created_at", "started_at",
                   "finished_at", "deadline", "stage_timings", "device_count", "current_cost", "baseline_cost",
                   "optimized_cost", "savings", "savings_percent", "lower_bound", "gap", "error", "report_url",
                   "sims_with_usage", "no_usage_count", "no_usage_iccids", "warnings", "realized", "max_changes", "frontier"]
         read_only_fields = fields
+
+    @extend_schema_field(SessionAccountOut(many=True, allow_null=True))
+    def get_accounts(self, obj):
+        if obj.scope != Scope.CROSS_PROVIDER:
+            return None
+        from sessions.crossprovider import session_accounts
+
+        return [{"id": m.guid, "provider": m.provider_id, "provider_name": m.provider.name, "status": m.status,
+                 "percentage": m.progress} for m in session_accounts(obj)]
 
     @extend_schema_field(RealizedOut(allow_null=True))
     def get_realized(self, obj):
@@ -114,11 +141,38 @@ class SessionOut(serializers.ModelSerializer):
         return request.build_absolute_uri(path) if request else path
 
 
+def _only(value: str) -> dict:
+    return {"type": "string", "pattern": f"^{value}$"}
+
+
 class SessionStartIn(StrictInput, serializers.Serializer):
     # One way to name the period at most (the service refuses both with a 400); the schema says so (ApiSchema).
     exclusive_fields = (("billing_period", "billing_period_end"),)
+    # What each scope needs (sessions.services._scope_for_start refuses the rest with a 400 naming the field):
+    # carrier (also when scope is absent) an account and no customer; customer both; cross_provider a customer and
+    # neither an account nor one account's billing period.
+    # (A pattern names one scope: drf-spectacular would turn an inline enum into a shared component.)
+    schema_rules = ({"anyOf": [
+        {"anyOf": [{"not": {"required": ["scope"]}}, {"properties": {"scope": _only(Scope.CARRIER)}}],
+         "required": ["provider"], "not": {"required": ["customer"]}},
+        {"properties": {"scope": _only(Scope.CUSTOMER)}, "required": ["scope", "provider", "customer"]},
+        {"properties": {"scope": _only(Scope.CROSS_PROVIDER)}, "required": ["scope", "customer"],
+         "not": {"anyOf": [{"required": ["provider"]}, {"required": ["billing_period"]}]}},
+    ]},)
     # The view narrows the queryset to the caller's carrier accounts.
-    provider = serializers.PrimaryKeyRelatedField(queryset=ServiceProvider.objects.none(), help_text="Carrier account id.")
+    provider = serializers.PrimaryKeyRelatedField(
+        queryset=ServiceProvider.objects.none(), required=False,
+        help_text="Carrier account id; required unless scope is cross_provider (which covers every account the "
+                  "customer has SIMs on, and takes none).")
+    scope = serializers.ChoiceField(
+        choices=Scope.choices, default=Scope.CARRIER,
+        help_text="carrier: every SIM of the account; customer: the customer's SIMs on the account; cross_provider: "
+                  "the customer's SIMs on each of the tenant's accounts, compared side by side (409 when switched "
+                  "off for the tenant).")
+    customer = serializers.IntegerField(
+        required=False, min_value=1, max_value=MAX_ID,
+        help_text="Customer id (GET /api/customers/); required for scope customer and cross_provider, not allowed "
+                  "with carrier. Another tenant's or an unknown id is a 404 naming customer.")
     # Absent options are the carrier account's defaults (default_method, default_charge_type, default_must_beat_current).
     method = serializers.ChoiceField(choices=Method.choices, required=False,
                                      help_text="Absent: the account's default_method.")

@@ -190,7 +190,8 @@ def session_detail(request, guid):
         "realized": realized, "realized_view": realized_view(realized) if realized else None,
         "cycle_ended": timezone.now() >= session.billing_period.ends_at(),
         "final_usage_delay_hours": settings.FINAL_USAGE_DELAY_HOURS,
-        "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
+        "session": session, "currency": session.provider.currency, "groups": groups,
+        "chart": cost_chart(costs) if costs else None,
         "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
@@ -259,7 +260,7 @@ def provider_detail(request, provider_id: int):
                                      s.realized.figures.savings, "projected for the SIMs priced",
                                      f"realized on final usage, {s.realized.priced} SIMs") for s in ended]) if ended else None
     return render(request, "dashboard/provider.html", {
-        "provider": provider, "sessions": sessions, "history": history, "chart": chart,
+        "provider": provider, "currency": provider.currency, "sessions": sessions, "history": history, "chart": chart,
         "realized_chart": realized_chart,
         "status_labels": dict(SessionStatus.choices)})
 
@@ -339,7 +340,8 @@ def _sims_page(request, session: OptimizationSession, filterset: AssignmentFilte
     plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
     customers = list(Customer.objects.filter(tenant=session.tenant).order_by("name").values_list("pk", "name"))
     return render(request, "dashboard/session_sims.html", {
-        "session": session, "page": page, "filters": filterset.form.cleaned_data, "errors": errors,
+        "session": session, "currency": session.provider.currency, "page": page,
+        "filters": filterset.form.cleaned_data, "errors": errors,
         "groups": groups, "plans": plans, "customers": customers, "can_pin": can_pin(request.user),
         "query": urlencode(query), "here": request.get_full_path(), "sorts": SORT_CHOICES,
         "without_errors": urlencode({k: v for k, v in query.items() if k not in errors}),
@@ -399,7 +401,8 @@ def session_sim(request, guid, iccid: str):
     plans = list(assignment.comm_group.rate_plans.order_by("included_mb", "code"))
     pin = getattr(device, "pin", None)
     return render(request, "dashboard/session_sim.html", {
-        "session": session, "a": assignment, "device": device, "usage": usage, "plans": plans, "pin": pin,
+        "session": session, "currency": session.provider.currency, "a": assignment, "device": device,
+        "usage": usage, "plans": plans, "pin": pin,
         "kept_label": dict(KeptReason.choices).get(assignment.kept_reason, ""),
         "can_pin": can_pin(request.user), "can_unpin": can_unpin(request.user),
         "back": _back(request, session),

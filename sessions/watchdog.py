@@ -62,6 +62,8 @@ def watchdog_run(*, now: dt.datetime | None = None) -> dict:
                 actions.setdefault(session.pk, []).append(
                     "Every work item had ended but finalize had not started; finalize queued.")
             continue
+        if session.is_cross_provider_parent and session.stage == Stage.FINALIZING and pipeline.accounts_pending(session):
+            continue  # waiting for its accounts' sessions, not stalled: the last of them queues it
         started = (session.stage_timings.get(session.stage) or {}).get("started")
         since = dt.datetime.fromisoformat(started) if started else session.created_at
         # A stage whose worker still beats its heartbeat is slow, not lost.

@@ -87,15 +87,23 @@ class ApiSchema(AutoSchema):
                 responses[code]["description"] = description
         return responses
 
+    def _get_request_for_media_type(self, serializer, direction="request"):
+        schema, required = super()._get_request_for_media_type(serializer, direction)
+        # An input whose every field is optional can still need a body (`schema_rules` say which fields together).
+        return schema, required or bool(getattr(serializer, "schema_rules", ()))
+
     def _map_basic_serializer(self, serializer, direction):
         schema = super()._map_basic_serializer(serializer, direction)
         kind = serializer if isinstance(serializer, type) else type(serializer)
         if direction == "request" and issubclass(kind, StrictInput):
             schema["additionalProperties"] = False  # StrictInput refuses fields it does not know
-        if direction == "request" and (groups := getattr(kind, "exclusive_fields", ())):
-            # Fields of which a request may give one at most (the server refuses more with a 400).
-            rules = [{"not": {"required": list(names)}} for names in groups]
-            schema.update(rules[0] if len(rules) == 1 else {"allOf": rules})
+        if direction == "request":
+            # Fields of which a request may give one at most (the server refuses more with a 400), and any other
+            # rule across fields the input declares (`schema_rules`: JSON schema objects all of which hold).
+            rules = [{"not": {"required": list(names)}} for names in getattr(kind, "exclusive_fields", ())]
+            rules += list(getattr(kind, "schema_rules", ()))
+            if rules:
+                schema.update(rules[0] if len(rules) == 1 else {"allOf": rules})
         return schema
 
     def _map_serializer_field(self, field, direction, bypass_extensions=False):

@@ -105,8 +105,13 @@ def test_a_period_the_account_lacks_is_a_404_one_not_started_a_409_both_ways_a_4
 def test_the_schema_says_a_start_names_its_period_one_way_at_most(client, db):
     """The 400 for billing_period with billing_period_end is in the contract, so a schema-valid start is accepted."""
     body = client.get("/api/schema/", {"format": "json"}).json()["components"]["schemas"]["SessionStartIn"]
-    assert body["not"] == {"required": ["billing_period", "billing_period_end"]}
+    assert {"not": {"required": ["billing_period", "billing_period_end"]}} in body["allOf"]
     assert body["additionalProperties"] is False
+    # And what each scope needs (tests/sessions/test_scopes.py: the 400s for the rest).
+    carrier, customer, cross = next(rule for rule in body["allOf"] if "anyOf" in rule)["anyOf"]
+    assert carrier["required"] == ["provider"] and carrier["not"] == {"required": ["customer"]}
+    assert customer["required"] == ["scope", "provider", "customer"]
+    assert cross["required"] == ["scope", "customer"] and {"required": ["provider"]} in cross["not"]["anyOf"]
 
 
 def test_an_ended_period_is_optimized_on_its_stored_usage_never_synced(api, provider_a):

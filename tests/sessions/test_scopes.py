@@ -1,0 +1,249 @@
+"""Session scopes: a customer's SIMs on one account, or on every account of the tenant (cross-provider, compared side
+by side); the one-active rule per account for every scope; AMOP's OptimizationType and the customer's ids; and the
+refusals (foreign customer, cross-provider switched off, an account busy)."""
+import json
+from decimal import Decimal
+
+import numpy as np
+import pytest
+from django.db.models import F
+from django.urls import reverse
+from openpyxl import load_workbook
+
+from devices.demo import demo_catalogue_upsert
+from devices.models import Customer, Device
+from optimizer import engine
+from optimizer.models import DeviceAssignment
+from optimizer.selectors import catalogue_from_plans
+from rateplans.models import CommunicationPlan, RatePlan
+from rateplans.services import billing_period_current
+from sessions.models import OptimizationSession, Scope, SessionStatus
+from sessions.reports import report_open
+from sessions.services import SessionAlreadyRunning, session_cancel, session_start
+from tests import factories
+from tests.report_storage import use_report_folder
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.demo(devices=150, seed=5)]
+
+
+def second_account(demo, *, sims: int = 40, customer_name: str = "Northwind Freight"):
+    """Another carrier account of the demo tenant: the demo catalogue 20 % cheaper, `sims` SIMs of the customer,
+    each with usage of the account's current cycle."""
+    provider = factories.ServiceProviderFactory(
+        tenant=demo.tenant, name="Second carrier", billing_timezone=demo.provider.billing_timezone,
+        billing_cycle_end_day=demo.provider.billing_cycle_end_day)
+    demo_catalogue_upsert(provider=provider)
+    RatePlan.objects.filter(provider=provider).update(monthly_cost=F("monthly_cost") * Decimal("0.8"))
+    customer = Customer.objects.get(tenant=demo.tenant, name=customer_name)
+    period = billing_period_current(provider=provider)
+    comms = list(CommunicationPlan.objects.filter(provider=provider).prefetch_related("rate_plans").order_by("name"))
+    rng = np.random.default_rng(3)
+    for i in range(sims):
+        comm = comms[i % len(comms)]
+        plan = sorted(comm.rate_plans.all(), key=lambda p: p.pk)[0]
+        device = factories.DeviceFactory(provider=provider, iccid=f"8901999{i:012d}", rate_plan=plan,
+                                         rate_plan_code=plan.code, communication_plan=comm,
+                                         communication_plan_name=comm.name, customer=customer,
+                                         customer_name=customer.name)
+        mb = Decimal(f"{float(rng.gamma(2.0, 40.0)):.3f}")
+        factories.DeviceUsageFactory(device=device, billing_period=period, usage_mb=mb, projected_mb=mb)
+    return provider, customer
+
+
+def customer_billable(provider, customer) -> set[str]:
+    period = billing_period_current(provider=provider)
+    from devices.models import billed_in_cycle
+
+    return set(Device.objects.filter(billed_in_cycle(cycle_start=period.starts_at()), provider=provider,
+                                     customer=customer, missing_since__isnull=True).values_list("iccid", flat=True))
+
+
+def additional(event) -> dict:
+    return json.loads(event.payload["data"]["AdditionalJson"])["data"]
+
+
+def test_a_customer_session_optimizes_only_that_customers_sims_and_says_so_to_amop(inline_tasks, demo):
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    northwind.amop_customer_id, northwind.amop_site_id = "C-77", "S-9"
+    northwind.save()
+    session = session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=northwind, sync_devices=False)
+    session = OptimizationSession.objects.get(pk=session.pk)
+    assert session.is_complete, session.error
+
+    expected = customer_billable(demo.provider, northwind)
+    all_billable = Device.objects.filter(provider=demo.provider).count()
+    assert 20 < len(expected) < all_billable
+    rows = DeviceAssignment.objects.filter(run=session.run)
+    assert set(rows.values_list("iccid", flat=True)) == expected and session.device_count == len(expected)
+    assert session.run.customer_id == northwind.pk
+    events = list(session.events.order_by("sequence"))
+    assert [e.progress for e in events][-1] == 100
+    for event in events:
+        data = event.payload["data"]
+        assert data["CustomerId"] == "C-77"
+        assert additional(event)["OptimizationType"] == "Customer"
+        assert additional(event)["SiteId"] == "S-9" and additional(event)["CarrieroptCustomerId"] == northwind.pk
+
+
+def test_a_carrier_session_still_says_carrier_and_the_tenant(inline_tasks, demo):
+    session = session_start(provider=demo.provider, sync_devices=False)
+    event = OptimizationSession.objects.get(pk=session.pk).events.order_by("sequence").last()
+    assert event.payload["data"]["CustomerId"] == demo.tenant.pk
+    assert additional(event)["OptimizationType"] == "Carrier" and additional(event)["SiteId"] == demo.tenant.pk
+
+
+def test_one_active_session_per_account_whatever_the_scope(demo):
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    second, _ = second_account(demo)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    customer_session = session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=northwind,
+                                     sync_devices=False)
+    with pytest.raises(SessionAlreadyRunning):
+        session_start(provider=demo.provider, sync_devices=False)
+    # The cross-provider start needs both accounts: the first is busy, so nothing is made on the second either.
+    before = OptimizationSession.objects.count()
+    with pytest.raises(SessionAlreadyRunning) as refused:
+        session_start(scope=Scope.CROSS_PROVIDER, customer=northwind, sync_devices=False)
+    assert refused.value.extra["active_session"] == str(customer_session.guid)
+    assert OptimizationSession.objects.count() == before
+    assert not OptimizationSession.objects.filter(provider=second).exists()
+
+    session_cancel(session=customer_session, cancelled_by="test")
+    cross = session_start(scope=Scope.CROSS_PROVIDER, customer=northwind, sync_devices=False)
+    assert cross.provider_id == min(demo.provider.pk, second.pk)
+    child = OptimizationSession.objects.get(parent=cross)
+    assert {cross.provider_id, child.provider_id} == {demo.provider.pk, second.pk}
+    # A customer session on two accounts blocks both.
+    for account in (demo.provider, second):
+        with pytest.raises(SessionAlreadyRunning):
+            session_start(provider=account, sync_devices=False)
+    # Cancelling the cross-provider session frees both.
+    session_cancel(session=cross, cancelled_by="test")
+    child.refresh_from_db()
+    assert child.status == SessionStatus.CANCELLED
+    assert session_start(provider=second, sync_devices=False).status == SessionStatus.PENDING
+
+
+def test_cross_provider_optimizes_each_account_on_its_catalogue_and_compares_the_fleet(inline_tasks, demo, settings,
+                                                                                       tmp_path):
+    use_report_folder(settings, tmp_path / "reports")
+    second, northwind = second_account(demo, sims=40)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    cross = session_start(scope=Scope.CROSS_PROVIDER, customer=northwind, sync_devices=False)
+    cross = OptimizationSession.objects.get(pk=cross.pk)
+    child = OptimizationSession.objects.get(parent=cross)
+    assert cross.is_complete and child.is_complete, (cross.error, child.error)
+    # The parent waited for its account's session: it finished last.
+    assert cross.finished_at >= child.finished_at
+
+    members = {cross.provider_id: cross, child.provider_id: child}
+    for provider_id, member in members.items():
+        rows = DeviceAssignment.objects.filter(run=member.run)
+        assert set(rows.values_list("iccid", flat=True)) == customer_billable(member.provider, northwind)
+        # Every recommendation is a plan of the SIM's own carrier account: nothing moves between carriers.
+        plan_accounts = set(RatePlan.objects.filter(pk__in=rows.values("recommended_plan_id"))
+                            .values_list("provider_id", flat=True))
+        assert plan_accounts == {provider_id}
+
+    comparison = cross.comparison
+    accounts = {a["provider"]: a for a in comparison["accounts"]}
+    assert set(accounts) == set(members)
+    for provider_id, member in members.items():
+        a = accounts[provider_id]
+        assert a["sims"] == member.device_count and Decimal(a["optimized_cost"]) == member.optimized_cost
+        assert Decimal(a["savings"]) == member.current_cost - member.optimized_cost
+    assert comparison["total"]["sims"] == cross.device_count + child.device_count
+
+    # The whole fleet on each catalogue, priced here independently: every SIM with usage, on any plan of the account.
+    usage = np.array([float(u) for u in DeviceAssignment.objects.filter(
+        run__in=[cross.run, child.run], usage_mb__isnull=False).values_list("usage_mb", flat=True)])
+    assert comparison["fleet_sims_priced"] == len(usage) > 40
+    for provider_id, member in members.items():
+        plans = list(RatePlan.objects.filter(provider_id=provider_id, active=True).order_by("pk"))
+        problem = engine.Problem(catalogue=catalogue_from_plans(plans), usage_mb=usage,
+                                 group=np.zeros(len(usage), np.int32), allowed=np.ones((1, len(plans)), bool),
+                                 billing=engine.Billing(days_in_cycle=member.billing_period.days_in_cycle,
+                                                        days_remaining=member.billing_period.days_in_cycle))
+        cost = engine.solve_certified(problem).total_cost
+        assert abs(Decimal(accounts[provider_id]["fleet_cost"]) - Decimal(str(cost))) < Decimal("0.01")
+    # Same plans 20 % cheaper on the second account: the fleet costs less there.
+    assert Decimal(accounts[second.pk]["fleet_cost"]) < Decimal(accounts[demo.provider.pk]["fleet_cost"])
+    assert accounts[second.pk]["cheapest_for_fleet"] and not accounts[demo.provider.pk]["cheapest_for_fleet"]
+
+    last = cross.events.order_by("sequence").last()
+    assert last.progress == 100 and additional(last)["OptimizationType"] == "CrossProvider"
+    assert last.payload["data"]["Results"]["Accounts"]["accounts"] == comparison["accounts"]
+    assert additional(child.events.order_by("sequence").last())["CrossProviderSessionGuid"] == str(cross.guid)
+
+    sheet = load_workbook(report_open(cross.report_path))["Accounts"]
+    names = [row[0].value for row in sheet.iter_rows(min_row=3)]
+    assert names == [a["provider_name"] for a in comparison["accounts"]] + ["Total"]
+
+
+def test_an_account_failing_fails_the_cross_provider_session(inline_tasks, demo):
+    second, northwind = second_account(demo, sims=10)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    # The second account's catalogue is invalid: its session fails at grouping, and with it the whole optimization.
+    RatePlan.objects.filter(provider=second).update(overage_block_mb=0)
+    cross = session_start(scope=Scope.CROSS_PROVIDER, customer=northwind, sync_devices=False)
+    cross.refresh_from_db()
+    child = OptimizationSession.objects.get(parent=cross)
+    assert child.provider_id == second.pk and child.status == SessionStatus.FAILED
+    assert "invalid" in child.error
+    assert cross.status == SessionStatus.FAILED and cross.error == f"Second carrier: {child.error}"
+    assert cross.events.order_by("sequence").last().kind == "ErrorMessage"
+
+
+def test_api_start_scopes_and_refusals(api, demo, alice, tenant_b):
+    demo.tenant.users.add(alice)
+    url = reverse("api:session-list")
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    bobs = Customer.objects.create(tenant=tenant_b, name="Northwind Freight")
+
+    r = api.post(url, {"provider": demo.provider.pk, "scope": "customer", "customer": bobs.pk,
+                       "sync_devices": False}, content_type="application/json")
+    assert r.status_code == 404 and "customer" in r.json()["error"]["fields"]
+    r = api.post(url, {"provider": demo.provider.pk, "scope": "customer", "sync_devices": False},
+                 content_type="application/json")
+    assert r.status_code == 400 and "customer" in r.json()["error"]["fields"]
+    r = api.post(url, {"provider": demo.provider.pk, "customer": northwind.pk, "sync_devices": False},
+                 content_type="application/json")
+    assert r.status_code == 400 and "customer" in r.json()["error"]["fields"]
+    r = api.post(url, {"scope": "everything", "customer": northwind.pk}, content_type="application/json")
+    assert r.status_code == 400 and "scope" in r.json()["error"]["fields"]
+    r = api.post(url, {"scope": "cross_provider", "customer": northwind.pk, "sync_devices": False},
+                 content_type="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "cross_provider_disabled"
+    assert "scope" in r.json()["error"]["fields"]
+    second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    r = api.post(url, {"scope": "cross_provider", "customer": northwind.pk, "provider": demo.provider.pk,
+                       "sync_devices": False}, content_type="application/json")
+    assert r.status_code == 400 and "provider" in r.json()["error"]["fields"]
+    assert not OptimizationSession.objects.exists()
+
+    r = api.post(url, {"scope": "cross_provider", "customer": northwind.pk, "sync_devices": False},
+                 content_type="application/json")
+    assert r.status_code == 201, r.json()
+    body = r.json()
+    assert body["scope"] == "cross_provider" and body["customer"] == northwind.pk and body["parent"] is None
+    assert len(body["accounts"]) == 2 and body["accounts"][0]["id"] == body["id"]
+    r = api.post(url, {"provider": demo.provider.pk, "scope": "customer", "customer": northwind.pk,
+                       "sync_devices": False}, content_type="application/json")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "session_active"
+
+
+def test_cross_provider_follows_the_setting_unless_the_tenant_says(demo, settings):
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    settings.ENABLE_CROSS_PROVIDER = True
+    assert session_start(scope=Scope.CROSS_PROVIDER, customer=northwind, sync_devices=False).is_active
+    OptimizationSession.objects.update(status=SessionStatus.CANCELLED)
+    demo.tenant.cross_provider = False
+    demo.tenant.save()
+    from sessions.services import CrossProviderDisabled
+    with pytest.raises(CrossProviderDisabled):
+        session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=northwind.pk), sync_devices=False)
