@@ -4,6 +4,12 @@ Run by hand (not part of the tests):
 
     .venv/bin/python bench/session.py --sims 100000
     .venv/bin/python bench/session.py --sims 1000000 --no-sync   # optimize stored SIMs only
+    .venv/bin/python bench/session.py --sims 1000000 --warm      # the daily background sync first, then a session
+
+--warm runs the account's background sync (devices.tasks.background_sync, what the django-q2 schedule runs
+every BACKGROUND_SYNC_HOURS) before the session, as the product does through the cycle: the session in the
+optimization window then syncs devices incrementally and tops up only usage older than USAGE_MAX_AGE_HOURS.
+The background sync's seconds and carrier calls are printed apart from the session's.
     .venv/bin/python bench/session.py --sims 100000 --no-sync --pooling account --db carrieropt_bench_pools
         # the account pools its shared plans account-wide (or per customer): the groups are one pool scope
 
@@ -60,6 +66,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--method", default="certified", choices=["certified", "legacy"])
     parser.add_argument("--no-sync", action="store_true", help="seed SIMs and usage directly, skip the carrier sync")
+    parser.add_argument("--warm", action="store_true",
+                        help="run the account's background sync before the session (the session then tops up)")
     parser.add_argument("--pooling", default="group", choices=["group", "customer", "account"],
                         help="how the account pools its shared plans (ServiceProvider.pooling)")
     parser.add_argument("--db", default="carrieropt_bench", help="database to create and drop (another bench may use the default)")
@@ -114,6 +122,9 @@ def main() -> None:
             print(f"simulator up with {args.sims:,} SIMs in {time.monotonic() - t0:.1f}s")
         ServiceProvider.objects.filter(pk=provider.pk).update(pooling=args.pooling)
         provider.refresh_from_db()
+        background = None
+        if args.warm and not args.no_sync:
+            background = warm(provider)
         cluster = spawn(["qcluster"], env, log)
         started = time.monotonic()
         session = session_start(provider=provider, method=args.method, sync_devices=not args.no_sync)
@@ -135,7 +146,11 @@ def main() -> None:
         log.close()
 
     print()
-    print(f"session {session.pk}: {session.status} {session.error}")
+    if background is not None:
+        print(f"background sync before the session: {background['seconds']:.1f}s, {background['calls']:,} carrier calls "
+              f"({background['calls'] / 5 / 3600:.1f} h at 5 calls/s)")
+    session_calls = sync_calls(provider, since=session.created_at)
+    print(f"session {session.pk}: {session.status} {session.error}  (its sync: {session_calls:,} carrier calls)")
     print(f"{'stage':<12} {'seconds':>9}")
     for stage in ("start", "sync", "grouping", "queueing", "optimizing", "finalizing"):
         timing = session.stage_timings.get(stage, {})
@@ -155,6 +170,28 @@ def main() -> None:
         items = session.run.queues.values_list("comm_group__name", "scope")
         print("work items: " + "; ".join(f"{name} (scope of {len(scope)} groups)" if scope else name
                                          for name, scope in items))
+
+
+def sync_calls(provider, *, since=None) -> int:
+    from django.db.models import Sum
+
+    from devices.models import SyncRun
+
+    runs = SyncRun.objects.filter(provider=provider)
+    if since is not None:
+        runs = runs.filter(started_at__gte=since)
+    return runs.aggregate(calls=Sum("calls"))["calls"] or 0
+
+
+def warm(provider) -> dict:
+    """The account's background sync, in this process, timed."""
+    from devices.tasks import background_sync
+
+    t0 = time.monotonic()
+    outcome = background_sync(provider.pk)
+    seconds = time.monotonic() - t0
+    print(f"background sync in {seconds:.1f}s: {outcome}", flush=True)
+    return {"seconds": seconds, "calls": sync_calls(provider)}
 
 
 if __name__ == "__main__":

@@ -281,17 +281,45 @@ class PlanCost:
     cost_after: Decimal
 
 
-def plan_costs(*, run) -> list[PlanCost]:
-    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
-    rows = DeviceAssignment.objects.filter(run=run).order_by()
+@dataclass(frozen=True)
+class PlanMoveSum:
+    """The SIMs of a run going from one plan (None: none known) to another: how many, what they cost before
+    (the known costs; `priced` of them had one) and after."""
+
+    current_plan_id: int | None
+    recommended_plan_id: int
+    sims: int
+    priced: int
+    cost_before: Decimal | None
+    cost_after: Decimal
+
+
+def plan_move_sums(*, run_id: int) -> list[PlanMoveSum]:
+    """Every (current plan, recommended plan) pair of the run, summed in one grouped query on plan ids: the
+    session page's chart and its migration matrix both add these up (at 1M SIMs each pass over the rows costs)."""
     # SQLite sums decimals as floats; back to the stored 4 places so sums stay exact to the cent.
     def places(value):
         return None if value is None else Decimal(value).quantize(MONEY_PLACES)
 
-    before = {r["current_plan_id"]: (r["n"], places(r["cost"])) for r in
-              rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
-    after = {r["recommended_plan_id"]: (r["n"], places(r["cost"])) for r in
-             rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
+    rows = (DeviceAssignment.objects.filter(run_id=run_id).order_by().values("current_plan_id", "recommended_plan_id")
+            .annotate(sims=Count("pk"), priced=Count("current_cost"), before=Sum("current_cost"),
+                      after=Sum("recommended_cost")))
+    return [PlanMoveSum(r["current_plan_id"], r["recommended_plan_id"], r["sims"], r["priced"], places(r["before"]),
+                        places(r["after"]) or Decimal(0)) for r in rows]
+
+
+def plan_costs(*, run, moves: list[PlanMoveSum] | None = None) -> list[PlanCost]:
+    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments
+    (or from their `moves`, plan_move_sums, when the caller has them)."""
+    moves = plan_move_sums(run_id=run.pk) if moves is None else moves
+    before: dict[int | None, tuple[int, Decimal | None]] = {}
+    after: dict[int, tuple[int, Decimal]] = {}
+    for m in moves:
+        n, cost = before.get(m.current_plan_id, (0, None))
+        before[m.current_plan_id] = (n + m.sims, cost if m.cost_before is None
+                                     else (cost or Decimal(0)) + m.cost_before)
+        n, cost = after.get(m.recommended_plan_id, (0, Decimal(0)))
+        after[m.recommended_plan_id] = (n + m.sims, cost + m.cost_after)
     plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
     result = []
     for plan in plans:

@@ -342,11 +342,16 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
     frontier over every group is stored on the run (max_changes, when given, is one of its budgets) and each
     changed SIM's row has its change_rank."""
     _run_status(run, RunStatus.CLEANING_UP)
-    totals = _results_finalize(run, heartbeat, max_changes)
+    timings: dict[str, float] = {}
+    totals = _results_finalize(run, heartbeat, max_changes, timings=timings)
+    started = perf_counter()
     if connection.vendor == "postgresql":
         # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
+    timings["analyze"] = perf_counter() - started
+    log.info("run %s finalized (%d SIMs): %s", run.pk, totals.devices,
+             ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items()))
     _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now(), frontier=totals.frontier)
     return totals
 
@@ -431,7 +436,9 @@ def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float
 
 
 def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None,
-                      max_changes: int | None = None) -> Totals:
+                      max_changes: int | None = None, *, timings: dict[str, float] | None = None) -> Totals:
+    timings = {} if timings is None else timings
+    started = perf_counter()
     # The account and cycle (time zone, proration) are read by every group: once, here.
     run = OptimizationRun.objects.select_related("provider", "billing_period__provider").get(pk=run.pk)
     method = run.method
@@ -546,6 +553,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         _sums_add(sums, group, sims=data.sims)
     for scope in {tuple(g.pk for g in scope): scope for scope in shared.values()}.values():
         _scope_finalize(run, scope, sums=sums, pending=pending, heartbeat=heartbeat)
+    timings["groups"] = perf_counter() - started
+    started = perf_counter()
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
     # each SIM's rank goes into its row.
     try:
@@ -553,11 +562,14 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
         log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it", run.pk)
         frontier, ranks = {}, [None] * len(pending)
+    timings["frontier"] = perf_counter() - started
+    started = perf_counter()
     for part, rank in zip(pending, ranks, strict=True):
         if heartbeat is not None:
             heartbeat()
         _assignments_insert(run=run, group=part.group, data=part.data, assignment=part.assignment, change_rank=rank,
                             **part.insert)
+    timings["rows"] = perf_counter() - started
     return Totals(
         devices=sums["devices"],
         current_cost=sums["current"] if sums["current_known"] else None,
