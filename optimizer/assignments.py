@@ -8,6 +8,8 @@ from decimal import Decimal
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from optimizer.models import DeviceAssignment
+from optimizer.selectors import PlanMoveSum, plan_move_sums
+from rateplans.models import RatePlan
 
 # Sort keys a caller may ask for, and the ORM ordering each means (ICCID breaks ties, so pages are stable).
 # Each is served by an index on (run, …), so a first page of a million SIMs reads a page, not the table.
@@ -68,20 +70,19 @@ class MigrationMatrix:
 UNKNOWN_PLAN = "(not in catalogue)"
 
 
-def plan_migrations(*, run_id: int) -> MigrationMatrix:
-    """From plan × to plan: SIM counts and money, in one grouped query."""
-    rows = (DeviceAssignment.objects.filter(run_id=run_id).order_by()
-            .values("current_plan__code", "recommended_plan__code")
-            .annotate(sims=Count("pk"), before=Sum("current_cost"), after=Sum("recommended_cost"),
-                      priced=Count("current_cost")))
+def plan_migrations(*, run_id: int, moves: list[PlanMoveSum] | None = None) -> MigrationMatrix:
+    """From plan × to plan: SIM counts and money, from one grouped query (plan_move_sums, or the caller's)."""
+    moves = plan_move_sums(run_id=run_id) if moves is None else moves
+    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
+    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code"))
     cells = {}
-    for row in rows:
-        source = row["current_plan__code"] or UNKNOWN_PLAN
+    for m in moves:
+        source = code.get(m.current_plan_id) or UNKNOWN_PLAN
+        target = code[m.recommended_plan_id]
         # A cost before is known only when every SIM of the cell had one.
-        before = row["before"] if row["priced"] == row["sims"] else None
-        cells[(source, row["recommended_plan__code"])] = PlanMove(
-            from_plan=source, to_plan=row["recommended_plan__code"], sims=row["sims"], cost_before=before,
-            cost_after=row["after"])
+        before = m.cost_before if m.priced == m.sims else None
+        cells[(source, target)] = PlanMove(from_plan=source, to_plan=target, sims=m.sims, cost_before=before,
+                                           cost_after=m.cost_after)
     plans = sorted({p for key in cells for p in key}, key=lambda p: (p == UNKNOWN_PLAN, p))
     return MigrationMatrix(plans=plans, cells=cells)
 

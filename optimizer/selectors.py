@@ -29,6 +29,26 @@ class KeptWithoutPlan(ApplicationError):
     code = "kept_without_plan"
 
 
+class ForeignRatePlan(ApplicationError):
+    """SIMs of one carrier account on another account's rate plan: a pool never mixes accounts' plans."""
+
+    code = "foreign_rate_plan"
+
+
+def foreign_plan_refusal(*, iccids: list[str], plans: list[str]) -> ForeignRatePlan:
+    return ForeignRatePlan(
+        f"{len(iccids)} SIM(s) are on a rate plan of another carrier account ({', '.join(sorted(set(plans)))}): "
+        f"{', '.join(iccids[:20])}{' …' if len(iccids) > 20 else ''}; a pool never mixes plans of different "
+        "accounts, so correct the SIMs' rate plan", field="rate_plan", extra={"iccids": iccids})
+
+
+def on_foreign_plans(*, group: CommGroup) -> tuple[list[str], list[str]]:
+    """(ICCIDs, plan codes) of the group's SIMs whose current rate plan belongs to another carrier account."""
+    rows = (group_devices(group=group).filter(rate_plan__isnull=False).exclude(rate_plan__provider_id=group.run.provider_id)
+            .order_by("iccid").values_list("iccid", "rate_plan__code"))
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
 @dataclass(frozen=True)
 class GroupData:
     """A group's SIMs (ordered by device id) and the plans they may use or currently have.
@@ -195,6 +215,10 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     allowed_pk = {p.pk for p in allowed_plans}
     extra_pk = sorted({int(c) for c in np.unique(current_ids) if c >= 0 and int(c) not in allowed_pk})
     plans = allowed_plans + list(RatePlan.objects.filter(pk__in=extra_pk).order_by("pk"))
+    foreign = {p.pk: p.code for p in plans if p.provider_id != run.provider_id}
+    if foreign:
+        bad = [(c, foreign[int(pk)]) for c, pk in zip(all_iccids, current_ids, strict=True) if int(pk) in foreign]
+        raise foreign_plan_refusal(iccids=[c for c, _ in bad], plans=[p for _, p in bad])
     index_of = {p.pk: i for i, p in enumerate(plans)}
     current = np.array([index_of.get(int(c), -1) for c in current_ids], dtype=np.int32) if len(current_ids) else np.zeros(0, np.int32)
     homeless = (kept != "") & (current < 0)
@@ -257,17 +281,45 @@ class PlanCost:
     cost_after: Decimal
 
 
-def plan_costs(*, run) -> list[PlanCost]:
-    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments."""
-    rows = DeviceAssignment.objects.filter(run=run).order_by()
+@dataclass(frozen=True)
+class PlanMoveSum:
+    """The SIMs of a run going from one plan (None: none known) to another: how many, what they cost before
+    (the known costs; `priced` of them had one) and after."""
+
+    current_plan_id: int | None
+    recommended_plan_id: int
+    sims: int
+    priced: int
+    cost_before: Decimal | None
+    cost_after: Decimal
+
+
+def plan_move_sums(*, run_id: int) -> list[PlanMoveSum]:
+    """Every (current plan, recommended plan) pair of the run, summed in one grouped query on plan ids: the
+    session page's chart and its migration matrix both add these up (at 1M SIMs each pass over the rows costs)."""
     # SQLite sums decimals as floats; back to the stored 4 places so sums stay exact to the cent.
     def places(value):
         return None if value is None else Decimal(value).quantize(MONEY_PLACES)
 
-    before = {r["current_plan_id"]: (r["n"], places(r["cost"])) for r in
-              rows.values("current_plan_id").annotate(n=Count("pk"), cost=Sum("current_cost"))}
-    after = {r["recommended_plan_id"]: (r["n"], places(r["cost"])) for r in
-             rows.values("recommended_plan_id").annotate(n=Count("pk"), cost=Sum("recommended_cost"))}
+    rows = (DeviceAssignment.objects.filter(run_id=run_id).order_by().values("current_plan_id", "recommended_plan_id")
+            .annotate(sims=Count("pk"), priced=Count("current_cost"), before=Sum("current_cost"),
+                      after=Sum("recommended_cost")))
+    return [PlanMoveSum(r["current_plan_id"], r["recommended_plan_id"], r["sims"], r["priced"], places(r["before"]),
+                        places(r["after"]) or Decimal(0)) for r in rows]
+
+
+def plan_costs(*, run, moves: list[PlanMoveSum] | None = None) -> list[PlanCost]:
+    """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments
+    (or from their `moves`, plan_move_sums, when the caller has them)."""
+    moves = plan_move_sums(run_id=run.pk) if moves is None else moves
+    before: dict[int | None, tuple[int, Decimal | None]] = {}
+    after: dict[int, tuple[int, Decimal]] = {}
+    for m in moves:
+        n, cost = before.get(m.current_plan_id, (0, None))
+        before[m.current_plan_id] = (n + m.sims, cost if m.cost_before is None
+                                     else (cost or Decimal(0)) + m.cost_before)
+        n, cost = after.get(m.recommended_plan_id, (0, Decimal(0)))
+        after[m.recommended_plan_id] = (n + m.sims, cost + m.cost_after)
     plans = RatePlan.objects.filter(pk__in=(set(before) | set(after)) - {None}).order_by("included_mb", "code")
     result = []
     for plan in plans:

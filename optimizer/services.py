@@ -37,12 +37,14 @@ from optimizer.selectors import (
     GroupData,
     KeptWithoutPlan,
     catalogue_from_plans,
+    foreign_plan_refusal,
     group_data,
     group_devices,
     kept_without_plan,
+    on_foreign_plans,
     run_devices,
 )
-from rateplans.models import BillingPeriod, CommunicationPlan, ServiceProvider
+from rateplans.models import BillingPeriod, CommunicationPlan, PortalType, ServiceProvider
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +133,9 @@ def comm_groups_build(*, run: OptimizationRun) -> GroupingOutcome:
                 f"{len(homeless)} SIM(s) must keep their rate plan (pinned, or deactivated this cycle) but have no "
                 f"current rate plan in the catalogue: {', '.join(homeless[:20])}{' …' if len(homeless) > 20 else ''}; "
                 f"add the plan or unpin the SIM", field="rate_plan", extra={"iccids": homeless})
+        foreign_iccids, foreign_plans = on_foreign_plans(group=group)
+        if foreign_iccids:
+            raise foreign_plan_refusal(iccids=foreign_iccids, plans=foreign_plans)
         if len(plans_of[key]) > limit:
             group.status = GroupStatus.SKIPPED_PLAN_LIMIT
             group.note = f"{len(plans_of[key])} rate plans; the limit for the {method} method is {limit}."
@@ -214,7 +219,10 @@ def work_item_run(*, queue_id: int, worker: str) -> bool:
         if item.method == Method.LEGACY:
             index_of = {p.code: i for i, p in enumerate(data.plans)}
             sequences = [[index_of[c] for c in seq] for seq in item.sequences]
-            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(data.problem, 0, sequences)
+            # Mobility accounts: the legacy took SIMs one by one only, never by communication plan.
+            mobility = item.comm_group.run.provider.portal_type == PortalType.MOBILITY
+            cost, group_assignment, strategy = engine.legacy_evaluate_sequences(
+                data.problem, 0, sequences, groupings=engine.NO_GROUPING if mobility else None)
             bound = None
         else:
             solution = engine.solve_certified(data.problem)
@@ -334,11 +342,16 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
     frontier over every group is stored on the run (max_changes, when given, is one of its budgets) and each
     changed SIM's row has its change_rank."""
     _run_status(run, RunStatus.CLEANING_UP)
-    totals = _results_finalize(run, heartbeat, max_changes)
+    timings: dict[str, float] = {}
+    totals = _results_finalize(run, heartbeat, max_changes, timings=timings)
+    started = perf_counter()
     if connection.vendor == "postgresql":
         # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
         with connection.cursor() as cursor:
             cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
+    timings["analyze"] = perf_counter() - started
+    log.info("run %s finalized (%d SIMs): %s", run.pk, totals.devices,
+             ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items()))
     _run_status(run, RunStatus.COMPLETE_WITH_SUCCESS, finished_at=timezone.now(), frontier=totals.frontier)
     return totals
 
@@ -423,7 +436,9 @@ def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float
 
 
 def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None,
-                      max_changes: int | None = None) -> Totals:
+                      max_changes: int | None = None, *, timings: dict[str, float] | None = None) -> Totals:
+    timings = {} if timings is None else timings
+    started = perf_counter()
     # The account and cycle (time zone, proration) are read by every group: once, here.
     run = OptimizationRun.objects.select_related("provider", "billing_period__provider").get(pk=run.pk)
     method = run.method
@@ -538,6 +553,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         _sums_add(sums, group, sims=data.sims)
     for scope in {tuple(g.pk for g in scope): scope for scope in shared.values()}.values():
         _scope_finalize(run, scope, sums=sums, pending=pending, heartbeat=heartbeat)
+    timings["groups"] = perf_counter() - started
+    started = perf_counter()
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
     # each SIM's rank goes into its row.
     try:
@@ -545,11 +562,14 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
         log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it", run.pk)
         frontier, ranks = {}, [None] * len(pending)
+    timings["frontier"] = perf_counter() - started
+    started = perf_counter()
     for part, rank in zip(pending, ranks, strict=True):
         if heartbeat is not None:
             heartbeat()
         _assignments_insert(run=run, group=part.group, data=part.data, assignment=part.assignment, change_rank=rank,
                             **part.insert)
+    timings["rows"] = perf_counter() - started
     return Totals(
         devices=sums["devices"],
         current_cost=sums["current"] if sums["current_known"] else None,

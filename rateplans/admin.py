@@ -22,7 +22,7 @@ class ServiceProviderForm(forms.ModelForm):
         model = ServiceProvider
         fields = [
             "tenant", "name", "integration", "portal_type", "api_base_url", "username", "api_key",
-            "billing_timezone", "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "pooling", "active",
+            "billing_timezone", "currency", "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "pooling", "active",
             "report_recipients", "rate_limit_per_second", "max_concurrency", "max_pages",
             "default_method", "default_charge_type", "default_must_beat_current", "default_max_changes",
         ]

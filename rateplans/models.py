@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 
@@ -87,6 +87,12 @@ class ServiceProvider(SecretFieldsMixin, models.Model):
     # Write-only: never rendered by admin or API, never logged; encrypted at rest (FIELD_ENCRYPTION_KEYS).
     api_key = EncryptedTextField(max_length=300)
     billing_timezone = models.CharField(max_length=64, default="UTC", validators=[validate_timezone])
+    currency = models.CharField(
+        max_length=3, default="USD",
+        validators=[RegexValidator(r"^[A-Z]{3}$", "Use the ISO 4217 code of the currency: three capital letters, "
+                                                    "e.g. USD or EUR.")],
+        help_text="ISO 4217 code of the currency the carrier bills this account in (its rate plans' prices): "
+                  "every amount of the account is shown with it.")
     billing_cycle_end_day = models.PositiveSmallIntegerField(
         default=31, validators=[MinValueValidator(1), MaxValueValidator(31)],
         help_text="Day of month the billing cycle ends (31 = last day of the month).",

@@ -15,7 +15,7 @@ from rateplans.models import (
 )
 
 PROVIDER_FIELDS = [
-    "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "billing_cycle_end_day",
+    "name", "integration", "portal_type", "api_base_url", "username", "billing_timezone", "currency", "billing_cycle_end_day",
     "optimization_start_hour", "auto_apply", "prorates", "pooling", "active", "report_recipients", "rate_limit_per_second",
     "max_concurrency", "max_pages", "default_method", "default_charge_type", "default_must_beat_current", "default_max_changes",
 ]

@@ -37,7 +37,7 @@ def billing_period_ending(*, provider: ServiceProvider, end_date: dt.date) -> Bi
 # per field, so every interface (API, admin, commands) reports the same problems.
 
 PROVIDER_WRITABLE = frozenset({
-    "name", "integration", "portal_type", "api_base_url", "username", "api_key", "billing_timezone",
+    "name", "integration", "portal_type", "api_base_url", "username", "api_key", "billing_timezone", "currency",
     "billing_cycle_end_day", "optimization_start_hour", "auto_apply", "prorates", "pooling", "active", "report_recipients",
     "rate_limit_per_second", "max_concurrency", "max_pages",
     "default_method", "default_charge_type", "default_must_beat_current", "default_max_changes",

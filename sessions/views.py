@@ -37,7 +37,7 @@ from optimizer.assignments import (
 )
 from optimizer.filters import SORT_CHOICES, AssignmentFilterSet
 from optimizer.models import DeviceAssignment, KeptReason, RunRealized
-from optimizer.selectors import PlanCost, plan_costs
+from optimizer.selectors import PlanCost, plan_costs, plan_move_sums
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.frontier import frontier_chart, frontier_rows
@@ -179,8 +179,9 @@ def session_detail(request, guid):
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
     for g in groups:
         g.savings = g.figures.savings
-    costs = plan_costs(run=session.run)
-    matrix = plan_migrations(run_id=session.run_id) if costs else None
+    moves = plan_move_sums(run_id=session.run_id)  # one pass over the run's rows for the chart and the matrix
+    costs = plan_costs(run=session.run, moves=moves)
+    matrix = plan_migrations(run_id=session.run_id, moves=moves) if costs else None
     figures = session.figures
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     rows = frontier_rows(session)
@@ -190,7 +191,8 @@ def session_detail(request, guid):
         "realized": realized, "realized_view": realized_view(realized) if realized else None,
         "cycle_ended": timezone.now() >= session.billing_period.ends_at(),
         "final_usage_delay_hours": settings.FINAL_USAGE_DELAY_HOURS,
-        "session": session, "groups": groups, "chart": cost_chart(costs) if costs else None,
+        "session": session, "currency": session.provider.currency, "groups": groups,
+        "chart": cost_chart(costs) if costs else None,
         "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
@@ -259,7 +261,7 @@ def provider_detail(request, provider_id: int):
                                      s.realized.figures.savings, "projected for the SIMs priced",
                                      f"realized on final usage, {s.realized.priced} SIMs") for s in ended]) if ended else None
     return render(request, "dashboard/provider.html", {
-        "provider": provider, "sessions": sessions, "history": history, "chart": chart,
+        "provider": provider, "currency": provider.currency, "sessions": sessions, "history": history, "chart": chart,
         "realized_chart": realized_chart,
         "status_labels": dict(SessionStatus.choices)})
 
@@ -312,6 +314,21 @@ def session_usage(request, guid):
 SIMS_PER_PAGE = 50
 
 
+class IdPaginator(Paginator):
+    """Pages of a long list read in two steps: the page's ids through the ordering's index (the offset walks
+    the index only), then those rows with their joins. Reading the offset's rows with their joins cost page
+    1,000 of a 185k-SIM session 300 ms (50,000 rows through five joins); the ids alone, 15 ms."""
+
+    def __init__(self, object_list, per_page, *, rows, **kwargs):
+        super().__init__(object_list.values_list("pk", flat=True), per_page, **kwargs)
+        self.rows = rows
+
+    def _get_page(self, ids, number, paginator):
+        ids = list(ids)
+        by_pk = self.rows.in_bulk(ids)
+        return super()._get_page([by_pk[pk] for pk in ids if pk in by_pk], number, paginator)
+
+
 def _sim_filters(request, session: OptimizationSession) -> tuple[AssignmentFilterSet, dict, int]:
     """The session's SIM list filtered by the query string (the API's AssignmentFilterSet), the errors
     (field -> messages) if any, and the status they answer with, as the API's: 404 when a filter names a row
@@ -332,14 +349,16 @@ def _sims_page(request, session: OptimizationSession, filterset: AssignmentFilte
     link without the bad filters, and no SIMs: a list that ignored the filter would pass for its answer."""
     page = None
     if not errors:
-        qs = filterset.qs.select_related("comm_group", "current_plan", "recommended_plan", "customer", "device__pin")
-        page = Paginator(qs, SIMS_PER_PAGE).get_page(request.GET.get("page"))
+        rows = DeviceAssignment.objects.select_related("comm_group", "current_plan", "recommended_plan", "customer",
+                                                       "device__pin")
+        page = IdPaginator(filterset.qs, SIMS_PER_PAGE, rows=rows).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
     groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
     plans = sorted(set(session.provider.rate_plans.values_list("code", flat=True)))
     customers = list(Customer.objects.filter(tenant=session.tenant).order_by("name").values_list("pk", "name"))
     return render(request, "dashboard/session_sims.html", {
-        "session": session, "page": page, "filters": filterset.form.cleaned_data, "errors": errors,
+        "session": session, "currency": session.provider.currency, "page": page,
+        "filters": filterset.form.cleaned_data, "errors": errors,
         "groups": groups, "plans": plans, "customers": customers, "can_pin": can_pin(request.user),
         "query": urlencode(query), "here": request.get_full_path(), "sorts": SORT_CHOICES,
         "without_errors": urlencode({k: v for k, v in query.items() if k not in errors}),
@@ -399,7 +418,8 @@ def session_sim(request, guid, iccid: str):
     plans = list(assignment.comm_group.rate_plans.order_by("included_mb", "code"))
     pin = getattr(device, "pin", None)
     return render(request, "dashboard/session_sim.html", {
-        "session": session, "a": assignment, "device": device, "usage": usage, "plans": plans, "pin": pin,
+        "session": session, "currency": session.provider.currency, "a": assignment, "device": device,
+        "usage": usage, "plans": plans, "pin": pin,
         "kept_label": dict(KeptReason.choices).get(assignment.kept_reason, ""),
         "can_pin": can_pin(request.user), "can_unpin": can_unpin(request.user),
         "back": _back(request, session),

@@ -6,6 +6,7 @@ from .files import FileFormatError
 from .legacy import (
     LEGACY_MAX_PLANS,
     LEGACY_MAX_SEQUENCES,
+    NO_GROUPING,
     LegacyBest,
     baseline_assignment,
     legacy_evaluate_sequences,
@@ -20,6 +21,7 @@ from .winner import Candidate, Winner, choose_winner, current_plans_compete
 __all__ = [
     "LEGACY_MAX_PLANS",
     "LEGACY_MAX_SEQUENCES",
+    "NO_GROUPING",
     "Billing",
     "Candidate",
     "Catalogue",

@@ -261,14 +261,23 @@ def _group_context(problem: Problem, group_index: int, positions: np.ndarray, t:
     return plans, u, linear, indiv, indiv_col
 
 
-def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, terms: PlanTerms | None = None) -> LegacyBest:
+NO_GROUPING = ("no grouping",)  # the strategies that take SIMs one by one (legacy Mobility optimizations)
+
+
+def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, terms: PlanTerms | None = None,
+                              groupings: tuple[str, ...] | None = None) -> LegacyBest:
     """Best of the four strategies over `sequences` (tuples of catalogue plan indices) for one group.
+
+    groupings limits the strategies to those groupings ("no grouping", "by communication plan"; None: all).
 
     The assignment covers the group's SIMs in their original order, i.e. aligned with
     np.flatnonzero(problem.group == group_index).  Among equal costs the first found wins (sequence order,
     then strategy order), as the legacy kept a result only when strictly cheaper.  A slice of a group's
     sequences can be evaluated on its own; the cheapest over slices is the cheapest over all.
     """
+    known = {grouping for grouping, _ in STRATEGIES}
+    if groupings is not None and (not groupings or set(groupings) - known):
+        raise ProblemError(f"groupings must be some of {sorted(known)}, got {list(groupings)}")
     t = terms if terms is not None else plan_terms(problem)
     positions = np.flatnonzero(problem.group == group_index)
     sequences = [tuple(int(p) for p in s) for s in sequences]
@@ -314,13 +323,18 @@ def legacy_evaluate_sequences(problem: Problem, group_index: int, sequences, *, 
     comm_values = np.unique(comm[walk_pos]) if comm is not None else np.array([0])
     strategy_walks = []
     for grouping, direction in STRATEGIES:
+        if groupings is not None and grouping not in groupings:
+            continue
         asc = direction == "smallest usage first"
         if grouping == "no grouping":
             walks = [_make_walk(u, walk_pos, indiv, asc, f)]
         else:
             if comm is None or comm_values.size <= 1:
-                continue  # identical to the ungrouped strategy, already evaluated
-            walks = [_make_walk(u, walk_pos[comm[walk_pos] == c], indiv, asc, f) for c in comm_values]
+                if groupings is None or "no grouping" in groupings:
+                    continue  # identical to the ungrouped strategy, already evaluated
+                walks = [_make_walk(u, walk_pos, indiv, asc, f)]
+            else:
+                walks = [_make_walk(u, walk_pos[comm[walk_pos] == c], indiv, asc, f) for c in comm_values]
         strategy_walks.append(((grouping, direction), walks))
 
     costs = np.stack(

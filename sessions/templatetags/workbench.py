@@ -1,7 +1,10 @@
-"""Template filters of the dashboard: a dict looked up by a variable key, a duration in plain words."""
+"""Template filters of the dashboard: a dict looked up by a variable key, a duration in plain words, money with its
+currency."""
 from __future__ import annotations
 
 from django import template
+
+from carrieropt.money import cents
 
 register = template.Library()
 
@@ -24,3 +27,12 @@ def duration(seconds) -> str:
         return f"{minutes} min {secs} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
+
+
+@register.filter
+def money(value, currency: str = "") -> str:
+    """An amount as the account is billed: to the cent (half up), thousands grouped, its currency after it,
+    as in "1,234.56 USD"; "—" when unknown."""
+    if value is None or value == "":
+        return "—"
+    return f"{cents(value):,} {currency}".strip()

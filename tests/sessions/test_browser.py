@@ -96,7 +96,7 @@ def test_whole_flow_start_watch_inspect_apply(browser_page, stack, live_server, 
         page.wait_for_selector("#plan-chart")
         optimized = page.locator('[data-field="optimized_cost"]').inner_text()
         # Money is shown to the cent, half up (Django's floatformat), as the carrier's invoice rounds.
-        assert optimized == f"{session.optimized_cost.quantize(Decimal('0.01'), ROUND_HALF_UP):,}"
+        assert optimized == f"{session.optimized_cost.quantize(Decimal('0.01'), ROUND_HALF_UP):,} {demo.provider.currency}"
         assert page.locator("#plan-chart g.bars").count() >= 2
         assert page.locator("#groups tbody tr").count() == session.run.comm_groups.count()
 

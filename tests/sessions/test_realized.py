@@ -1,5 +1,6 @@
 """Realized savings: a session on the simulator, its cycle ends, the next sync reads the final usage, and the
 session shows what its recommendation actually saved, priced here again independently by the cost model."""
+import contextlib
 import datetime as dt
 import io
 import math
@@ -9,6 +10,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import httpx
 import pytest
+import time_machine
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
@@ -20,6 +22,7 @@ from devices.models import Device, DeviceUsage, SyncRun
 from devices.testing import fast_client
 from optimizer.models import DeviceAssignment, RunRealized
 from rateplans.models import RatePlan
+from rateplans.services import billing_period_current
 from sessions.models import OptimizationSession
 from sessions.realized import final_usage_check
 from sessions.services import session_start
@@ -78,11 +81,23 @@ def days_billed(device, period, tz):
 
 @pytest.fixture
 def ended_session(inline_tasks, carrier_simulator_factory, tenant_a):
+    with contextlib.ExitStack() as stack:
+        yield _ended_session(stack, carrier_simulator_factory, tenant_a)
+
+
+def _ended_session(stack, carrier_simulator_factory, tenant_a):
     """A session synced from the simulator, half its changes applied at the carrier and one SIM moved elsewhere,
     then the cycle over: the simulator's clock two days into the next cycle."""
     moment = [time.time()]
     server = carrier_simulator_factory(sims=SIMS, seed=SEED, clock=lambda: moment[0])
     provider = fleet(server, devices=SIMS, seed=SEED, tenant=tenant_a)
+    # The session runs in the optimization window (six days before the cycle ends), as the schedule runs it,
+    # whatever today is: on a cycle's first days the projection of a day or two of usage decides the answer,
+    # and what it saves would depend on the day the suite runs. Both clocks, ours and the carrier's, move there.
+    window = billing_period_current(provider=provider).ends_at() - dt.timedelta(days=6)
+    if window.timestamp() > time.time():
+        stack.enter_context(time_machine.travel(window, tick=True))
+        moment[0] = time.time()
     # seed_demo's own usage rows are fresh, and a session only tops up stale usage: without them the session's
     # usage is what the simulator's carrier answers.
     DeviceUsage.objects.filter(device__provider=provider).delete()

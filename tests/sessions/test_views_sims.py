@@ -195,6 +195,44 @@ def test_stage_times_are_in_the_accounts_time_zone_in_plain_words(session, alice
     assert re.search(r'<td class="num">\d+\.\d s</td>', timings)
 
 
+def test_money_carries_the_accounts_currency_and_times_its_time_zone(session, alice_client):
+    """Every amount the session, SIM, list and account pages show says its currency (a card or chart "1,234.56 EUR",
+    a table column "(EUR)"); the session list and the SIM page give their moments in the account's zone."""
+    provider = session.provider
+    provider.currency, provider.billing_timezone = "EUR", "Europe/Berlin"
+    provider.save()
+    detail = alice_client.get(reverse("dashboard:session-detail", args=[session.guid])).content.decode()
+    for field in ("current_cost", "optimized_cost", "savings", "lower_bound"):
+        assert re.search(f'data-field="{field}">{getattr(session, field):,.2f} EUR[ <]', detail), field
+    assert "Current cost (EUR)</th>" in detail and 'aria-label="Cost per rate plan before and after optimization (EUR)"' in detail
+    assert re.search(r"<title>[^<]+: [\d,]+\.\d\d EUR \(\d+ SIMs\)</title>", detail), "bar titles say the currency"
+
+    moved = DeviceAssignment.objects.filter(run=session.run, changed=True).order_by("iccid").first()
+    sim = alice_client.get(reverse("dashboard:session-sim", args=[session.guid, moved.iccid])).content.decode()
+    assert f'data-field="cost_before">{moved.current_cost:,.2f} EUR<' in sim
+    assert f'data-field="saving">{moved.current_cost - moved.recommended_cost:,.2f} EUR<' in sim
+    assert "Monthly (EUR)</th>" in sim
+    listing = alice_client.get(reverse("dashboard:session-sims", args=[session.guid])).content.decode()
+    assert "Cost before (EUR)</th>" in listing and "Saving (EUR)</th>" in listing
+    account = alice_client.get(reverse("dashboard:provider-detail", args=[provider.pk])).content.decode()
+    assert "Savings (EUR)</th>" in account and "amounts in EUR" in account
+
+    sessions = alice_client.get(reverse("dashboard:session-list")).content.decode()
+    row = sessions.split(f'data-guid="{session.guid}"')[1].split("</tr>")[0]
+    assert f"{session.savings:,.2f} EUR" in row
+    started = session.created_at.astimezone(provider.tz)
+    assert f'{started:%-d %b %Y, %H:%M} {started.tzname()}</time>' in row, "the account's zone, in words"
+
+
+def test_an_account_currency_is_an_iso_code(provider_a):
+    from django.core.exceptions import ValidationError
+
+    provider_a.currency = "euro"
+    with pytest.raises(ValidationError) as error:
+        provider_a.full_clean()
+    assert "ISO 4217" in str(error.value.message_dict["currency"])
+
+
 def test_usage_page_counts_each_groups_sims_between_allowances_and_fills_pools_with_stored_usage(session, alice_client):
     from decimal import Decimal
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from optimizer.engine import (
+    NO_GROUPING,
     Billing,
     Catalogue,
     Problem,
@@ -80,6 +81,23 @@ def test_walk_matches_sim_by_sim_reference(seed):
             full[members] = best.assignment
             assert price(pr, full).per_group[g] == pytest.approx(best.cost, rel=1e-12)
             assert reference_price(pr, full) == pytest.approx(price(pr, full).total, rel=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_no_grouping_only_takes_the_best_of_the_two_ungrouped_walks(seed):
+    """Mobility accounts (legacy-behaviour.md section 8): SIMs one by one, never by communication plan."""
+    pr = synthetic.fleet(400, pooled=("all", "mixed")[seed % 2], groups=1, seed=seed, comm_plans=3)
+    plans = np.flatnonzero(pr.allowed[0])
+    rng = np.random.default_rng(seed)
+    seqs = [tuple(rng.permutation(plans)) for _ in range(5)]
+    best = legacy_evaluate_sequences(pr, 0, seqs, groupings=NO_GROUPING)
+    ref = min(price(pr, reference_walk(pr, 0, seq, "no grouping", d)).total for seq in seqs
+              for d in ("largest usage first", "smallest usage first"))
+    assert best.strategy[0] == "no grouping" and best.cost == pytest.approx(ref, rel=1e-12)
+    every = legacy_evaluate_sequences(pr, 0, seqs)
+    assert every.cost <= best.cost
+    with pytest.raises(ProblemError, match="groupings"):
+        legacy_evaluate_sequences(pr, 0, seqs, groupings=("by customer",))
 
 
 def test_rate_pool_sequences_are_capped_permutations_starting_from_the_ladder():
