@@ -257,6 +257,8 @@ PUSH_MAX_BATCH_CLAIMS = envint("PUSH_MAX_BATCH_CLAIMS", 10, minimum=1)
 
 # Carrier simulator used by the demo
 SIMULATOR_URL = envstr("SIMULATOR_URL", "http://127.0.0.1:8765")
+# The demo's second carrier account (cross-provider optimization) talks to a second simulator here.
+SIMULATOR_SECOND_URL = envstr("SIMULATOR_SECOND_URL", "http://127.0.0.1:8766")
 
 # Device sync: a full sync (which also marks SIMs the carrier no longer lists) at least this often.
 DEVICE_FULL_SYNC_DAYS = envint("DEVICE_FULL_SYNC_DAYS", 7, minimum=1)

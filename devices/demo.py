@@ -1,4 +1,5 @@
-"""The demo tenant: one Jasper account on the carrier simulator with a realistic fleet."""
+"""The demo tenant: a Jasper account on the carrier simulator with a realistic fleet, and a second, smaller one on a
+second simulator (another fleet, the same customers, its own prices) for cross-provider optimization."""
 from __future__ import annotations
 
 import datetime as dt
@@ -10,6 +11,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from carrieropt.models import Tenant
+from carrieropt.money import MONEY_PLACES
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
 from devices.models import STOPPED_STATUSES, Customer, Device, DevicePin, DeviceUsage
@@ -19,7 +21,14 @@ from rateplans.services import billing_period_current
 
 DEMO_TENANT = "Acme IoT (demo)"
 DEMO_PROVIDER = "Acme Jasper (simulated)"
+DEMO_SECOND_PROVIDER = "Acme Jasper West (simulated)"
 DEMO_PINS = 3
+# The second account's fleet seed is the demo's plus this (another fleet: other ICCIDs, the same customers), and its
+# prices are the demo catalogue's with a cheaper recurring charge and dearer overage: light users cost less there,
+# heavy ones more, so the cross-provider comparison has something to show.
+DEMO_SECOND_SEED_OFFSET = 1
+DEMO_SECOND_MONTHLY_FACTOR = Decimal("0.85")
+DEMO_SECOND_OVERAGE_FACTOR = Decimal("1.30")
 
 
 @dataclass(frozen=True)
@@ -30,18 +39,21 @@ class SeedResult:
     communication_plans: int
     devices: int
     usages: int
+    second_provider: ServiceProvider | None = None
+    second_devices: int = 0
 
 
-def demo_catalogue_upsert(*, provider: ServiceProvider) -> dict[str, RatePlan]:
+def demo_catalogue_upsert(*, provider: ServiceProvider, monthly_factor: Decimal = Decimal(1),
+                          overage_factor: Decimal = Decimal(1)) -> dict[str, RatePlan]:
     plans = {}
     for spec in fleet_spec.CATALOGUE:
         plans[spec.code], _ = RatePlan.objects.update_or_create(
             provider=provider, code=spec.code,
             defaults={
                 "name": spec.code.replace("-", " "),
-                "monthly_cost": Decimal(str(spec.monthly_cost)),
+                "monthly_cost": (Decimal(str(spec.monthly_cost)) * monthly_factor).quantize(MONEY_PLACES),
                 "included_mb": Decimal(str(spec.included_mb)),
-                "overage_rate": Decimal(str(spec.overage_rate)),
+                "overage_rate": (Decimal(str(spec.overage_rate)) * overage_factor).quantize(MONEY_PLACES),
                 "overage_block_mb": Decimal(str(spec.overage_block_mb)),
                 "pooled": spec.pooled,
                 "active": True,
@@ -53,17 +65,14 @@ def demo_catalogue_upsert(*, provider: ServiceProvider) -> dict[str, RatePlan]:
     return plans
 
 
-@transaction.atomic
-def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> SeedResult:
-    """Create or refresh the demo tenant; running it twice with the same arguments changes nothing."""
-    now = now or timezone.now()
-    tenant, _ = Tenant.objects.get_or_create(slug="acme-iot", defaults={"name": DEMO_TENANT})
+def _demo_account(*, tenant: Tenant, name: str, url: str, monthly_factor=Decimal(1),
+                  overage_factor=Decimal(1)) -> tuple[ServiceProvider, dict[str, RatePlan]]:
     provider, _ = ServiceProvider.objects.update_or_create(
-        tenant=tenant, name=DEMO_PROVIDER,
+        tenant=tenant, name=name,
         defaults={
             "integration": Integration.JASPER,
             "portal_type": PortalType.M2M,
-            "api_base_url": settings.SIMULATOR_URL,
+            "api_base_url": url,
             "username": fleet_spec.DEMO_USERNAME,
             "api_key": fleet_spec.DEMO_API_KEY,
             "billing_timezone": fleet_spec.DEMO_TIMEZONE,
@@ -76,7 +85,47 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
             "max_concurrency": 4,
         },
     )
-    plans = demo_catalogue_upsert(provider=provider)
+    return provider, demo_catalogue_upsert(provider=provider, monthly_factor=monthly_factor,
+                                           overage_factor=overage_factor)
+
+
+@transaction.atomic
+def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None, second_devices: int = 0) -> SeedResult:
+    """Create or refresh the demo tenant; running it twice with the same arguments changes nothing.
+
+    second_devices > 0: also the second account (DEMO_SECOND_PROVIDER, on SIMULATOR_SECOND_URL) with that many SIMs
+    of fleet seed + DEMO_SECOND_SEED_OFFSET, and cross-provider optimization switched on for the tenant."""
+    now = now or timezone.now()
+    tenant, _ = Tenant.objects.get_or_create(slug="acme-iot", defaults={"name": DEMO_TENANT})
+    provider, plans = _demo_account(tenant=tenant, name=DEMO_PROVIDER, url=settings.SIMULATOR_URL)
+    usages = _demo_fleet(tenant=tenant, provider=provider, plans=plans, devices=devices, seed=seed, now=now)
+    # A few SIMs an operator keeps on their plan (the demo shows pins in the admin, the API and the session).
+    for device in Device.objects.filter(provider=provider, status="ACTIVATED").order_by("iccid")[:DEMO_PINS]:
+        DevicePin.objects.get_or_create(device=device, defaults={"reason": "Demo: the customer's contract fixes this plan"})
+    second = None
+    if second_devices > 0:
+        second, second_plans = _demo_account(tenant=tenant, name=DEMO_SECOND_PROVIDER, url=settings.SIMULATOR_SECOND_URL,
+                                             monthly_factor=DEMO_SECOND_MONTHLY_FACTOR,
+                                             overage_factor=DEMO_SECOND_OVERAGE_FACTOR)
+        _demo_fleet(tenant=tenant, provider=second, plans=second_plans, devices=second_devices,
+                    seed=seed + DEMO_SECOND_SEED_OFFSET, now=now)
+        if tenant.cross_provider is None:
+            tenant.cross_provider = True
+            tenant.save(update_fields=["cross_provider"])
+    return SeedResult(
+        tenant=tenant, provider=provider,
+        rate_plans=RatePlan.objects.filter(provider=provider).count(),
+        communication_plans=CommunicationPlan.objects.filter(provider=provider).count(),
+        devices=Device.objects.filter(provider=provider).count(),
+        usages=usages,
+        second_provider=second,
+        second_devices=Device.objects.filter(provider=second).count() if second else 0,
+    )
+
+
+def _demo_fleet(*, tenant: Tenant, provider: ServiceProvider, plans: dict[str, RatePlan], devices: int, seed: int,
+                now: dt.datetime) -> int:
+    """The account's SIMs and usage as the simulator with this seed serves them; returns the cycle's usage rows."""
     comms = {c.name: c for c in CommunicationPlan.objects.filter(provider=provider)}
     fleet = fleet_spec.generate_fleet(devices, seed)
 
@@ -140,13 +189,4 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None) -> See
         usages, batch_size=2000, update_conflicts=True, unique_fields=["device", "billing_period"],
         update_fields=["ctd_bytes", "usage_mb", "projected_mb", "usage_date", "synced_at"],
     )
-    # A few SIMs an operator keeps on their plan (the demo shows pins in the admin, the API and the session).
-    for device in Device.objects.filter(provider=provider, status="ACTIVATED").order_by("iccid")[:DEMO_PINS]:
-        DevicePin.objects.get_or_create(device=device, defaults={"reason": "Demo: the customer's contract fixes this plan"})
-    return SeedResult(
-        tenant=tenant, provider=provider,
-        rate_plans=RatePlan.objects.filter(provider=provider).count(),
-        communication_plans=CommunicationPlan.objects.filter(provider=provider).count(),
-        devices=Device.objects.filter(provider=provider).count(),
-        usages=DeviceUsage.objects.filter(billing_period=period).count(),
-    )
+    return DeviceUsage.objects.filter(billing_period=period, device__provider=provider).count()

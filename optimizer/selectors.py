@@ -29,6 +29,26 @@ class KeptWithoutPlan(ApplicationError):
     code = "kept_without_plan"
 
 
+class ForeignRatePlan(ApplicationError):
+    """SIMs of one carrier account on another account's rate plan: a pool never mixes accounts' plans."""
+
+    code = "foreign_rate_plan"
+
+
+def foreign_plan_refusal(*, iccids: list[str], plans: list[str]) -> ForeignRatePlan:
+    return ForeignRatePlan(
+        f"{len(iccids)} SIM(s) are on a rate plan of another carrier account ({', '.join(sorted(set(plans)))}): "
+        f"{', '.join(iccids[:20])}{' …' if len(iccids) > 20 else ''}; a pool never mixes plans of different "
+        "accounts, so correct the SIMs' rate plan", field="rate_plan", extra={"iccids": iccids})
+
+
+def on_foreign_plans(*, group: CommGroup) -> tuple[list[str], list[str]]:
+    """(ICCIDs, plan codes) of the group's SIMs whose current rate plan belongs to another carrier account."""
+    rows = (group_devices(group=group).filter(rate_plan__isnull=False).exclude(rate_plan__provider_id=group.run.provider_id)
+            .order_by("iccid").values_list("iccid", "rate_plan__code"))
+    return [r[0] for r in rows], [r[1] for r in rows]
+
+
 @dataclass(frozen=True)
 class GroupData:
     """A group's SIMs (ordered by device id) and the plans they may use or currently have.
@@ -195,6 +215,10 @@ def group_data(*, group: CommGroup, charge_type: str = "both") -> GroupData:
     allowed_pk = {p.pk for p in allowed_plans}
     extra_pk = sorted({int(c) for c in np.unique(current_ids) if c >= 0 and int(c) not in allowed_pk})
     plans = allowed_plans + list(RatePlan.objects.filter(pk__in=extra_pk).order_by("pk"))
+    foreign = {p.pk: p.code for p in plans if p.provider_id != run.provider_id}
+    if foreign:
+        bad = [(c, foreign[int(pk)]) for c, pk in zip(all_iccids, current_ids, strict=True) if int(pk) in foreign]
+        raise foreign_plan_refusal(iccids=[c for c, _ in bad], plans=[p for _, p in bad])
     index_of = {p.pk: i for i, p in enumerate(plans)}
     current = np.array([index_of.get(int(c), -1) for c in current_ids], dtype=np.int32) if len(current_ids) else np.zeros(0, np.int32)
     homeless = (kept != "") & (current < 0)

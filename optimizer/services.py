@@ -37,9 +37,11 @@ from optimizer.selectors import (
     GroupData,
     KeptWithoutPlan,
     catalogue_from_plans,
+    foreign_plan_refusal,
     group_data,
     group_devices,
     kept_without_plan,
+    on_foreign_plans,
     run_devices,
 )
 from rateplans.models import BillingPeriod, CommunicationPlan, PortalType, ServiceProvider
@@ -131,6 +133,9 @@ def comm_groups_build(*, run: OptimizationRun) -> GroupingOutcome:
                 f"{len(homeless)} SIM(s) must keep their rate plan (pinned, or deactivated this cycle) but have no "
                 f"current rate plan in the catalogue: {', '.join(homeless[:20])}{' …' if len(homeless) > 20 else ''}; "
                 f"add the plan or unpin the SIM", field="rate_plan", extra={"iccids": homeless})
+        foreign_iccids, foreign_plans = on_foreign_plans(group=group)
+        if foreign_iccids:
+            raise foreign_plan_refusal(iccids=foreign_iccids, plans=foreign_plans)
         if len(plans_of[key]) > limit:
             group.status = GroupStatus.SKIPPED_PLAN_LIMIT
             group.note = f"{len(plans_of[key])} rate plans; the limit for the {method} method is {limit}."

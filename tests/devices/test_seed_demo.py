@@ -2,11 +2,12 @@
 import io
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.management import call_command
 
 from carriers.simulator.testing import running_simulator
-from devices.demo import DEMO_PROVIDER
-from devices.models import Device, DeviceUsage
+from devices.demo import DEMO_PROVIDER, DEMO_SECOND_MONTHLY_FACTOR, DEMO_SECOND_PROVIDER, DEMO_SECOND_SEED_OFFSET
+from devices.models import Customer, Device, DeviceUsage
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
 
 
@@ -58,3 +59,35 @@ def test_seed_serves_the_same_sims_as_the_simulator_for_the_same_seed(db):
     stored = {i: (s, r, c) for i, s, r, c in Device.objects.filter(provider=provider)
               .values_list("iccid", "status", "rate_plan__code", "communication_plan__name")}
     assert served == stored
+
+
+def test_the_second_account_is_the_next_seeds_fleet_with_the_same_customers_and_its_own_prices(db):
+    call_command("seed_demo", devices=400, seed=9, second_devices=120, stdout=io.StringIO())
+    first = ServiceProvider.objects.get(name=DEMO_PROVIDER)
+    second = ServiceProvider.objects.get(name=DEMO_SECOND_PROVIDER)
+    assert second.tenant_id == first.tenant_id and second.tenant.cross_provider_enabled
+    assert second.api_base_url == settings.SIMULATOR_SECOND_URL
+    with running_simulator(sims=120, seed=9 + DEMO_SECOND_SEED_OFFSET) as server:
+        served = server.carrier.snapshot()
+        customers = server.carrier.customers()
+    stored = {i: (s, r, c) for i, s, r, c in Device.objects.filter(provider=second)
+              .values_list("iccid", "status", "rate_plan__code", "communication_plan__name")}
+    assert served == stored and not set(stored) & set(Device.objects.filter(provider=first).values_list("iccid", flat=True))
+    # The same customers (one row each for the tenant) have SIMs on both accounts, as each simulator names them.
+    assert dict(Device.objects.filter(provider=second, customer__isnull=False).values_list("iccid", "customer__name")) \
+        == {i: c for i, c in customers.items() if c}
+    on_both = set(Customer.objects.filter(devices__provider=first).filter(devices__provider=second)
+                  .values_list("name", flat=True))
+    assert "Northwind Freight" in on_both and Customer.objects.filter(tenant=first.tenant).count() == 3
+    # Same plans, another price list: a cheaper recurring charge, dearer overage.
+    price = {(p.provider_id, p.code): p for p in RatePlan.objects.filter(provider__in=[first, second])}
+    for (provider_id, code), plan in price.items():
+        if provider_id == second.pk:
+            mine = price[(first.pk, code)]
+            assert plan.monthly_cost == (mine.monthly_cost * DEMO_SECOND_MONTHLY_FACTOR).quantize(Decimal("0.0001"))
+            assert plan.overage_rate > mine.overage_rate
+    # Idempotent, and without --second-devices the second account is a quarter of the first.
+    call_command("seed_demo", devices=400, seed=9, second_devices=120, stdout=io.StringIO())
+    assert Device.objects.filter(provider=second).count() == 120
+    call_command("seed_demo", devices=400, seed=9, stdout=io.StringIO())
+    assert Device.objects.filter(provider=second).count() == 100

@@ -14,7 +14,7 @@ from devices.models import Customer, Device, DeviceUsage
 from optimizer import services as optimizer_services
 from optimizer.engine import Billing, Problem
 from optimizer.models import DeviceAssignment, GroupStatus, OptimizationQueue, RunStatus
-from optimizer.selectors import catalogue_from_plans
+from optimizer.selectors import ForeignRatePlan, catalogue_from_plans
 from rateplans.models import RatePlan
 from tests.factories_results import fleet_seed
 from tests.optimizer.engine.reference import reference_price
@@ -125,8 +125,10 @@ def test_account_wide_pools_over_three_groups_are_one_item_priced_and_bounded_as
         "device_id", "recommended_plan_id", "recommended_cost")) == before
 
 
-@pytest.mark.parametrize("pooling, optimum", [("group", "6.6"), ("account", "6.2"), ("customer", "6.2")])
-def test_the_bound_of_a_scope_is_never_above_the_brute_force_optimum(provider_a, pooling, optimum):
+@pytest.mark.parametrize("pooling, optimum, portal_type", [
+    ("group", "6.6", "M2M"), ("account", "6.2", "M2M"), ("customer", "6.2", "M2M"), ("account", "6.2", "Mobility")])
+def test_the_bound_of_a_scope_is_never_above_the_brute_force_optimum(provider_a, pooling, optimum, portal_type):
+    provider_a.portal_type = portal_type  # Mobility pools are priced as billed too
     devices = fleet_seed(provider=provider_a, groups=2, sims_per_group=2)
     north, south = (Customer.objects.create(tenant=provider_a.tenant, name=n) for n in ("North", "South"))
     # One customer in both groups (their pools join), one in the first only, one SIM of none. Apart, the groups
@@ -136,7 +138,7 @@ def test_the_bound_of_a_scope_is_never_above_the_brute_force_optimum(provider_a,
         Device.objects.filter(pk=device.pk).update(customer=customer)
         DeviceUsage.objects.filter(device=device).update(projected_mb=Decimal(mb))
     provider_a.pooling = pooling
-    provider_a.save(update_fields=["pooling"])
+    provider_a.save(update_fields=["pooling", "portal_type"])
     run, totals = finalized(provider_a)
     assert_priced_as_billed(run, totals)
     problem, _ = problem_of_rows(run)
@@ -185,3 +187,28 @@ def test_a_sync_after_the_scope_item_is_solved_again_at_finalize(provider_a):
     assert_priced_as_billed(run, totals)
     assert all("certified (at finalize)" in g.winning_strategy or g.winning_method in ("baseline", "current")
                for g in run.comm_groups.all())
+
+
+def test_a_sim_on_another_accounts_rate_plan_stops_the_grouping_naming_it(provider_a, provider_b):
+    devices = fleet_seed(provider=provider_a, groups=2, sims_per_group=3)
+    fleet_seed(provider=provider_b, groups=1, sims_per_group=1)
+    foreign = RatePlan.objects.get(provider=provider_b, code="M2M-10MB-POOL")
+    Device.objects.filter(pk=devices[4].pk).update(rate_plan=foreign)
+    provider_a.pooling = "account"
+    provider_a.save(update_fields=["pooling"])
+    with pytest.raises(ForeignRatePlan) as refused:
+        built(provider_a)
+    assert refused.value.field == "rate_plan" and refused.value.extra == {"iccids": [devices[4].iccid]}
+    assert "another carrier account (M2M-10MB-POOL)" in refused.value.message
+    assert "never mixes plans of different accounts" in refused.value.message
+
+
+def test_a_foreign_plan_that_appears_after_the_grouping_is_refused_by_the_work_item_too(provider_a, provider_b):
+    devices = fleet_seed(provider=provider_a, groups=1, sims_per_group=3)
+    fleet_seed(provider=provider_b, groups=1, sims_per_group=1)
+    run = built(provider_a)
+    [queue_id] = optimizer_services.work_items_create(run=run)
+    Device.objects.filter(pk=devices[0].pk).update(rate_plan=RatePlan.objects.get(provider=provider_b, code="M2M-5MB"))
+    assert optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
+    item = OptimizationQueue.objects.get(pk=queue_id)
+    assert item.status == "CompleteWithErrors" and "another carrier account (M2M-5MB)" in item.error

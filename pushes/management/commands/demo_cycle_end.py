@@ -30,7 +30,9 @@ class Command(BaseCommand):
         provider = ServiceProvider.objects.filter(name=DEMO_PROVIDER).first()
         if provider is None:
             raise CommandError("No demo account: run `manage.py seed_demo` first.")
-        session = (OptimizationSession.objects.filter(provider=provider, status__in=("succeeded", "succeeded_with_warnings"))
+        # The carrier session (every SIM of the account), not a customer's.
+        session = (OptimizationSession.objects.filter(provider=provider, scope="carrier",
+                                                      status__in=("succeeded", "succeeded_with_warnings"))
                    .select_related("billing_period").order_by("-created_at").first())
         if session is None:
             raise CommandError("No completed session on the demo account: run `manage.py demo_run` first.")

@@ -11,7 +11,8 @@ from devices.demo import DEMO_PROVIDER
 from devices.models import Device, DeviceUsage
 from optimizer.models import DeviceAssignment, KeptReason
 from rateplans.models import CommunicationPlan, RatePlan, ServiceProvider
-from sessions.models import OptimizationSession
+from sessions.management.commands.optimize import comparison_text
+from sessions.models import OptimizationSession, Scope
 
 
 class Command(BaseCommand):
@@ -30,7 +31,9 @@ class Command(BaseCommand):
         user.save()
         provider.tenant.users.add(user)
         token, _ = Token.objects.get_or_create(user=user)
-        last = OptimizationSession.objects.filter(provider=provider).first()
+        last = OptimizationSession.objects.filter(provider=provider, scope=Scope.CARRIER).first()
+        cross = (OptimizationSession.objects.filter(tenant=provider.tenant, scope=Scope.CROSS_PROVIDER, parent=None)
+                 .select_related("customer").first())
 
         w = self.stdout.write
         w("")
@@ -57,6 +60,12 @@ class Command(BaseCommand):
                 w(f"  changes            {DeviceAssignment.objects.filter(run=last.run, changed=True).count():,}")
                 if last.warnings:
                     w(self.style.WARNING(f"  warning            {last.warnings}"))
+        if cross is not None:
+            w(f"  cross-provider     {cross.guid} {cross.status}, report: {cross.report_path or '-'}")
+            if cross.comparison:
+                w("\n".join(f"  {line}" for line in comparison_text(cross).splitlines()))
+            elif cross.error:
+                w(self.style.WARNING(f"  error              {cross.error}"))
         w("")
         w("Where to look (start the web server first with `make run`; `make worker` runs background jobs):")
         w("  dashboard   http://127.0.0.1:8000/              user: demo  password: " + password)

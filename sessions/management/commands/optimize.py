@@ -2,6 +2,7 @@
 import argparse
 import sys
 import time
+from decimal import Decimal
 
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
@@ -10,9 +11,11 @@ from carrieropt.actors import command_actor
 from carrieropt.errors import ApplicationError
 from carrieropt.money import cents
 from carrieropt.workers import NO_CLUSTER, clusters_alive
+from devices.models import Customer
 from optimizer.engine.figures import CostFigures
 from rateplans.models import ServiceProvider
-from sessions.models import ChargeType, Method, OptimizationSession, Trigger
+from sessions.crossprovider import session_accounts
+from sessions.models import ChargeType, Method, OptimizationSession, Scope, Trigger
 from sessions.reports import report_location
 from sessions.services import session_start
 
@@ -23,7 +26,11 @@ class Command(BaseCommand):
     help = "Start a session now (manual starts skip the window, never the one-active rule)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--provider", type=int, required=True, help="carrier account id")
+        parser.add_argument("--provider", type=int, help="carrier account id (not with --scope cross_provider)")
+        parser.add_argument("--scope", choices=Scope.values, default=Scope.CARRIER,
+                            help="carrier (every SIM of the account), customer (--customer's SIMs on it) or "
+                                 "cross_provider (--customer's SIMs on each account of the tenant)")
+        parser.add_argument("--customer", type=int, help="customer id (scope customer and cross_provider)")
         parser.add_argument("--method", choices=Method.values, help="default: the account's default_method")
         parser.add_argument("--charge-type", choices=ChargeType.values,
                             help="what the costs count (default: the account's default_charge_type)")
@@ -37,18 +44,27 @@ class Command(BaseCommand):
         parser.add_argument("--wait", action="store_true", help="wait for the session to end, showing progress")
         parser.add_argument("--timeout", type=int, default=3600, help="seconds to wait at most (with --wait)")
 
-    def handle(self, *args, provider, method, charge_type, must_beat_current, no_sync, wait, timeout, max_changes=None,
-               **options):
-        account = ServiceProvider.objects.filter(pk=provider).first()
-        if account is None:
-            raise CommandError(f"--provider {provider}: no carrier account with that id")
+    def handle(self, *args, provider=None, method=None, charge_type=None, must_beat_current=None, no_sync=False,
+               wait=False, timeout=3600, max_changes=None, scope=Scope.CARRIER, customer=None, **options):
+        account = None
+        if provider is not None:
+            account = ServiceProvider.objects.filter(pk=provider).first()
+            if account is None:
+                raise CommandError(f"--provider {provider}: no carrier account with that id")
+        buyer = None
+        if customer is not None:
+            buyer = Customer.objects.select_related("tenant").filter(pk=customer).first()
+            if buyer is None:
+                raise CommandError(f"--customer {customer}: no customer with that id")
         try:
             session = session_start(provider=account, trigger=Trigger.MANUAL, method=method, charge_type=charge_type,
                                     must_beat_current=must_beat_current, sync_devices=not no_sync,
-                                    started_by=command_actor(), max_changes=max_changes)
+                                    started_by=command_actor(), max_changes=max_changes, scope=scope, customer=buyer)
         except ApplicationError as exc:
             raise CommandError(exc.message) from None
-        self.stdout.write(f"Session {session.pk} ({session.guid}) started for {account}: {_options(session)}.")
+        what = session.provider if buyer is None else f"{buyer.name} on " + ", ".join(
+            m.provider.name for m in session_accounts(session))
+        self.stdout.write(f"Session {session.pk} ({session.guid}) started for {what}: {_options(session)}.")
         if not clusters_alive():
             # Said at once: without a cluster nothing moves, and --wait would only find out at its timeout.
             if wait:
@@ -64,6 +80,8 @@ class Command(BaseCommand):
             self.stdout.write(self.style.WARNING(f"{_summary(session)}\nWarning: {session.warnings}"))
         else:
             self.stdout.write(self.style.SUCCESS(_summary(session)))
+        if session.comparison:
+            self.stdout.write(comparison_text(session))
 
     def _wait(self, session_id, timeout):
         deadline = time.monotonic() + timeout
@@ -94,6 +112,28 @@ class Command(BaseCommand):
 def _options(session) -> str:
     beat = "must beat current plans" if session.must_beat_current else "current plans compete only when allowed"
     return f"method {session.method}, charge type {session.charge_type}, {beat}"
+
+
+def comparison_text(session) -> str:
+    """A cross-provider session's accounts side by side, and the whole fleet on each account's catalogue."""
+    c = session.comparison
+    lines = [f"Cross-provider: {session.customer.name}, {c['total']['sims']:,} SIMs on {len(c['accounts'])} accounts "
+             f"(each optimized on its own catalogue; the fleet column prices all {c['fleet_sims_priced']:,} SIMs with "
+             f"usage on each catalogue, a comparison only: no SIM moves between carriers)",
+             f"  {'account':<34} {'SIMs':>7} {'cost before':>12} {'cost after':>12} {'savings':>10} {'changes':>8} "
+             f"{'whole fleet':>12}"]
+
+    def money(value):
+        return "-" if value is None else f"{cents(Decimal(value)):,.2f}"
+
+    for a in c["accounts"]:
+        lines.append(f"  {a['provider_name'][:34]:<34} {a['sims']:>7,} {money(a['current_cost']):>12} "
+                     f"{money(a['optimized_cost']):>12} {money(a['savings']):>10} {a['changes']:>8,} "
+                     f"{money(a['fleet_cost']):>12}{'  <- cheapest for the fleet' if a['cheapest_for_fleet'] else ''}")
+    t = c["total"]
+    lines.append(f"  {'total':<34} {t['sims']:>7,} {money(t['current_cost']):>12} {money(t['optimized_cost']):>12} "
+                 f"{money(t['savings']):>10} {t['changes']:>8,}")
+    return "\n".join(lines)
 
 
 def _summary(session) -> str:
