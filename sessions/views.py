@@ -32,12 +32,12 @@ from optimizer.assignments import (
     UsageBin,
     assignments_csv_rows,
     plan_migrations,
-    pool_fills,
-    usage_histograms,
+    run_plan_moves,
+    run_usage,
 )
 from optimizer.filters import SORT_CHOICES, AssignmentFilterSet
 from optimizer.models import DeviceAssignment, KeptReason, RunRealized
-from optimizer.selectors import PlanCost, plan_costs, plan_move_sums
+from optimizer.selectors import PlanCost, plan_costs
 from rateplans.models import ServiceProvider
 from sessions import services
 from sessions.frontier import frontier_chart, frontier_rows
@@ -179,7 +179,7 @@ def session_detail(request, guid):
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
     for g in groups:
         g.savings = g.figures.savings
-    moves = plan_move_sums(run_id=session.run_id)  # one pass over the run's rows for the chart and the matrix
+    moves = run_plan_moves(run=session.run)  # one pass over the run's rows for the chart and the matrix, kept
     costs = plan_costs(run=session.run, moves=moves)
     matrix = plan_migrations(run_id=session.run_id, moves=moves) if costs else None
     figures = session.figures
@@ -299,9 +299,7 @@ def session_usage(request, guid):
     """Per group: how the SIMs' usage falls between the plans' allowances, and how full each pool is."""
     session = _session(request, guid)
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
-    catalogue = list(session.provider.rate_plans.values_list("included_mb", flat=True))
-    histograms = usage_histograms(run_id=session.run_id, allowances=catalogue)
-    fills = pool_fills(run_id=session.run_id)
+    histograms, fills = run_usage(run=session.run)
     for g in groups:
         plans: dict[Decimal, list[str]] = {}
         for p in g.rate_plans.all():

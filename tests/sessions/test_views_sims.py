@@ -1,6 +1,7 @@
 """The workbench's SIM list: every SIM of a session, filtered and sorted on the server, a page at a time, as CSV,
 and where SIMs move (the plan-migration matrix); figures from the real pipeline's stored assignments."""
 import csv
+import datetime as dt
 import io
 import re
 
@@ -231,6 +232,49 @@ def test_an_account_currency_is_an_iso_code(provider_a):
     with pytest.raises(ValidationError) as error:
         provider_a.full_clean()
     assert "ISO 4217" in str(error.value.message_dict["currency"])
+
+
+def test_the_session_and_usage_pages_sum_a_finished_runs_rows_once(session, alice_client):
+    """Finalize keeps the sums the session and usage pages show on the run; the pages then read no row of the
+    run for them, and read them afresh when the run finished again or the catalogue's allowances changed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from optimizer.models import OptimizationRun
+
+    run = OptimizationRun.objects.get(pk=session.run_id)
+    assert set(run.sums) == {"plan_moves", "usage"} and all(
+        v["basis"]["finished_at"] == run.finished_at.isoformat() for v in run.sums.values())
+    detail_url = reverse("dashboard:session-detail", args=[session.guid])
+    usage_url = reverse("dashboard:session-usage", args=[session.guid])
+
+    def page(url):
+        with CaptureQueriesContext(connection) as queries:
+            body = alice_client.get(url).content.decode()
+        summed = [q["sql"] for q in queries.captured_queries
+                  if "optimizer_deviceassignment" in q["sql"] and "GROUP BY" in q["sql"]]
+        return body, summed
+
+    detail, summed = page(detail_url)
+    assert summed == [] and '<svg id="plan-chart"' in detail
+    usage, summed = page(usage_url)
+    assert summed == [] and 'class="bin"' in usage
+    matrix = detail.split('id="migration-matrix"')[1].split("</table>")[0]
+
+    # Finalize ran again and one SIM is gone: the kept sums are not those of the rows any more.
+    gone = DeviceAssignment.objects.filter(run=session.run).order_by("iccid").first()
+    gone.delete()
+    OptimizationRun.objects.filter(pk=run.pk).update(finished_at=run.finished_at + dt.timedelta(seconds=1))
+    detail_again, summed = page(detail_url)
+    assert len(summed) == 1
+    assert detail_again.split('id="migration-matrix"')[1].split("</table>")[0] != matrix
+    assert page(detail_url)[1] == []  # kept again
+    # A plan of the catalogue with a new allowance: the usage bins are counted again between the new edges.
+    plan = session.provider.rate_plans.order_by("pk").first()
+    plan.included_mb += 1
+    plan.save()
+    usage_again, summed = page(usage_url)
+    assert summed and usage_again != usage
 
 
 def test_usage_page_counts_each_groups_sims_between_allowances_and_fills_pools_with_stored_usage(session, alice_client):
