@@ -202,6 +202,7 @@ def session_detail(request, guid):
         "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
+        "took_seconds": (session.finished_at - session.created_at).total_seconds() if session.finished_at else None,
         "stage_labels": dict(Stage.choices),
         "matrix": matrix,
         "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
