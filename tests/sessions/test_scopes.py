@@ -331,3 +331,45 @@ def test_the_session_page_shows_the_accounts_side_by_side(inline_tasks, demo, al
     # The second account's own page says what it is part of.
     child_page = client.get(reverse("dashboard:session-detail", args=[child.guid])).content.decode()
     assert "Northwind Freight" in child_page and reverse("dashboard:session-detail", args=[cross.guid]) in child_page
+
+
+@pytest.mark.postgres
+def test_concurrent_cross_provider_and_carrier_starts_never_share_an_account(demo):
+    """Ten starts at once, cross-provider (both accounts) and carrier (the second account): the database lets exactly
+    one win; accounts are taken in id order, so two cross-provider starts cannot deadlock either."""
+    import threading
+
+    from django.db import connection
+
+    second, northwind = second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    barrier = threading.Barrier(10)
+    outcomes = []
+
+    def start(i):
+        try:
+            barrier.wait()
+            if i % 2:
+                session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=northwind.pk),
+                              sync_devices=False)
+                outcomes.append("cross")
+            else:
+                session_start(provider=second, sync_devices=False)
+                outcomes.append("carrier")
+        except SessionAlreadyRunning:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 — any other outcome is the failure under test
+            outcomes.append(f"error: {exc!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and winners[0] in ("cross", "carrier"), outcomes
+    assert OptimizationSession.objects.filter(provider=second).count() == 1
+    assert OptimizationSession.objects.count() == (2 if winners == ["cross"] else 1)
