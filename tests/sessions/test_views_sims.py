@@ -194,6 +194,13 @@ def test_stage_times_are_in_the_accounts_time_zone_in_plain_words(session, alice
     visible = re.sub(r"<[^>]+>", "", timings)
     assert " CST" in visible and not re.search(r"\d{4}-\d\d-\d\dT\d\d", visible), "no raw ISO timestamps"
     assert re.search(r'<td class="num">\d+\.\d s</td>', timings)
+    # The page says when the session ran and which cycle it priced, in words, in the same zone.
+    tz = session.provider.tz
+    when = re.sub(r"<[^>]+>", "", body.split('id="when">')[1].split("</span>")[0])
+    assert f"started {session.created_at.astimezone(tz):%-d %b %Y, %H:%M} CST" in when
+    assert session.finished_at and f"ended {session.finished_at.astimezone(tz):%-d %b %Y, %H:%M} CST (took " in when
+    period = session.billing_period
+    assert f"{period.start_date:%-d %b %Y} – {period.end_date:%-d %b %Y}</h1>" in body
 
 
 def test_money_carries_the_accounts_currency_and_times_its_time_zone(session, alice_client):
