@@ -7,7 +7,7 @@ from decimal import Decimal
 
 from django.db.models import Count, F, Q, QuerySet, Sum
 
-from optimizer.models import DeviceAssignment
+from optimizer.models import DeviceAssignment, OptimizationRun
 from optimizer.selectors import PlanMoveSum, plan_move_sums
 from rateplans.models import RatePlan
 
@@ -68,6 +68,57 @@ class MigrationMatrix:
 
 
 UNKNOWN_PLAN = "(not in catalogue)"
+
+
+def _kept(run: OptimizationRun, key: str, basis: dict, compute):
+    """`compute()` (a JSON value), kept in run.sums[key] with what it was computed from: a finished run's rows never
+    change, so it stands until the run finishes again (finalize run again) or the basis differs."""
+    if run.finished_at is None:
+        return compute()
+    basis = {"finished_at": run.finished_at.isoformat(), **basis}
+    kept = (run.sums or {}).get(key)
+    if isinstance(kept, dict) and kept.get("basis") == basis:
+        return kept["value"]
+    value = compute()
+    run.sums = {**(run.sums or {}), key: {"basis": basis, "value": value}}
+    OptimizationRun.objects.filter(pk=run.pk).update(sums=run.sums)  # two pages at once both write the same value
+    return value
+
+
+def _dec(value) -> str | None:
+    return None if value is None else str(value)
+
+
+def _num(value) -> Decimal | None:
+    return None if value is None else Decimal(value)
+
+
+def run_plan_moves(*, run: OptimizationRun) -> list[PlanMoveSum]:
+    """plan_move_sums of the run, read once (the session page's chart and matrix)."""
+    rows = _kept(run, "plan_moves", {}, lambda: [
+        [m.current_plan_id, m.recommended_plan_id, m.sims, m.priced, _dec(m.cost_before), _dec(m.cost_after)]
+        for m in plan_move_sums(run_id=run.pk)])
+    return [PlanMoveSum(cur, rec, sims, priced, _num(before), _num(after))
+            for cur, rec, sims, priced, before, after in rows]
+
+
+def run_usage(*, run: OptimizationRun) -> tuple[dict[int, list[UsageBin]], list[PoolFill]]:
+    """usage_histograms between the allowances of the account's catalogue, and pool_fills, of the run, read once
+    (the usage page); read again when the catalogue's allowances are not those they were binned by."""
+    allowances = sorted(set(RatePlan.objects.filter(provider_id=run.provider_id).values_list("included_mb", flat=True)))
+
+    def compute():
+        histograms = usage_histograms(run_id=run.pk, allowances=allowances)
+        return {"bins": {str(g): [[_dec(b.low), _dec(b.high), b.sims] for b in bins] for g, bins in histograms.items()},
+                "pools": [[p.group_id, p.plan, p.sims, _dec(p.usage_mb), _dec(p.allowance_mb)]
+                          for p in pool_fills(run_id=run.pk)]}
+
+    value = _kept(run, "usage", {"allowances": [str(a) for a in allowances]}, compute)
+    histograms = {int(g): [UsageBin(_num(lo), _num(hi), sims) for lo, hi, sims in bins]
+                  for g, bins in value["bins"].items()}
+    fills = [PoolFill(group_id=g, plan=plan, sims=sims, usage_mb=_num(usage), allowance_mb=_num(allowance))
+             for g, plan, sims, usage, allowance in value["pools"]]
+    return histograms, fills
 
 
 def plan_migrations(*, run_id: int, moves: list[PlanMoveSum] | None = None) -> MigrationMatrix:

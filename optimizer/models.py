@@ -48,6 +48,9 @@ class OptimizationRun(models.Model):
         help_text="Savings versus changes (written by finalize): {points: [{max_changes, changes, total_cost, "
                   "lower_bound}], forced, unconstrained_changes, seconds}. A budget's answer makes the moves of "
                   "change_rank below its point's changes.")
+    # The workbench's sums of the run's rows (optimizer.assignments.run_sums), each with what it was computed
+    # from: the rows never change once the run has finished, and at a million SIMs each pass over them costs.
+    sums = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["-pk"]

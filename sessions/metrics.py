@@ -10,7 +10,7 @@ from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from devices.metrics import PROVIDER_LABELS
-from sessions.models import ACTIVE_STATUSES, OptimizationSession, ProgressEvent, SessionStatus
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, ProgressEvent, Scope, SessionStatus
 
 # Seconds: a stage takes from well under a second (grouping a small account) to hours (a large sync).
 DURATION_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
@@ -67,7 +67,8 @@ def collect(labels: dict[int, list[str]]) -> Iterator[Metric]:
 
 
 def _last_sessions(labels: dict[int, list[str]]) -> Iterator[Metric]:
-    """Figures of each account's last succeeded session (the answer operators act on)."""
+    """Figures of each account's last succeeded carrier session (the answer operators act on; a customer's session
+    covers part of the account only)."""
     names = {
         "devices": ("carrieropt_last_session_devices", "SIMs optimized by the account's last succeeded session."),
         "current": ("carrieropt_last_session_current_cost", "Cost of the SIMs on their current plans."),
@@ -77,12 +78,13 @@ def _last_sessions(labels: dict[int, list[str]]) -> Iterator[Metric]:
     }
     families = {key: GaugeMetricFamily(name, doc, labels=[*PROVIDER_LABELS, "session"])
                 for key, (name, doc) in names.items()}
-    latest = (OptimizationSession.objects.filter(status=SessionStatus.SUCCEEDED).order_by().values("provider_id")
+    latest = (OptimizationSession.objects.filter(status=SessionStatus.SUCCEEDED, scope=Scope.CARRIER).order_by()
+              .values("provider_id")
               .annotate(last=Max("finished_at")))
     seen = set()
     for provider_id, last in ((row["provider_id"], row["last"]) for row in latest):
         session = (OptimizationSession.objects.filter(provider_id=provider_id, status=SessionStatus.SUCCEEDED,
-                                                      finished_at=last).order_by("-pk").first())
+                                                      scope=Scope.CARRIER, finished_at=last).order_by("-pk").first())
         if session is None or provider_id in seen:
             continue
         seen.add(provider_id)

@@ -32,16 +32,17 @@ from optimizer.assignments import (
     UsageBin,
     assignments_csv_rows,
     plan_migrations,
-    pool_fills,
-    usage_histograms,
+    run_plan_moves,
+    run_usage,
 )
 from optimizer.filters import SORT_CHOICES, AssignmentFilterSet
 from optimizer.models import DeviceAssignment, KeptReason, RunRealized
-from optimizer.selectors import PlanCost, plan_costs, plan_move_sums
+from optimizer.selectors import PlanCost, plan_costs
 from rateplans.models import ServiceProvider
 from sessions import services
+from sessions.crossprovider import session_accounts
 from sessions.frontier import frontier_chart, frontier_rows
-from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, Scope, SessionStatus, Stage, Trigger
 from sessions.realized import session_realized
 from sessions.reports import report_exists
 
@@ -179,14 +180,19 @@ def session_detail(request, guid):
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
     for g in groups:
         g.savings = g.figures.savings
-    moves = plan_move_sums(run_id=session.run_id)  # one pass over the run's rows for the chart and the matrix
+    moves = run_plan_moves(run=session.run)  # one pass over the run's rows for the chart and the matrix, kept
     costs = plan_costs(run=session.run, moves=moves)
     matrix = plan_migrations(run_id=session.run_id, moves=moves) if costs else None
     figures = session.figures
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     rows = frontier_rows(session)
     realized = session_realized(session)
+    compared = {a["provider"]: a for a in (session.comparison or {}).get("accounts", [])}
+    # Each account's session, with its row of the comparison once the cross-provider session has written it.
+    accounts = ([(m, compared.get(m.provider_id)) for m in session_accounts(session)]
+                if session.scope == Scope.CROSS_PROVIDER else [])
     return render(request, "dashboard/session.html", {
+        "accounts": accounts, "comparison": session.comparison or None,
         "frontier": rows, "frontier_chart": frontier_chart(rows), "budget": next((r for r in rows if r.chosen), None),
         "realized": realized, "realized_view": realized_view(realized) if realized else None,
         "cycle_ended": timezone.now() >= session.billing_period.ends_at(),
@@ -196,6 +202,7 @@ def session_detail(request, guid):
         "has_report": report_exists(session.report_path), "savings_pct": savings_pct,
         "gap_pct": None if figures.gap is None else figures.gap * 100,
         "timings": stage_timings(session),
+        "took_seconds": (session.finished_at - session.created_at).total_seconds() if session.finished_at else None,
         "stage_labels": dict(Stage.choices),
         "matrix": matrix,
         "matrix_rows": [{"plan": p, "cells": matrix.row(p)} for p in matrix.plans] if matrix else [],
@@ -299,9 +306,7 @@ def session_usage(request, guid):
     """Per group: how the SIMs' usage falls between the plans' allowances, and how full each pool is."""
     session = _session(request, guid)
     groups = list(session.run.comm_groups.prefetch_related("rate_plans").order_by("name", "pk"))
-    catalogue = list(session.provider.rate_plans.values_list("included_mb", flat=True))
-    histograms = usage_histograms(run_id=session.run_id, allowances=catalogue)
-    fills = pool_fills(run_id=session.run_id)
+    histograms, fills = run_usage(run=session.run)
     for g in groups:
         plans: dict[Decimal, list[str]] = {}
         for p in g.rate_plans.all():

@@ -247,3 +247,129 @@ def test_cross_provider_follows_the_setting_unless_the_tenant_says(demo, setting
     from sessions.services import CrossProviderDisabled
     with pytest.raises(CrossProviderDisabled):
         session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=northwind.pk), sync_devices=False)
+
+
+def test_the_accounts_last_session_metrics_are_its_carrier_sessions(inline_tasks, demo, client, settings):
+    from tests.config.test_metrics import TOKEN, scrape, value
+
+    settings.METRICS_TOKEN = TOKEN
+    carrier = session_start(provider=demo.provider, sync_devices=False)
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    customer = OptimizationSession.objects.get(pk=session_start(
+        provider=demo.provider, scope=Scope.CUSTOMER, customer=northwind, sync_devices=False).pk)
+    carrier.refresh_from_db()
+    assert customer.is_complete and customer.finished_at > carrier.finished_at
+    samples = scrape(client)
+    who = {"provider_id": demo.provider.pk, "provider": demo.provider.name, "tenant": demo.tenant.name}
+    assert value(samples, "carrieropt_last_session_devices", **who, session=carrier.guid) == carrier.device_count
+    assert customer.device_count < carrier.device_count
+    assert not [ls for ls, _ in samples["carrieropt_last_session_devices"] if ls["session"] == str(customer.guid)]
+
+
+def test_another_tenants_customer_or_one_without_sims_on_the_account_is_refused(demo, tenant_b):
+    from carrieropt.errors import NotFound
+    from sessions.services import CustomerNotOnAccount
+
+    bobs = Customer.objects.create(tenant=tenant_b, name="Northwind Freight")
+    with pytest.raises(NotFound) as refused:
+        session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=bobs, sync_devices=False)
+    assert refused.value.field == "customer" and demo.provider.name in refused.value.message
+    idle = Customer.objects.create(tenant=demo.tenant, name="No SIMs Ltd")
+    with pytest.raises(CustomerNotOnAccount) as refused:
+        session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=idle, sync_devices=False)
+    assert refused.value.field == "customer" and "No SIMs Ltd" in refused.value.message
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    with pytest.raises(CustomerNotOnAccount):
+        session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=idle.pk), sync_devices=False)
+    assert not OptimizationSession.objects.exists()
+
+
+def test_a_cross_provider_start_repeated_with_its_guid_is_the_same_session(api, demo, alice):
+    import uuid
+
+    demo.tenant.users.add(alice)
+    second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    northwind = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    guid = str(uuid.uuid4())
+    body = {"scope": "cross_provider", "customer": northwind.pk, "sync_devices": False, "session_guid": guid}
+    first = api.post(reverse("api:session-list"), body, content_type="application/json")
+    again = api.post(reverse("api:session-list"), body, content_type="application/json")
+    assert (first.status_code, again.status_code) == (201, 200) and again.json()["id"] == guid
+    assert OptimizationSession.objects.count() == 2  # the session and its second account's, once
+    other = api.post(reverse("api:session-list"), {**body, "scope": "customer", "provider": demo.provider.pk},
+                     content_type="application/json")
+    assert other.status_code == 409 and other.json()["error"]["code"] == "session_guid_conflict"
+    assert "scope" in other.json()["error"]["message"]
+
+
+def test_the_session_page_shows_the_accounts_side_by_side(inline_tasks, demo, alice, client, settings, tmp_path):
+    import re
+
+    from carrieropt.money import cents
+
+    use_report_folder(settings, tmp_path / "reports")
+    demo.tenant.users.add(alice)
+    client.force_login(alice)
+    second, northwind = second_account(demo, sims=30)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    cross = OptimizationSession.objects.get(pk=session_start(scope=Scope.CROSS_PROVIDER, customer=northwind,
+                                                             sync_devices=False).pk)
+    child = OptimizationSession.objects.get(parent=cross)
+    page = client.get(reverse("dashboard:session-detail", args=[cross.guid]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    table = body[body.index('<table id="accounts">'):]
+    table = table[:table.index("</table>")]
+    for a in cross.comparison["accounts"]:
+        row = re.search(rf'<tr data-provider="{a["provider"]}">(.*?)</tr>', table, re.S).group(1)
+        assert f"{cents(a['fleet_cost']):,}" in row and f"{cents(a['optimized_cost']):,}" in row
+    assert "(cheapest)" in re.search(rf'<tr data-provider="{second.pk}">(.*?)</tr>', table, re.S).group(1)
+    # The second account's own page says what it is part of.
+    child_page = client.get(reverse("dashboard:session-detail", args=[child.guid])).content.decode()
+    assert "Northwind Freight" in child_page and reverse("dashboard:session-detail", args=[cross.guid]) in child_page
+
+
+@pytest.mark.postgres
+def test_concurrent_cross_provider_and_carrier_starts_never_share_an_account(demo):
+    """Ten starts at once, cross-provider (both accounts) and carrier (the second account): the database lets exactly
+    one win; accounts are taken in id order, so two cross-provider starts cannot deadlock either."""
+    import threading
+
+    from django.db import connection
+
+    second, northwind = second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    barrier = threading.Barrier(10)
+    outcomes = []
+
+    def start(i):
+        try:
+            barrier.wait()
+            if i % 2:
+                session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=northwind.pk),
+                              sync_devices=False)
+                outcomes.append("cross")
+            else:
+                session_start(provider=second, sync_devices=False)
+                outcomes.append("carrier")
+        except SessionAlreadyRunning:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 — any other outcome is the failure under test
+            outcomes.append(f"error: {exc!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and winners[0] in ("cross", "carrier"), outcomes
+    assert OptimizationSession.objects.filter(provider=second).count() == 1
+    assert OptimizationSession.objects.count() == (2 if winners == ["cross"] else 1)

@@ -1,6 +1,7 @@
 """The workbench's SIM list: every SIM of a session, filtered and sorted on the server, a page at a time, as CSV,
 and where SIMs move (the plan-migration matrix); figures from the real pipeline's stored assignments."""
 import csv
+import datetime as dt
 import io
 import re
 
@@ -193,6 +194,13 @@ def test_stage_times_are_in_the_accounts_time_zone_in_plain_words(session, alice
     visible = re.sub(r"<[^>]+>", "", timings)
     assert " CST" in visible and not re.search(r"\d{4}-\d\d-\d\dT\d\d", visible), "no raw ISO timestamps"
     assert re.search(r'<td class="num">\d+\.\d s</td>', timings)
+    # The page says when the session ran and which cycle it priced, in words, in the same zone.
+    tz = session.provider.tz
+    when = re.sub(r"<[^>]+>", "", body.split('id="when">')[1].split("</span>")[0])
+    assert f"started {session.created_at.astimezone(tz):%-d %b %Y, %H:%M} CST" in when
+    assert session.finished_at and f"ended {session.finished_at.astimezone(tz):%-d %b %Y, %H:%M} CST (took " in when
+    period = session.billing_period
+    assert f"{period.start_date:%-d %b %Y} – {period.end_date:%-d %b %Y}</h1>" in body
 
 
 def test_money_carries_the_accounts_currency_and_times_its_time_zone(session, alice_client):
@@ -231,6 +239,49 @@ def test_an_account_currency_is_an_iso_code(provider_a):
     with pytest.raises(ValidationError) as error:
         provider_a.full_clean()
     assert "ISO 4217" in str(error.value.message_dict["currency"])
+
+
+def test_the_session_and_usage_pages_sum_a_finished_runs_rows_once(session, alice_client):
+    """Finalize keeps the sums the session and usage pages show on the run; the pages then read no row of the
+    run for them, and read them afresh when the run finished again or the catalogue's allowances changed."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from optimizer.models import OptimizationRun
+
+    run = OptimizationRun.objects.get(pk=session.run_id)
+    assert set(run.sums) == {"plan_moves", "usage"} and all(
+        v["basis"]["finished_at"] == run.finished_at.isoformat() for v in run.sums.values())
+    detail_url = reverse("dashboard:session-detail", args=[session.guid])
+    usage_url = reverse("dashboard:session-usage", args=[session.guid])
+
+    def page(url):
+        with CaptureQueriesContext(connection) as queries:
+            body = alice_client.get(url).content.decode()
+        summed = [q["sql"] for q in queries.captured_queries
+                  if "optimizer_deviceassignment" in q["sql"] and "GROUP BY" in q["sql"]]
+        return body, summed
+
+    detail, summed = page(detail_url)
+    assert summed == [] and '<svg id="plan-chart"' in detail
+    usage, summed = page(usage_url)
+    assert summed == [] and 'class="bin"' in usage
+    matrix = detail.split('id="migration-matrix"')[1].split("</table>")[0]
+
+    # Finalize ran again and one SIM is gone: the kept sums are not those of the rows any more.
+    gone = DeviceAssignment.objects.filter(run=session.run).order_by("iccid").first()
+    gone.delete()
+    OptimizationRun.objects.filter(pk=run.pk).update(finished_at=run.finished_at + dt.timedelta(seconds=1))
+    detail_again, summed = page(detail_url)
+    assert len(summed) == 1
+    assert detail_again.split('id="migration-matrix"')[1].split("</table>")[0] != matrix
+    assert page(detail_url)[1] == []  # kept again
+    # A plan of the catalogue with a new allowance: the usage bins are counted again between the new edges.
+    plan = session.provider.rate_plans.order_by("pk").first()
+    plan.included_mb += 1
+    plan.save()
+    usage_again, summed = page(usage_url)
+    assert summed and usage_again != usage
 
 
 def test_usage_page_counts_each_groups_sims_between_allowances_and_fills_pools_with_stored_usage(session, alice_client):
