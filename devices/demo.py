@@ -15,6 +15,7 @@ from carrieropt.money import MONEY_PLACES
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
 from devices.models import STOPPED_STATUSES, Customer, Device, DevicePin, DeviceUsage
+from devices.staging import statistics_refresh
 from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
 from rateplans.services import billing_period_current
@@ -112,6 +113,7 @@ def demo_seed(*, devices: int, seed: int, now: dt.datetime | None = None, second
         if tenant.cross_provider is None:
             tenant.cross_provider = True
             tenant.save(update_fields=["cross_provider"])
+    statistics_refresh()  # a session right after the seed plans its queries on the fleet as seeded
     return SeedResult(
         tenant=tenant, provider=provider,
         rate_plans=RatePlan.objects.filter(provider=provider).count(),

@@ -680,6 +680,8 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
         run.save()
         ServiceProvider.objects.filter(pk=provider.pk).update(last_usage_sync_at=run.finished_at)
     provider.last_usage_sync_at = run.finished_at
+    if len(rows) >= staging.ANALYZE_AFTER_ROWS:
+        staging.statistics_refresh(devices=False)
     log.info("usage sync #%s of provider %s: %s SIMs (%s skipped, %s rejected) in %.1fs", run.pk, provider.pk,
              len(rows), run.skipped, run.rejected, run.duration_seconds)
     return run

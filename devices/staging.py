@@ -235,7 +235,25 @@ def staging_merge(*, provider_id: int, run_id: int, now: dt.datetime, mark_missi
                 f"AND NOT EXISTS (SELECT 1 FROM {STAGING} s WHERE s.provider_id = {DEVICE}.provider_id "
                 f"AND s.iccid = {DEVICE}.iccid AND s.sync_run_id = %s)", [stamp, provider_id, run_id])
             missing = cursor.rowcount
+    if inserted + updated + missing >= ANALYZE_AFTER_ROWS:
+        statistics_refresh(usage=False)
     return MergeCounts(inserted=inserted, updated=updated, missing=missing, new_communication_plans=new_plans)
+
+
+# A merge or usage write that changed at least this many rows refreshes the planner's statistics of the table.
+ANALYZE_AFTER_ROWS = 10_000
+
+
+def statistics_refresh(*, devices: bool = True, usage: bool = True) -> None:
+    """ANALYZE the SIM and usage tables (PostgreSQL). After a bulk change the planner's estimates are of the table
+    as it was: with a fleet synced or seeded since, it estimates one row per account and probes the usage of a
+    million SIMs one index lookup each (4.5 s for a 460k-SIM group, 1.3 s with fresh statistics)."""
+    if not _is_postgres():
+        return
+    with connection.cursor() as cursor:
+        for table, wanted in ((DEVICE, devices), (USAGE, usage)):
+            if wanted:
+                cursor.execute(f"ANALYZE {table}")
 
 
 def usage_write(*, rows: Sequence[tuple]) -> None:

@@ -41,8 +41,9 @@ from optimizer.models import DeviceAssignment, KeptReason, RunRealized
 from optimizer.selectors import PlanCost, plan_costs
 from rateplans.models import ServiceProvider
 from sessions import services
+from sessions.crossprovider import session_accounts
 from sessions.frontier import frontier_chart, frontier_rows
-from sessions.models import ACTIVE_STATUSES, OptimizationSession, SessionStatus, Stage, Trigger
+from sessions.models import ACTIVE_STATUSES, OptimizationSession, Scope, SessionStatus, Stage, Trigger
 from sessions.realized import session_realized
 from sessions.reports import report_exists
 
@@ -187,7 +188,12 @@ def session_detail(request, guid):
     savings_pct = None if figures.savings_ratio is None else figures.savings_ratio * 100
     rows = frontier_rows(session)
     realized = session_realized(session)
+    compared = {a["provider"]: a for a in (session.comparison or {}).get("accounts", [])}
+    # Each account's session, with its row of the comparison once the cross-provider session has written it.
+    accounts = ([(m, compared.get(m.provider_id)) for m in session_accounts(session)]
+                if session.scope == Scope.CROSS_PROVIDER else [])
     return render(request, "dashboard/session.html", {
+        "accounts": accounts, "comparison": session.comparison or None,
         "frontier": rows, "frontier_chart": frontier_chart(rows), "budget": next((r for r in rows if r.chosen), None),
         "realized": realized, "realized_view": realized_view(realized) if realized else None,
         "cycle_ended": timezone.now() >= session.billing_period.ends_at(),

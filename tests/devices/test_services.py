@@ -540,3 +540,28 @@ def test_usage_sync_refused_while_another_runs(tenant, carrier_simulator):
     SyncRun.objects.create(provider=provider, kind="usage", started_at=timezone.now())
     run = usage(provider)
     assert run.status == "failed" and "still running" in run.error
+
+
+@pytest.mark.skipif(settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql",
+                    reason="planner statistics are PostgreSQL's")
+def test_a_big_sync_leaves_the_planner_statistics_of_the_fleet_it_wrote(tenant, carrier_simulator_factory, monkeypatch):
+    """After a sync that wrote many SIMs and their usage, the planner's row counts are those of the tables as
+    written (without it, a session right after estimated one SIM per account and probed usage SIM by SIM)."""
+    from django.db import connection
+
+    from devices import staging
+
+    monkeypatch.setattr(staging, "ANALYZE_AFTER_ROWS", 100)
+    server = carrier_simulator_factory(sims=300, seed=7)
+    provider = simulated_provider(server=server, tenant=tenant)
+    assert sync(provider).status == "succeeded"
+    with fast_client(provider) as client:
+        assert usage_sync(provider=provider, client=client).status == "succeeded"
+
+    def planner_rows(table):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = %s", [table])
+            return cursor.fetchone()[0]
+
+    assert planner_rows("devices_device") == Device.objects.count() >= 300
+    assert planner_rows("devices_deviceusage") == DeviceUsage.objects.count() > 200

@@ -84,3 +84,47 @@ def test_a_pinned_sim_without_a_current_plan_fails_the_session_naming_it(inline_
     session = run(demo.provider)
     assert session.status == "failed"
     assert device.iccid in session.error and "no current rate plan" in session.error
+
+
+@pytest.mark.django_db
+def test_days_billed_from_the_database_match_the_cost_model_sim_by_sim(demo):
+    """group_data reads the activation and deactivation days in the account's time zone from the database and
+    counts days_active for all SIMs at once: the same days as days_active gives one SIM at a time, around
+    midnight in the account's zone (which is not UTC) and at both ends of the cycle."""
+    import numpy as np
+
+    from optimizer.selectors import days_active, days_active_days, group_data
+    from optimizer.services import comm_groups_build
+
+    provider = demo.provider
+    provider.prorates = True
+    provider.save()
+    period = billing_period_current(provider=provider)
+    tz = provider.tz
+    start = dt.datetime.combine(period.start_date, dt.time(), tzinfo=tz)
+    moments = [start - dt.timedelta(days=3), start - dt.timedelta(minutes=1), start, start + dt.timedelta(minutes=1),
+               start + dt.timedelta(days=9, hours=23, minutes=59), start + dt.timedelta(days=10, hours=0, minutes=1),
+               dt.datetime.combine(period.end_date, dt.time(23, 59), tzinfo=tz)]
+    devices = list(Device.objects.filter(provider=provider, status="ACTIVATED").order_by("pk")[: len(moments) * 3])
+    for i, device in enumerate(devices):
+        device.date_activated = moments[i % len(moments)]
+        if i % 3 == 1:  # stopped this cycle, some of them before their activation day
+            device.status, device.deactivated_at = "DEACTIVATED", moments[(i * 5) % len(moments)] + dt.timedelta(days=2)
+        device.save()
+    session = session_start(provider=provider, sync_devices=False)
+    run = OptimizationSession.objects.get(pk=session.pk).run
+    comm_groups_build(run=run)
+    checked = 0
+    for group in run.comm_groups.all():
+        data = group_data(group=group)
+        by_id = dict(zip(data.device_ids.tolist(), data.problem.factors.tolist(), strict=True))
+        for device in Device.objects.filter(pk__in=list(by_id)):
+            stopped = device.deactivated_at if device.status != "ACTIVATED" else None
+            expected = days_active(period=period, tz=tz, activated=device.date_activated, stopped=stopped)
+            assert by_id[device.pk] * period.days_in_cycle == pytest.approx(expected), device.iccid
+            checked += 1
+    assert checked > len(devices)
+    # and the arrays alone, with days outside the cycle on both sides
+    days = days_active_days(period=period, activated=[None, period.start_date - dt.timedelta(days=4), period.end_date],
+                            stopped=[period.start_date, None, period.start_date])
+    assert days.tolist() == [1.0, float(period.days_in_cycle), 0.0] and days.dtype == np.float64

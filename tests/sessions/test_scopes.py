@@ -303,3 +303,73 @@ def test_a_cross_provider_start_repeated_with_its_guid_is_the_same_session(api, 
                      content_type="application/json")
     assert other.status_code == 409 and other.json()["error"]["code"] == "session_guid_conflict"
     assert "scope" in other.json()["error"]["message"]
+
+
+def test_the_session_page_shows_the_accounts_side_by_side(inline_tasks, demo, alice, client, settings, tmp_path):
+    import re
+
+    from carrieropt.money import cents
+
+    use_report_folder(settings, tmp_path / "reports")
+    demo.tenant.users.add(alice)
+    client.force_login(alice)
+    second, northwind = second_account(demo, sims=30)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    cross = OptimizationSession.objects.get(pk=session_start(scope=Scope.CROSS_PROVIDER, customer=northwind,
+                                                             sync_devices=False).pk)
+    child = OptimizationSession.objects.get(parent=cross)
+    page = client.get(reverse("dashboard:session-detail", args=[cross.guid]))
+    assert page.status_code == 200
+    body = page.content.decode()
+    table = body[body.index('<table id="accounts">'):]
+    table = table[:table.index("</table>")]
+    for a in cross.comparison["accounts"]:
+        row = re.search(rf'<tr data-provider="{a["provider"]}">(.*?)</tr>', table, re.S).group(1)
+        assert f"{cents(a['fleet_cost']):,}" in row and f"{cents(a['optimized_cost']):,}" in row
+    assert "(cheapest)" in re.search(rf'<tr data-provider="{second.pk}">(.*?)</tr>', table, re.S).group(1)
+    # The second account's own page says what it is part of.
+    child_page = client.get(reverse("dashboard:session-detail", args=[child.guid])).content.decode()
+    assert "Northwind Freight" in child_page and reverse("dashboard:session-detail", args=[cross.guid]) in child_page
+
+
+@pytest.mark.postgres
+def test_concurrent_cross_provider_and_carrier_starts_never_share_an_account(demo):
+    """Ten starts at once, cross-provider (both accounts) and carrier (the second account): the database lets exactly
+    one win; accounts are taken in id order, so two cross-provider starts cannot deadlock either."""
+    import threading
+
+    from django.db import connection
+
+    second, northwind = second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    barrier = threading.Barrier(10)
+    outcomes = []
+
+    def start(i):
+        try:
+            barrier.wait()
+            if i % 2:
+                session_start(scope=Scope.CROSS_PROVIDER, customer=Customer.objects.get(pk=northwind.pk),
+                              sync_devices=False)
+                outcomes.append("cross")
+            else:
+                session_start(provider=second, sync_devices=False)
+                outcomes.append("carrier")
+        except SessionAlreadyRunning:
+            outcomes.append("refused")
+        except Exception as exc:  # noqa: BLE001 — any other outcome is the failure under test
+            outcomes.append(f"error: {exc!r}")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=start, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and winners[0] in ("cross", "carrier"), outcomes
+    assert OptimizationSession.objects.filter(provider=second).count() == 1
+    assert OptimizationSession.objects.count() == (2 if winners == ["cross"] else 1)
