@@ -13,6 +13,7 @@ from carrieropt.api.base import MAX_ID, user_tenants
 from devices.models import Customer
 from optimizer.assignments import SORTS, iccid_prefix_range
 from optimizer.models import DeviceAssignment
+from rateplans.models import RatePlan
 
 SORT_CHOICES = [("iccid", "ICCID"), ("-saving", "Largest saving first")]
 assert {key for key, _ in SORT_CHOICES} == set(SORTS)
@@ -90,9 +91,9 @@ class AssignmentFilterSet(filters.FilterSet):
 
     group = IdFilter(field_name="comm_group_id", help_text="Communication group id.")
     changed = TrueFalseFilter(help_text="true: only SIMs whose plan would change.")
-    from_plan = filters.CharFilter(field_name="current_plan__code", max_length=120,
+    from_plan = filters.CharFilter(field_name="current_plan_id", method="plan_code", max_length=120,
                                    help_text="Only SIMs now on this rate plan (code).")
-    to_plan = filters.CharFilter(field_name="recommended_plan__code", max_length=120,
+    to_plan = filters.CharFilter(field_name="recommended_plan_id", method="plan_code", max_length=120,
                                  help_text="Only SIMs recommended this rate plan (code).")
     customer = RowChoiceFilter(
         field_name="customer", queryset=tenant_customers, help_text="Only SIMs of this customer (id).",
@@ -105,6 +106,10 @@ class AssignmentFilterSet(filters.FilterSet):
     class Meta:
         model = DeviceAssignment
         fields = ["group", "changed", "from_plan", "to_plan", "customer", "iccid", "sort"]
+
+    def plan_code(self, queryset, name, value):
+        # The plans' ids, not a join on their codes: the (run, current plan, recommended plan) index serves ids.
+        return queryset.filter(**{f"{name}__in": list(RatePlan.objects.filter(code=value).values_list("pk", flat=True))})
 
     def iccid_prefix(self, queryset, name, value):
         return queryset.filter(iccid__startswith=value, **iccid_prefix_range(value))

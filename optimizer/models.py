@@ -222,6 +222,9 @@ class DeviceAssignment(models.Model):
             models.Index(fields=["run", "iccid"], name="assignment_run_iccid"),
             # One customer's SIMs of a run, in ICCID order.
             models.Index(fields=["run", "customer", "iccid"], name="assignment_run_customer_iccid"),
+            # One move of the migration matrix (from plan, to plan), in ICCID order: a rare move was a scan of the
+            # whole run for its 50 rows.
+            models.Index(fields=["run", "current_plan", "recommended_plan", "iccid"], name="assignment_run_move_iccid"),
             # And (run, saving DESC NULLS LAST, iccid), "largest saving first": made by migration 0004 for each
             # database (SQLite has no NULLS LAST in an index; its NULLs sort last in DESC anyway).
         ]
