@@ -109,12 +109,22 @@ def moves_count(*, run: OptimizationRun, changed: bool | None, from_plan: str | 
         return None
     moves = run_plan_moves(run=run)
     ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
-    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code"))
+    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code")) if from_plan or to_plan else {}
     # A row changes exactly when its recommended plan is not its current one (finalize writes it so).
     return sum(m.sims for m in moves
                if (changed is None or changed == (m.current_plan_id != m.recommended_plan_id))
                and (not from_plan or code.get(m.current_plan_id) == from_plan)
                and (not to_plan or code[m.recommended_plan_id] == to_plan))
+
+
+def list_count(*, run: OptimizationRun, filters: dict) -> int | None:
+    """The length of a list of the run's SIMs with these (valid, AssignmentFilterSet) filters when the kept sums
+    know it: filtered by change and plans only (the whole list, changed only, a move). None: count the rows."""
+    used = {k: v for k, v in filters.items() if v not in (None, "") and k != "sort"}
+    if not set(used) <= {"changed", "from_plan", "to_plan"}:
+        return None
+    return moves_count(run=run, changed=used.get("changed"), from_plan=used.get("from_plan"),
+                       to_plan=used.get("to_plan"))
 
 
 def run_usage(*, run: OptimizationRun) -> tuple[dict[int, list[UsageBin]], list[PoolFill]]:

@@ -31,7 +31,7 @@ from optimizer.assignments import (
     CSV_COLUMNS,
     UsageBin,
     assignments_csv_rows,
-    moves_count,
+    list_count,
     plan_migrations,
     run_plan_moves,
     run_usage,
@@ -359,7 +359,7 @@ def _sims_page(request, session: OptimizationSession, filterset: AssignmentFilte
     if not errors:
         rows = DeviceAssignment.objects.select_related("comm_group", "current_plan", "recommended_plan", "customer",
                                                        "device__pin")
-        page = IdPaginator(filterset.qs, SIMS_PER_PAGE, rows=rows, count=_known_count(session, filterset)
+        page = IdPaginator(filterset.qs, SIMS_PER_PAGE, rows=rows, count=list_count(run=session.run, filters=filterset.form.cleaned_data)
                            ).get_page(request.GET.get("page"))
     query = {k: v for k, v in request.GET.items() if k != "page" and v != ""}
     groups = list(session.run.comm_groups.order_by("name", "pk").values_list("pk", "name"))
@@ -372,16 +372,6 @@ def _sims_page(request, session: OptimizationSession, filterset: AssignmentFilte
         "query": urlencode(query), "here": request.get_full_path(), "sorts": SORT_CHOICES,
         "without_errors": urlencode({k: v for k, v in query.items() if k not in errors}),
     }, status=status)
-
-
-def _known_count(session: OptimizationSession, filterset: AssignmentFilterSet) -> int | None:
-    """The list's length from the run's kept sums when it is filtered by change and plans only (the unfiltered
-    list, changed only, a move); None otherwise: the database counts."""
-    data = {k: v for k, v in filterset.form.cleaned_data.items() if v not in (None, "") and k != "sort"}
-    if not set(data) <= {"changed", "from_plan", "to_plan"}:
-        return None
-    return moves_count(run=session.run, changed=data.get("changed"), from_plan=data.get("from_plan"),
-                       to_plan=data.get("to_plan"))
 
 
 @login_required

@@ -310,6 +310,9 @@ def test_the_list_counts_changes_and_moves_from_the_kept_sums_as_the_rows_would(
         n = expected.count()
         assert f">{n} SIM{'' if n == 1 else 's'}" in body, (params, n)
         assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"]], params
+        with CaptureQueriesContext(connection) as queries:
+            listed = alice_client.get(reverse("api:session-assignments", args=[session.guid]), params).json()
+        assert listed["count"] == n and not [q for q in queries.captured_queries if "COUNT(" in q["sql"]], params
     group = session.run.comm_groups.order_by("pk").first()
     with CaptureQueriesContext(connection) as queries:
         body = alice_client.get(url, {"group": group.pk, "changed": "true"}).content.decode()
