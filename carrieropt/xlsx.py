@@ -58,33 +58,53 @@ def sample_row(ws) -> list:
 class _Cells:
     """Turns rows of values into sheet XML with the sample row's style ids."""
 
+    # Most text in a big sheet repeats (group and plan names, yes/no, customers): each text cell is made once
+    # and looked up after; the memo is emptied when it holds this many (unique ICCIDs pass through it).
+    MEMO_SIZE = 50_000
+
     def __init__(self, styles: dict[str, str], width: int):
         self.money, self.quoted, self.bold = styles["A"], styles["B"], styles["C"]
         self.letters = [get_column_letter(i + 1) for i in range(width)]
+        self._memo: dict[tuple, str] = {}
 
-    def text(self, ref: str, value, style: str | None) -> str:
-        value = ILLEGAL_CHARACTERS_RE.sub("", str(value))[:EXCEL_MAX_TEXT]
-        if not value:
-            return ""
-        if style is None and value.startswith(FORMULA_TRIGGERS):
-            style = self.quoted
+    def _text_cell(self, value, style: str | None) -> str:
+        """A text cell without its reference: ' t="inlineStr"...</c>', or "" for no text."""
+        value = str(value)
+        if not (value.isascii() and value.isalnum()):  # plain letters and digits (an ICCID) need none of this
+            value = ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_MAX_TEXT]
+            if not value:
+                return ""
+            if style is None and value.startswith(FORMULA_TRIGGERS):
+                style = self.quoted
         space = ' xml:space="preserve"' if value[0].isspace() or value[-1].isspace() else ""
         s = f' s="{style}"' if style else ""
-        return f'<c r="{ref}" t="inlineStr"{s}><is><t{space}>{value.translate(_ESCAPES)}</t></is></c>'
+        return f' t="inlineStr"{s}><is><t{space}>{value.translate(_ESCAPES)}</t></is></c>'
+
+    def text(self, ref: str, value, style: str | None) -> str:
+        if type(value) is not str:  # 1 and Decimal("1.0") are equal keys but not the same text
+            cell = self._text_cell(value, style)
+            return f'<c r="{ref}"{cell}' if cell else ""
+        key = (value, style)
+        cell = self._memo.get(key)
+        if cell is None:
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo.clear()
+            cell = self._memo[key] = self._text_cell(value, style)
+        return f'<c r="{ref}"{cell}' if cell else ""
 
     def row(self, number: int, values: Sequence, kinds: str) -> str:
         parts = [f'<row r="{number}">']
+        append = parts.append
         for letter, value, kind in zip(self.letters, values, kinds, strict=False):
             if value is None or value == "":
                 continue
-            ref = f"{letter}{number}"
             if kind == NUMBER:
-                parts.append(f'<c r="{ref}"><v>{value}</v></c>')
+                append(f'<c r="{letter}{number}"><v>{value}</v></c>')
             elif kind == MONEY:
-                parts.append(f'<c r="{ref}" s="{self.money}"><v>{value}</v></c>')
+                append(f'<c r="{letter}{number}" s="{self.money}"><v>{value}</v></c>')
             else:
-                parts.append(self.text(ref, value, self.bold if kind == BOLD else None))
-        parts.append("</row>")
+                append(self.text(f"{letter}{number}", value, self.bold if kind == BOLD else None))
+        append("</row>")
         return "".join(parts)
 
 

@@ -102,6 +102,31 @@ def run_plan_moves(*, run: OptimizationRun) -> list[PlanMoveSum]:
             for cur, rec, sims, priced, before, after in rows]
 
 
+def moves_count(*, run: OptimizationRun, changed: bool | None, from_plan: str | None, to_plan: str | None) -> int | None:
+    """How many of a finished run's SIMs a list filtered by change and plans only holds, from its kept plan moves
+    (counting a million rows is a pass over them: most of a first page's time); None for a run not finished."""
+    if run.finished_at is None:
+        return None
+    moves = run_plan_moves(run=run)
+    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
+    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code")) if from_plan or to_plan else {}
+    # A row changes exactly when its recommended plan is not its current one (finalize writes it so).
+    return sum(m.sims for m in moves
+               if (changed is None or changed == (m.current_plan_id != m.recommended_plan_id))
+               and (not from_plan or code.get(m.current_plan_id) == from_plan)
+               and (not to_plan or code[m.recommended_plan_id] == to_plan))
+
+
+def list_count(*, run: OptimizationRun, filters: dict) -> int | None:
+    """The length of a list of the run's SIMs with these (valid, AssignmentFilterSet) filters when the kept sums
+    know it: filtered by change and plans only (the whole list, changed only, a move). None: count the rows."""
+    used = {k: v for k, v in filters.items() if v not in (None, "") and k != "sort"}
+    if not set(used) <= {"changed", "from_plan", "to_plan"}:
+        return None
+    return moves_count(run=run, changed=used.get("changed"), from_plan=used.get("from_plan"),
+                       to_plan=used.get("to_plan"))
+
+
 def run_usage(*, run: OptimizationRun) -> tuple[dict[int, list[UsageBin]], list[PoolFill]]:
     """usage_histograms between the allowances of the account's catalogue, and pool_fills, of the run, read once
     (the usage page); read again when the catalogue's allowances are not those they were binned by."""

@@ -1,6 +1,7 @@
 """REST API of optimization sessions: start, list, detail, cancel, events, groups, assignments, report."""
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -11,9 +12,10 @@ from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 from carrieropt.actors import user_actor
-from carrieropt.api.base import ErrorSerializer, TenantApi, scope_field
+from carrieropt.api.base import ErrorSerializer, Pagination, TenantApi, scope_field
 from devices.api import tenant_customer
 from devices.customers import customer_providers
+from optimizer.assignments import list_count
 from optimizer.filters import AssignmentFilterSet
 from optimizer.models import CommGroup, DeviceAssignment
 from optimizer.serializers import AssignmentOut, CommGroupOut
@@ -121,6 +123,18 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
                 .prefetch_related("communication_plans", "rate_plans").order_by("name", "pk"))
 
 
+class AssignmentPagination(Pagination):
+    """Pages of a run's SIMs whose length the view may know already (optimizer.assignments.list_count)."""
+
+    known_count: int | None = None
+
+    def django_paginator_class(self, object_list, per_page):
+        paginator = Paginator(object_list, per_page)
+        if self.known_count is not None:
+            paginator.count = self.known_count  # a cached property: the rows are not counted
+        return paginator
+
+
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     """Per-SIM current and recommended rate plans: filtered by group, change, plans, customer or ICCID; sorted by
     ICCID or saving (the dashboard's SIM list and its CSV export take the same filters)."""
@@ -129,11 +143,21 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     filter_backends = [DjangoFilterBackend]
     filterset_class = AssignmentFilterSet
     queryset = DeviceAssignment.objects.none()  # the schema's model; get_queryset serves the rows
+    pagination_class = AssignmentPagination
 
     def get_queryset(self):
-        session = self.session()  # 404 for a foreign session comes before any 400 about the filters
-        return (DeviceAssignment.objects.filter(run_id=session.run_id)
+        # 404 for a foreign session comes before any 400 about the filters; its run tells the list's length.
+        self.listed = get_object_or_404(OptimizationSession.objects.filter(tenant__in=self.tenants)
+                                        .select_related("run"), guid=self.kwargs["guid"])
+        return (DeviceAssignment.objects.filter(run_id=self.listed.run_id)
                 .select_related("comm_group", "current_plan", "recommended_plan", "customer"))
+
+    def filter_queryset(self, queryset):
+        qs = super().filter_queryset(queryset)  # a bad filter has answered 400/404 by now
+        filters = AssignmentFilterSet(self.request.query_params, queryset=queryset, request=self.request)
+        if filters.is_valid():
+            self.paginator.known_count = list_count(run=self.listed.run, filters=filters.form.cleaned_data)
+        return qs
 
 
 class SessionReportApi(SessionApi):

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 from django.db import transaction
 from django.db.models import Sum
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hyp_settings
+from hypothesis import strategies as st
 
 from devices.models import Customer, Device, DeviceUsage
 from optimizer import services as optimizer_services
@@ -212,3 +215,28 @@ def test_a_foreign_plan_that_appears_after_the_grouping_is_refused_by_the_work_i
     assert optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
     item = OptimizationQueue.objects.get(pk=queue_id)
     assert item.status == "CompleteWithErrors" and "another carrier account (M2M-5MB)" in item.error
+
+
+@hyp_settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(usage=st.lists(st.integers(0, 240).map(lambda q: Decimal(q) / 4), min_size=4, max_size=4),
+       customers=st.lists(st.sampled_from([None, 0, 1]), min_size=4, max_size=4),
+       pooling=st.sampled_from(["group", "customer", "account"]))
+def test_sessions_price_and_bound_small_fleets_as_the_brute_force_says(provider_a, usage, customers, pooling):
+    """Two groups allowing different plans (6 and 9, three pooled plans in common), four SIMs: every stored
+    figure is the reference pricer's, the bound is never above the brute-force optimum, the answer never below."""
+    with transaction.atomic():
+        devices = fleet_seed(provider=provider_a, groups=2, sims_per_group=2, seed=5)
+        names = [Customer.objects.get_or_create(tenant=provider_a.tenant, name=n)[0] for n in ("North", "South")]
+        for device, customer, mb in zip(devices, customers, usage, strict=True):
+            Device.objects.filter(pk=device.pk).update(customer=None if customer is None else names[customer])
+            DeviceUsage.objects.filter(device=device).update(projected_mb=mb)
+        provider_a.pooling = pooling
+        provider_a.save(update_fields=["pooling"])
+        run, totals = finalized(provider_a)
+        assert_priced_as_billed(run, totals)
+        problem, _ = problem_of_rows(run)
+        brute = Decimal(str(brute_force(problem)))
+        tol = Decimal("0.0001")
+        assert totals.lower_bound <= brute + tol and brute <= totals.optimized_cost + tol
+        transaction.set_rollback(True)

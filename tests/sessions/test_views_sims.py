@@ -284,6 +284,42 @@ def test_the_session_and_usage_pages_sum_a_finished_runs_rows_once(session, alic
     assert summed and usage_again != usage
 
 
+def test_the_list_counts_changes_and_moves_from_the_kept_sums_as_the_rows_would(session, alice_client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    url = reverse("dashboard:session-sims", args=[session.guid])
+    rows = DeviceAssignment.objects.filter(run=session.run)
+    moved = rows.filter(changed=True).select_related("current_plan", "recommended_plan").first()
+    kept = rows.filter(changed=False).select_related("current_plan").first()
+    cases = [
+        ({}, rows),
+        ({"changed": "true", "sort": "-saving"}, rows.filter(changed=True)),
+        ({"changed": "false"}, rows.filter(changed=False)),
+        ({"from_plan": moved.current_plan.code, "to_plan": moved.recommended_plan.code},
+         rows.filter(current_plan=moved.current_plan, recommended_plan=moved.recommended_plan)),
+        ({"from_plan": kept.current_plan.code, "changed": "true"},
+         rows.filter(current_plan=kept.current_plan, changed=True)),
+        ({"to_plan": kept.current_plan.code, "changed": "false"},
+         rows.filter(recommended_plan=kept.current_plan, changed=False)),
+        ({"from_plan": "NO-SUCH-PLAN"}, rows.none()),
+    ]
+    for params, expected in cases:
+        with CaptureQueriesContext(connection) as queries:
+            body = alice_client.get(url, params).content.decode()
+        n = expected.count()
+        assert f">{n} SIM{'' if n == 1 else 's'}" in body, (params, n)
+        assert not [q for q in queries.captured_queries if "COUNT(" in q["sql"]], params
+        with CaptureQueriesContext(connection) as queries:
+            listed = alice_client.get(reverse("api:session-assignments", args=[session.guid]), params).json()
+        assert listed["count"] == n and not [q for q in queries.captured_queries if "COUNT(" in q["sql"]], params
+    group = session.run.comm_groups.order_by("pk").first()
+    with CaptureQueriesContext(connection) as queries:
+        body = alice_client.get(url, {"group": group.pk, "changed": "true"}).content.decode()
+    n = rows.filter(comm_group=group, changed=True).count()
+    assert f">{n} SIMs" in body and [q for q in queries.captured_queries if "COUNT(" in q["sql"]]
+
+
 def test_usage_page_counts_each_groups_sims_between_allowances_and_fills_pools_with_stored_usage(session, alice_client):
     from decimal import Decimal
 
