@@ -188,7 +188,8 @@ class DeviceAssignment(models.Model):
     run = models.ForeignKey(OptimizationRun, on_delete=models.CASCADE, related_name="assignments",
                             db_constraint=False, db_index=False)
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments", db_constraint=False)
-    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments")
+    # A SIM's rows are found (a SIM deleted) through the unique (device, run) index below: no index of its own.
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments", db_index=False)
     # The SIM's customer when finalize read it, stored on the row: filtering a million SIMs by customer through
     # devices_device joined every row of the run (the index below reads only the customer's).
     customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.SET_NULL,
@@ -215,9 +216,12 @@ class DeviceAssignment(models.Model):
 
     class Meta:
         ordering = ["run", "iccid"]
-        constraints = [models.UniqueConstraint(fields=["run", "device"], name="assignment_unique_device_per_run")]
+        # Every index is paid for on each of a million rows finalize writes (924k rows: COPY 36 s with the seven
+        # indexes before, 27.5 s with these six, on a loaded machine).
+        constraints = [models.UniqueConstraint(fields=["device", "run"], name="assignment_unique_device_per_run")]
         indexes = [
-            models.Index(fields=["run", "changed"], name="assignment_run_changed"),
+            # The changes of a run (counts, the push): only the changed rows are in it.
+            models.Index(fields=["run"], condition=Q(changed=True), name="assignment_run_changed"),
             # The workbench's SIM list: a page in ICCID order, or by saving, of one run.
             models.Index(fields=["run", "iccid"], name="assignment_run_iccid"),
             # One customer's SIMs of a run, in ICCID order.

@@ -55,7 +55,8 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
     tenants = user_tenants(request.user)
     providers = list(ServiceProvider.objects.filter(tenant__in=tenants, active=True).select_related("tenant")
                      .order_by("tenant__name", "name"))
-    listed = OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period")
+    listed = OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period",
+                                                                                  "customer")
     customers = list(Customer.objects.filter(tenant__in=tenants).order_by("name").values_list("pk", "name"))
     customer, customer_error = _customer_asked(request, customers)
     if customer is not None:

@@ -331,6 +331,9 @@ def test_the_session_page_shows_the_accounts_side_by_side(inline_tasks, demo, al
     # The second account's own page says what it is part of.
     child_page = client.get(reverse("dashboard:session-detail", args=[child.guid])).content.decode()
     assert "Northwind Freight" in child_page and reverse("dashboard:session-detail", args=[cross.guid]) in child_page
+    # The session list names the customer of each of its two sessions.
+    listing = client.get(reverse("dashboard:session-list")).content.decode()
+    assert listing.count('data-field="scope">· Northwind Freight (cross-provider)</span>') == 2
 
 
 @pytest.mark.postgres
