@@ -7,7 +7,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('devices', '0011_customers'),
-        ('optimizer', '0014_run_sums'),
+        ('optimizer', '0015_assignment_fewer_indexes'),
         ('rateplans', '0010_serviceprovider_currency'),
     ]
 
