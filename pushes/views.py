@@ -13,7 +13,7 @@ from pushes.counts import push_counts, push_rate_live
 from pushes.decide import push_decide
 from pushes.models import RatePlanPush
 from pushes.permissions import APPLY_REFUSED, can_apply
-from pushes.recommendations import session_apply, session_changes
+from pushes.recommendations import session_apply, session_changes_summary
 from pushes.tuning import PushTuning
 from sessions import services as session_services
 from sessions.models import OptimizationSession, Stage
@@ -63,16 +63,16 @@ def session_apply_page(request, guid):
                 error, status = exc.message, 409
             else:
                 return redirect("pushes:push-detail", pk=push.pk)
-    changes = session_changes(session=session) if complete else []
-    saving = sum((c.saving for c in changes if c.saving is not None), start=0)
+    summary = session_changes_summary(session=session) if complete else None
+    changes, saving = (summary.changes, summary.saving) if summary else (0, 0)
     preview = None
     if changes:
         tuning = PushTuning.from_settings(provider=session.provider)
-        preview = push_decide(provider=session.provider, period=session.billing_period, changes=len(changes),
+        preview = push_decide(provider=session.provider, period=session.billing_period, changes=changes,
                               batch_size=tuning.batch_size, verify_delay_seconds=tuning.verify_delay)
     pushes = list(RatePlanPush.objects.filter(session=session).order_by("-created_at", "-pk")[:20])
     return render(request, "pushes/apply.html", {
-        "session": session, "complete": complete, "allowed": allowed, "changes": len(changes), "saving": saving,
+        "session": session, "complete": complete, "allowed": allowed, "changes": changes, "saving": saving,
         "preview": preview, "error": error, "pushes": pushes, "refused": APPLY_REFUSED,
     }, status=status)
 

@@ -71,3 +71,24 @@ def test_someone_elses_session_and_push_are_404(fleet_session, client, bob, tena
     _, session = fleet_session
     client.force_login(bob)
     assert client.get(reverse("pushes:session-apply", args=[session.guid])).status_code == 404
+
+
+def test_the_preview_counts_what_the_push_would_send_without_loading_it(fleet_session, alice_client):
+    """The apply page's figures come from the database (a million-SIM session's changes took seconds to load):
+    the same changes, and the same saving, as the push itself would send; a SIM pinned since is in neither."""
+    from decimal import Decimal
+
+    from devices.models import DevicePin
+    from optimizer.models import DeviceAssignment
+    from pushes.recommendations import session_changes_summary
+
+    _, session = fleet_session
+    pinned = DeviceAssignment.objects.filter(run=session.run, changed=True).order_by("iccid").first()
+    DevicePin.objects.create(device_id=pinned.device_id, reason="test")
+    changes = session_changes(session=session)
+    summary = session_changes_summary(session=session)
+    assert pinned.iccid not in {c.iccid for c in changes} and changes
+    assert summary.changes == len(changes)
+    assert summary.saving == sum((c.saving for c in changes if c.saving is not None), start=Decimal(0)) > 0
+    body = alice_client.get(reverse("pushes:session-apply", args=[session.guid])).content.decode()
+    assert f'data-field="changes">{len(changes)}<' in body
