@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable
 
 from devices.models import Device, DeviceUsage, SyncKind, SyncRun, SyncStatus, billed_in_cycle
-from rateplans.models import BillingPeriod, ServiceProvider
+from rateplans.models import BillingPeriod, RatePlan, ServiceProvider
 
 DEVICE_SYNC_KINDS = (SyncKind.FULL, SyncKind.INCREMENTAL)
 
@@ -41,6 +41,11 @@ def usage_stored_since(*, provider: ServiceProvider, period: BillingPeriod, sinc
     """Device ids whose usage row of `period` was stored at or after `since`."""
     return set(DeviceUsage.objects.filter(billing_period=period, device__provider=provider, synced_at__gte=since)
                .values_list("device_id", flat=True))
+
+
+def pooled_plan_codes(*, provider: ServiceProvider) -> set[str]:
+    """Codes of the account's shared (pooled) rate plans."""
+    return set(RatePlan.objects.filter(provider=provider, pooled=True).values_list("code", flat=True))
 
 
 def usage_rows_count(*, provider: ServiceProvider, period: BillingPeriod) -> int:

@@ -591,7 +591,11 @@ def _usage_sync_run(*, run: SyncRun, provider: ServiceProvider, period: BillingP
         on_plan[plan] = on_plan.get(plan, 0) + 1
         if iccid in by_iccid and plan and (plan_changed is None or plan_changed < period.starts_at()):
             by_plan.setdefault(plan, set()).add(iccid)
-    by_plan = {plan: sims for plan, sims in by_plan.items() if -(-on_plan[plan] // MAX_PAGE_SIZE) + 1 < len(sims)}
+    # The call does not serve shared plans (the catalogue's pooled ones): not asked, as a refusal would only cost a
+    # call; a plan the catalogue does not know as shared that the carrier refuses is asked SIM by SIM below.
+    shared = selectors.pooled_plan_codes(provider=provider)
+    by_plan = {plan: sims for plan, sims in by_plan.items()
+               if plan not in shared and -(-on_plan[plan] // MAX_PAGE_SIZE) + 1 < len(sims)}
     run.skipped = provider.devices.filter(missing_since__isnull=True).count() - len(by_iccid)
     period_start, period_end = period.starts_at(), period.ends_at()
     rows: list[tuple] = []

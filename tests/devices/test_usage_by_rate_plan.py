@@ -6,6 +6,7 @@ from carriers.simulator.fleet import CATALOGUE
 from devices.models import Device, DeviceUsage
 from devices.services import device_sync, usage_sync
 from devices.testing import billed, fast_client, simulated_provider
+from rateplans.models import RatePlan
 
 POOLED = {p.code for p in CATALOGUE if p.pooled}
 
@@ -34,12 +35,12 @@ def test_sims_on_non_shared_plans_come_from_the_paged_call_with_the_same_bytes(t
     unavailable = {i for i in wanted if server.carrier._usage_missing(i)}
     # Per SIM: exactly the SIMs on shared plans and those the paged answers did not list.
     assert set(per_sim) == on_shared | unavailable and len(per_sim) == len(set(per_sim)) + run.retries
-    # Paged: every plan in use is asked (a shared one is refused once, then its SIMs go one by one).
+    # Paged: every non-shared plan in use is asked; the shared ones, which the call does not serve, never are.
     used = {plans[i] for i in wanted}
     asked = {r["query"]["ratePlanName"] for r in pages}
-    assert asked == used
+    assert asked == used - POOLED and used & POOLED
     expected_pages = sum(max(1, -(-sum(1 for i in wanted - unavailable if plans[i] == p) // 50))
-                         for p in used - POOLED) + len(used & POOLED)
+                         for p in used - POOLED)
     assert len(pages) == expected_pages
     assert run.calls == len(pages) + len(per_sim) < 0.6 * len(wanted)  # was one call per SIM
     # The bytes are the carrier's cycle to date, whichever call brought them.
@@ -47,6 +48,28 @@ def test_sims_on_non_shared_plans_come_from_the_paged_call_with_the_same_bytes(t
     assert set(stored) == wanted - unavailable
     assert stored == {i: server.carrier.ctd_bytes(i) for i in stored}
     assert run.rejected == len(unavailable) and {r["iccid"] for r in run.rejects} == unavailable
+
+
+def test_a_plan_the_catalogue_does_not_know_as_shared_is_refused_once_and_its_sims_asked_one_by_one(
+        tenant, carrier_simulator_factory):
+    server = carrier_simulator_factory(sims=300, seed=11)
+    provider = simulated_provider(server=server, tenant=tenant)
+    with fast_client(provider) as client:
+        assert device_sync(provider=provider, client=client).status == "succeeded"
+    plans = dict(Device.objects.filter(provider=provider).values_list("iccid", "rate_plan_code"))
+    wanted = billed(provider)
+    shared = max(POOLED & {plans[i] for i in wanted}, key=lambda p: sum(1 for i in wanted if plans[i] == p))
+    RatePlan.objects.filter(provider=provider, code=shared).update(pooled=False)  # the catalogue is wrong about it
+    server.carrier.clear_log()
+    with fast_client(provider) as client:
+        run = usage_sync(provider=provider, client=client)
+    assert run.status == "succeeded", run.error
+    pages, per_sim = calls(server)
+    assert [r["query"]["ratePlanName"] for r in pages].count(shared) == 1  # refused: the carrier shares it
+    unavailable = {i for i in wanted if server.carrier._usage_missing(i)}
+    assert {i for i in wanted if plans[i] == shared} <= set(per_sim)
+    stored = dict(DeviceUsage.objects.filter(device__provider=provider).values_list("device__iccid", "ctd_bytes"))
+    assert set(stored) == wanted - unavailable
 
 
 def test_a_sim_whose_plan_changed_this_cycle_is_asked_on_its_own(tenant, carrier_simulator_factory):

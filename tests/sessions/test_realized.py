@@ -5,6 +5,7 @@ import datetime as dt
 import io
 import math
 import time
+import types
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -23,6 +24,7 @@ from devices.testing import fast_client
 from optimizer.models import DeviceAssignment, RunRealized
 from rateplans.models import RatePlan
 from rateplans.services import billing_period_current
+from sessions.management.commands.sync_final_usage import _when
 from sessions.models import OptimizationSession
 from sessions.realized import final_usage_check
 from sessions.services import session_start
@@ -257,6 +259,14 @@ def test_the_command_reads_the_final_usage_and_prints_the_realized_savings(ended
     text = out.getvalue()
     assert f"Final usage of {session.billing_period}" in text
     assert f"realized savings {realized.figures.savings:,.2f}" in text and "projection error" in text
+    # It says when the session ran: this one in the optimization window, as the schedule runs them.
+    period = session.billing_period
+    day = (session.started_at.astimezone(provider.tz).date() - period.start_date).days + 1
+    assert f"It ran on day {day} of the cycle's {period.days_in_cycle}, inside the optimization window." in text
+    early = types.SimpleNamespace(started_at=period.starts_at() + dt.timedelta(days=2, hours=5), provider=provider)
+    assert _when(early, period) == (
+        f" It ran on day 3 of the cycle's {period.days_in_cycle}, before the optimization window (its last 8 days): "
+        "its projection scaled the usage of the cycle's first 3 day(s) to the whole cycle.")
     with pytest.raises(CommandError, match="has not ended yet"):
         call_command("sync_final_usage", provider=provider.pk, period_end=session.billing_period.end_date.isoformat(),
                      as_of=(session.billing_period.ends_at() - dt.timedelta(hours=1)).isoformat(), stdout=out)

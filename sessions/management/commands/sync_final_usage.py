@@ -2,6 +2,7 @@
 import datetime as dt
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -70,9 +71,21 @@ class Command(BaseCommand):
                 f"{r.projected_savings:,.2f}; recommended changes in place {r.changes_followed:,} of "
                 f"{r.recommended_changes:,}; projection error {f'{error * 100:+.1f} %' if error is not None else '-'} "
                 f"({r.projected_mb:,.0f} MB projected, {r.final_mb:,.0f} MB final); {r.priced:,} SIMs priced, "
-                f"{r.missing:,} missing.")
+                f"{r.missing:,} missing.{_when(session, period)}")
             for g in r.groups:
                 pe = g["projection_error"]
                 self.stdout.write(f"  {g['name']}: {g['priced']:,} SIMs, projection error "
                                   f"{f'{pe * 100:+.1f} %' if pe is not None else '-'}, realized {Decimal(g['savings']):,.2f} "
                                   f"(projected {Decimal(g['projected_savings']):,.2f})")
+
+
+def _when(session, period) -> str:
+    """On which day of its cycle the session ran: a projection made early scales a few days' usage to the cycle."""
+    if session.started_at is None:
+        return ""
+    day = (session.started_at.astimezone(session.provider.tz).date() - period.start_date).days + 1
+    text = f" It ran on day {day} of the cycle's {period.days_in_cycle}"
+    if day <= period.days_in_cycle - settings.OPTIMIZATION_WINDOW_DAYS:
+        return (f"{text}, before the optimization window (its last {settings.OPTIMIZATION_WINDOW_DAYS} days): "
+                f"its projection scaled the usage of the cycle's first {day} day(s) to the whole cycle.")
+    return f"{text}, inside the optimization window."
