@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from carrieropt.actors import SCHEDULE, command_actor
 from carrieropt.errors import Conflict, NotFound, ValidationFailed
+from carrieropt.options import Pooling
 from carrieropt.tasks import enqueue_on_commit
 from devices.customers import customer_providers
 from devices.models import Customer
@@ -125,6 +126,24 @@ class CrossProviderDisabled(Conflict):
     code = "cross_provider_disabled"
 
 
+class PoolSpansCustomers(Conflict):
+    """A customer optimization on an account whose shared plans pool account-wide: the pools it would price hold
+    other customers' SIMs too, which the optimization does not see."""
+
+    code = "pool_spans_customers"
+
+
+def _customer_pools_exact(accounts: list[ServiceProvider], scope: str) -> None:
+    wide = [a for a in accounts if a.pooling == Pooling.ACCOUNT]
+    if wide:
+        names = ", ".join(repr(a.name) for a in wide)
+        raise PoolSpansCustomers(
+            f"scope: {names} pool{'s' if len(wide) == 1 else ''} shared plans account-wide, so a customer's SIMs share "
+            f"those pools with other customers' SIMs, which a {scope} optimization does not see: it could not price "
+            f"the pools as the carrier bills them. Run a carrier optimization of the account (or set its pooling to "
+            f"customer or group).", field="scope")
+
+
 class CustomerNotOnAccount(Conflict):
     """The customer has no SIMs on the account(s) a customer session would optimize."""
 
@@ -155,6 +174,7 @@ def _scope_for_start(*, scope: str, provider: ServiceProvider | None, customer: 
         if not accounts:
             raise CustomerNotOnAccount(f"customer: {customer.name!r} has no SIMs on any carrier account of the tenant.",
                                        field="customer")
+        _customer_pools_exact(accounts, scope)
         return accounts
     if provider is None:
         raise ValidationFailed("provider: this field is required.", field="provider")
@@ -163,6 +183,7 @@ def _scope_for_start(*, scope: str, provider: ServiceProvider | None, customer: 
             raise NotFound(f"customer: {customer.pk} is not a customer of {provider.name!r}'s tenant.", field="customer")
         if not customer_providers(customer=customer).filter(provider_id=provider.pk).exists():
             raise CustomerNotOnAccount(f"customer: {customer.name!r} has no SIMs on {provider.name!r}.", field="customer")
+        _customer_pools_exact([provider], scope)
     return [provider]
 
 

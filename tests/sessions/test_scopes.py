@@ -285,6 +285,29 @@ def test_another_tenants_customer_or_one_without_sims_on_the_account_is_refused(
     assert not OptimizationSession.objects.exists()
 
 
+def test_a_customer_session_on_an_account_pooling_account_wide_is_refused(demo, api, alice):
+    """Its customer's SIMs would share the account's pools with other customers' SIMs it does not see: refused
+    (409 naming scope), never priced as if the pools were the customer's alone. Per customer it is exact."""
+    from sessions.services import PoolSpansCustomers
+
+    customer = Customer.objects.get(tenant=demo.tenant, name="Northwind Freight")
+    demo.provider.pooling = "account"
+    demo.provider.save()
+    with pytest.raises(PoolSpansCustomers) as refused:
+        session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=customer, sync_devices=False)
+    assert refused.value.field == "scope" and "account-wide" in refused.value.message
+    demo.tenant.users.add(alice)
+    answer = api.post(reverse("api:session-list"), {"provider": demo.provider.pk, "scope": "customer",
+                                                     "customer": customer.pk, "sync_devices": False},
+                      content_type="application/json")
+    assert answer.status_code == 409, answer.content
+    assert answer.json()["error"]["code"] == "pool_spans_customers" and "scope" in answer.json()["error"]["fields"]
+    assert not OptimizationSession.objects.exists()
+    demo.provider.pooling = "customer"
+    demo.provider.save()
+    assert session_start(provider=demo.provider, scope=Scope.CUSTOMER, customer=customer, sync_devices=False).customer_id == customer.pk
+
+
 def test_a_cross_provider_start_repeated_with_its_guid_is_the_same_session(api, demo, alice):
     import uuid
 
