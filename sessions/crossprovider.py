@@ -6,7 +6,7 @@ from decimal import Decimal
 from optimizer.fleet import fleet_cost_on_catalogue, runs_usage
 from optimizer.models import DeviceAssignment
 from optimizer.serializers import money_out
-from sessions.models import OptimizationSession
+from sessions.models import OptimizationSession, SessionStatus, Stage
 
 
 def session_accounts(session: OptimizationSession) -> list[OptimizationSession]:
@@ -14,6 +14,14 @@ def session_accounts(session: OptimizationSession) -> list[OptimizationSession]:
     root_id = session.parent_id or session.pk
     return list(OptimizationSession.objects.filter(pk=root_id).select_related("provider", "billing_period")) + list(
         OptimizationSession.objects.filter(parent_id=root_id).select_related("provider", "billing_period").order_by("pk"))
+
+
+def _status(member: OptimizationSession, *, building: OptimizationSession) -> str:
+    """A member's status; the session whose comparison this is is still finalizing when it is built (its report
+    carries the comparison): the status it completes with."""
+    if member.pk == building.pk and member.stage == Stage.FINALIZING:
+        return SessionStatus.SUCCEEDED_WITH_WARNINGS if member.warnings else SessionStatus.SUCCEEDED
+    return member.status
 
 
 def comparison_build(*, session: OptimizationSession) -> dict:
@@ -28,7 +36,8 @@ def comparison_build(*, session: OptimizationSession) -> dict:
                                         charge_type=m.charge_type)
         figures = m.figures
         rows.append({
-            "provider": m.provider_id, "provider_name": m.provider.name, "session": str(m.guid), "status": m.status,
+            "provider": m.provider_id, "provider_name": m.provider.name, "session": str(m.guid),
+            "status": _status(m, building=session),
             "billing_period_end": m.billing_period.end_date.isoformat(),
             "sims": m.device_count, "sims_with_usage": m.sims_with_usage,
             "current_cost": money_out(m.current_cost), "optimized_cost": money_out(m.optimized_cost),

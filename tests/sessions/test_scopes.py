@@ -149,6 +149,8 @@ def test_cross_provider_optimizes_each_account_on_its_catalogue_and_compares_the
 
     comparison = cross.comparison
     accounts = {a["provider"]: a for a in comparison["accounts"]}
+    # Written while this session finalized (its report carries it): each account as it ended, this one too.
+    assert [a["status"] for a in comparison["accounts"]] == [cross.status, child.status] == ["succeeded"] * 2
     assert set(accounts) == set(members)
     for provider_id, member in members.items():
         a = accounts[provider_id]
