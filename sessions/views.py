@@ -20,7 +20,7 @@ from django.views.decorators.http import require_POST
 
 from carrieropt.actors import user_actor
 from carrieropt.api.base import user_tenants
-from carrieropt.errors import MISSING_ROW_CODES, ApplicationError, ValidationFailed
+from carrieropt.errors import MISSING_ROW_CODES, ApplicationError, NotFound, ValidationFailed
 from carrieropt.options import ChargeType, Method
 from carrieropt.workers import NO_CLUSTER, clusters_alive
 from devices import pins
@@ -64,8 +64,15 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
     sessions = list(listed.order_by("-created_at", "-pk")[:50])
     active = {s.provider_id: s for s in OptimizationSession.objects.filter(
         tenant__in=tenants, status__in=ACTIVE_STATUSES).only("guid", "provider_id", "progress")}
+    by_tenant: dict[int, list[tuple[int, str]]] = {}
+    for pk, name, tenant_id in Customer.objects.filter(tenant__in=tenants).order_by("name").values_list(
+            "pk", "name", "tenant_id"):
+        by_tenant.setdefault(tenant_id, []).append((pk, name))
     for provider in providers:
         provider.active_session = active.get(provider.pk)
+        # The start form's "SIMs of" choices: every SIM, or one of the tenant's customers (here, or everywhere).
+        provider.start_customers = by_tenant.get(provider.tenant_id, [])
+        provider.cross_provider = provider.tenant.cross_provider_enabled
     if customer_error:
         sessions = []  # the list of every session would pass for the customer's
         if status == 200:
@@ -103,15 +110,32 @@ def _budget_field(raw: str | None) -> int | None:
         raise ValidationFailed(f"max_changes: {raw!r} is not a whole number of SIMs.", field="max_changes") from None
 
 
+def _scope_field(raw: str | None, provider: ServiceProvider) -> tuple[str, Customer | None]:
+    """The start form's "SIMs of" choice: "" (every SIM: carrier), "<customer id>" (that customer's SIMs on the
+    account) or "<customer id>:all" (on every account of the tenant: cross-provider)."""
+    raw = (raw or "").strip()
+    if not raw:
+        return Scope.CARRIER, None
+    pk, _, every = raw.partition(":")
+    if not pk.isdigit() or every not in ("", "all"):
+        raise ValidationFailed(f"customer: {raw!r} is not a customer of the form.", field="customer")
+    customer = Customer.objects.filter(pk=int(pk), tenant_id=provider.tenant_id).select_related("tenant").first()
+    if customer is None:
+        raise NotFound(f"customer: {pk} is not a customer of {provider.name!r}'s tenant.", field="customer")
+    return (Scope.CROSS_PROVIDER if every else Scope.CUSTOMER), customer
+
+
 @login_required
 @require_POST
 def session_start(request, provider_id: int):
     provider = get_object_or_404(ServiceProvider.objects.filter(tenant__in=user_tenants(request.user)), pk=provider_id)
     try:
+        scope, customer = _scope_field(request.POST.get("customer"), provider)
         # An unchecked box is absent from the form: skip the sync and optimize the SIMs already stored.
         # The form always sends the options (preselected with the account's defaults); absent ones are the defaults.
         session = services.session_start(
-            provider=provider, trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
+            provider=None if scope == Scope.CROSS_PROVIDER else provider, scope=scope, customer=customer,
+            trigger=Trigger.DASHBOARD, started_by=user_actor(request.user), sync_devices=request.POST.get("sync_devices") == "on",
             method=request.POST.get("method") or None, charge_type=request.POST.get("charge_type") or None,
             must_beat_current=(request.POST.get("must_beat_current") == "on") if "options" in request.POST else None,
             max_changes=_budget_field(request.POST.get("max_changes")))
@@ -119,9 +143,11 @@ def session_start(request, provider_id: int):
         # The same refusal the API answers with 409, shown on the page that asked.
         refusal = {"provider": provider, "message": exc.message, "active": exc.extra.get("active_session")}
         return _list_page(request, refusal=refusal, status=409)
-    except ValidationFailed as exc:
-        return _list_page(request, refusal={"provider": provider, "message": exc.message}, status=400)
-    messages.success(request, f"Started optimization session {session.guid} for {provider.name}.")
+    except ApplicationError as exc:  # the API's answer (400, 404 or 409), shown on the page that asked
+        return _list_page(request, refusal={"provider": provider, "message": exc.message}, status=exc.http_status)
+    messages.success(request, f"Started optimization session {session.guid} for "
+                              f"{provider.name if customer is None else customer.name}"
+                              f"{' on every account it has SIMs on' if scope == Scope.CROSS_PROVIDER else ''}.")
     if not clusters_alive():
         messages.warning(request, f"Session {session.guid}: {NO_CLUSTER}.")
     return redirect("dashboard:session-list")

@@ -401,3 +401,39 @@ def test_concurrent_cross_provider_and_carrier_starts_never_share_an_account(dem
     assert len(winners) == 1 and winners[0] in ("cross", "carrier"), outcomes
     assert OptimizationSession.objects.filter(provider=second).count() == 1
     assert OptimizationSession.objects.count() == (2 if winners == ["cross"] else 1)
+
+
+def test_the_dashboard_starts_customer_and_cross_provider_sessions(demo, alice, client, tenant_b):
+    demo.tenant.users.add(alice)
+    client.force_login(alice)
+    second, northwind = second_account(demo, sims=5)
+    demo.tenant.cross_provider = True
+    demo.tenant.save()
+    start = reverse("dashboard:session-start", args=[demo.provider.pk])
+    page = client.get("/").content.decode()
+    assert f'<option value="{northwind.pk}">Northwind Freight on this account</option>' in page
+    assert f'<option value="{northwind.pk}:all">Northwind Freight on every account (cross-provider)</option>' in page
+
+    answer = client.post(start, {"customer": f"{northwind.pk}:all"}, follow=True)
+    assert answer.status_code == 200
+    cross = OptimizationSession.objects.get(provider=demo.provider)
+    assert (cross.scope, cross.customer_id, cross.trigger) == (Scope.CROSS_PROVIDER, northwind.pk, "dashboard")
+    assert OptimizationSession.objects.get(provider=second).parent_id == cross.pk
+    assert "Started optimization session" in answer.content.decode() and "on every account" in answer.content.decode()
+    session_cancel(session=cross, cancelled_by="test")
+
+    client.post(start, {"customer": str(northwind.pk)})
+    mine = OptimizationSession.objects.filter(provider=demo.provider, status="pending").get()
+    assert (mine.scope, mine.customer_id) == (Scope.CUSTOMER, northwind.pk)
+    assert not OptimizationSession.objects.filter(provider=second, status="pending").exists()
+    session_cancel(session=mine, cancelled_by="test")
+
+    theirs = Customer.objects.create(tenant=tenant_b, name="Bob's customer")
+    refused = client.post(start, {"customer": str(theirs.pk)})
+    assert refused.status_code == 404 and f"customer: {theirs.pk} is not a customer" in refused.content.decode()
+    assert client.post(start, {"customer": "everyone"}).status_code == 400
+    demo.tenant.cross_provider = False
+    demo.tenant.save()
+    off = client.post(start, {"customer": f"{northwind.pk}:all"})
+    assert off.status_code == 409 and "cross-provider optimization is switched off" in off.content.decode()
+    assert not OptimizationSession.objects.filter(status="pending").exists()
