@@ -56,7 +56,7 @@ class Command(BaseCommand):
             f"without final usage, {run.duration_seconds:.1f}s."))
         if run.error:
             self.stdout.write(self.style.WARNING(run.error))
-        sessions = OptimizationSession.objects.filter(provider=account, billing_period=period).order_by("created_at")
+        sessions = OptimizationSession.objects.filter(provider=account, billing_period=period).select_related("provider").order_by("created_at")
         realized = {r.run_id: r for r in RunRealized.objects.filter(run__in=[s.run_id for s in sessions])}
         for session in sessions:
             r = realized.get(session.run_id)
