@@ -15,6 +15,7 @@ from carrieropt.money import MONEY_PLACES
 from carriers import BYTES_PER_MB
 from carriers.simulator import fleet as fleet_spec
 from devices.models import STOPPED_STATUSES, Customer, Device, DevicePin, DeviceUsage
+from devices.selectors import usage_rows_count
 from devices.staging import statistics_refresh
 from devices.usage import projected_mb
 from rateplans.models import CommunicationPlan, Integration, PortalType, RatePlan, ServiceProvider
@@ -191,4 +192,4 @@ def _demo_fleet(*, tenant: Tenant, provider: ServiceProvider, plans: dict[str, R
         usages, batch_size=2000, update_conflicts=True, unique_fields=["device", "billing_period"],
         update_fields=["ctd_bytes", "usage_mb", "projected_mb", "usage_date", "synced_at"],
     )
-    return DeviceUsage.objects.filter(billing_period=period, device__provider=provider).count()
+    return usage_rows_count(provider=provider, period=period)
