@@ -24,6 +24,7 @@ from openpyxl.styles import Font
 from carrieropt import xlsx
 from carrieropt.money import CENT
 from carrieropt.xlsx import EXCEL_MAX_TEXT, FORMULA_TRIGGERS, MONEY_FORMAT
+from optimizer.assignments import run_plan_moves
 from optimizer.engine.figures import CostFigures
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
 from optimizer.selectors import NO_PLAN, plan_costs
@@ -185,7 +186,7 @@ def _write_summary(workbook: Workbook, session) -> None:
     for label, value in facts:
         sheet.append([label, value])
 
-    costs = plan_costs(run=session.run)
+    costs = plan_costs(run=session.run, moves=run_plan_moves(run=session.run))  # the sums finalize kept
     sheet.append([])
     sheet.append([sheet.strong("Cost per rate plan")])
     sheet.header(PLAN_HEADER)
