@@ -30,10 +30,13 @@ def comparison_build(*, session: OptimizationSession) -> dict:
     with usage, on every account) would cost on each account's catalogue. Money as decimal strings."""
     members = session_accounts(session)
     usage, without_usage = runs_usage(run_ids=[m.run_id for m in members])
+    # Money of accounts billed in different currencies is neither added up nor compared.
+    one_currency = len({m.provider.currency for m in members}) == 1
     rows = []
     for m in members:
-        fleet = fleet_cost_on_catalogue(provider=m.provider, period=m.billing_period, usage_mb=usage,
-                                        charge_type=m.charge_type)
+        # No SIM with usage: there is no fleet to price (not a fleet that costs nothing).
+        fleet = (fleet_cost_on_catalogue(provider=m.provider, period=m.billing_period, usage_mb=usage,
+                                         charge_type=m.charge_type) if len(usage) else None)
         figures = m.figures
         rows.append({
             "provider": m.provider_id, "provider_name": m.provider.name, "session": str(m.guid),
@@ -43,16 +46,16 @@ def comparison_build(*, session: OptimizationSession) -> dict:
             "current_cost": money_out(m.current_cost), "optimized_cost": money_out(m.optimized_cost),
             "savings": money_out(figures.savings),
             "changes": DeviceAssignment.objects.filter(run_id=m.run_id, changed=True).count(),
-            "fleet_cost": money_out(fleet.cost), "fleet_lower_bound": money_out(fleet.lower_bound),
+            "fleet_cost": money_out(fleet and fleet.cost), "fleet_lower_bound": money_out(fleet and fleet.lower_bound),
         })
-    priced = [Decimal(r["fleet_cost"]) for r in rows if r["fleet_cost"] is not None]
+    priced = [Decimal(r["fleet_cost"]) for r in rows if r["fleet_cost"] is not None] if one_currency else []
     cheapest = min(priced) if priced else None
     for r in rows:
         r["cheapest_for_fleet"] = cheapest is not None and r["fleet_cost"] is not None and Decimal(r["fleet_cost"]) == cheapest
 
     def total(key):
         values = [r[key] for r in rows]
-        return None if any(v is None for v in values) else money_out(sum(Decimal(v) for v in values))
+        return None if not one_currency or any(v is None for v in values) else money_out(sum(Decimal(v) for v in values))
 
     return {
         "customer": session.customer_id,
