@@ -48,7 +48,7 @@ class SessionListApi(TenantApi, generics.ListAPIView):
     def get_queryset(self):
         filters = self.query(SessionFilter)
         qs = OptimizationSession.objects.filter(tenant__in=self.tenants).select_related(
-            "provider", "billing_period", "run__realized")
+            "provider", "billing_period", "run__realized", "parent")
         if "provider" in filters:
             qs = qs.filter(provider_id=filters["provider"])
         if "status" in filters:

@@ -57,7 +57,9 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
                      .order_by("tenant__name", "name"))
     listed = OptimizationSession.objects.filter(tenant__in=tenants).select_related("provider", "billing_period",
                                                                                   "customer")
-    customers = list(Customer.objects.filter(tenant__in=tenants).order_by("name").values_list("pk", "name"))
+    # The user's customers, once: the list's filter and each account's start form ("SIMs of").
+    rows = list(Customer.objects.filter(tenant__in=tenants).order_by("name").values_list("pk", "name", "tenant_id"))
+    customers = [(pk, name) for pk, name, _ in rows]
     customer, customer_error = _customer_asked(request, customers)
     if customer is not None:
         listed = listed.filter(provider_id__in=customer_providers(customer=customer))
@@ -65,8 +67,7 @@ def _list_page(request, *, refusal: dict | None = None, status: int = 200):
     active = {s.provider_id: s for s in OptimizationSession.objects.filter(
         tenant__in=tenants, status__in=ACTIVE_STATUSES).only("guid", "provider_id", "progress")}
     by_tenant: dict[int, list[tuple[int, str]]] = {}
-    for pk, name, tenant_id in Customer.objects.filter(tenant__in=tenants).order_by("name").values_list(
-            "pk", "name", "tenant_id"):
+    for pk, name, tenant_id in rows:
         by_tenant.setdefault(tenant_id, []).append((pk, name))
     for provider in providers:
         provider.active_session = active.get(provider.pk)
