@@ -619,9 +619,19 @@ def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict
     cur = problem.current_plan
     current_known = bool((cur >= 0).all())
 
-    def price(assignment) -> float:
-        return engine.price(problem, assignment).total
+    # Each assignment (the same array) is priced once: a scope can hold a million SIMs, and the current plans, the
+    # baseline and the winner are each needed for the total and again per group.
+    priced: dict[int, tuple[np.ndarray, object]] = {}  # id -> (the array, kept alive so its id is not reused; pricing)
 
+    def pricing(assignment):
+        if id(assignment) not in priced:
+            priced[id(assignment)] = (assignment, engine.price(problem, assignment))
+        return priced[id(assignment)][1]
+
+    def price(assignment) -> float:
+        return pricing(assignment).total
+
+    cur32 = cur.astype(np.int32)
     base = np.asarray(engine.baseline_assignment(problem), dtype=np.int32)
     whole = [(base, "baseline", "legacy baseline (closest included MB)", None)]
     whole += [(scope.from_blob(bytes(r.assignment)), r.method, r.strategy, r.pk) for r in scope_results]
@@ -633,7 +643,7 @@ def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict
         bounds.append(solution.lower_bound)
         whole.append((solution.assignment.astype(np.int32), "certified", "certified (at finalize)", None))
     competes = current_known and bool(problem.allowed[problem.group, np.maximum(cur, 0)].all())
-    field = ([(cur.astype(np.int32), "current", "keep current plans", None)] if competes else []) + whole
+    field = ([(cur32, "current", "keep current plans", None)] if competes else []) + whole
     costs = [price(c[0]) for c in field]
     best = min(range(len(field)), key=costs.__getitem__)  # the first of the cheapest: current plans first
     assignment, cost = field[best][0], costs[best]
@@ -646,7 +656,7 @@ def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict
             trial_cost = price(trial)
             if trial_cost < cost:
                 assignment, cost, won[g], kept_current = trial, trial_cost, (r.method, r.strategy, r.pk), False
-    current_total = price(cur) if current_known else None
+    current_total = price(cur32) if current_known else None
     note = ""
     if run.must_beat_current and not kept_current:
         if current_total is None:
@@ -655,16 +665,16 @@ def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict
         elif not to_money(cost) < to_money(current_total):
             note = (f"Kept current plans: the pool scope's optimized cost {cost:.2f} is not below the current "
                     f"{current_total:.2f} (must beat current plans).")
-            assignment, cost = cur.astype(np.int32), current_total
+            assignment, cost = cur32, current_total
             won = [("current", "keep current plans (must beat current)", None)] * len(members)
             bounds = [min(max(bounds), current_total)] if bounds else bounds
     keep = {w[2] for w in won if w[2] is not None}
     for group in groups:
         group.results.exclude(pk__in=keep).delete()
 
-    per_group = engine.price(problem, assignment).per_group
-    base_group = engine.price(problem, base).per_group
-    current_group = engine.price(problem, cur).per_group if current_known else None
+    per_group = pricing(assignment).per_group
+    base_group = pricing(base).per_group
+    current_group = pricing(cur32).per_group if current_known else None
     recommended_costs = engine.sim_costs(problem, assignment)
     current_costs = engine.sim_costs(problem, cur) if current_known else None
     names = ", ".join(g.name for g, _ in members)
