@@ -1,7 +1,6 @@
 """REST API of optimization sessions: start, list, detail, cancel, events, groups, assignments, report."""
 from __future__ import annotations
 
-from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -15,7 +14,7 @@ from carrieropt.actors import user_actor
 from carrieropt.api.base import ErrorSerializer, Pagination, TenantApi, scope_field
 from devices.api import tenant_customer
 from devices.customers import customer_providers
-from optimizer.assignments import list_count
+from optimizer.assignments import AssignmentPaginator, list_count
 from optimizer.filters import AssignmentFilterSet
 from optimizer.models import CommGroup, DeviceAssignment
 from optimizer.serializers import AssignmentOut, CommGroupOut
@@ -124,15 +123,13 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
 
 
 class AssignmentPagination(Pagination):
-    """Pages of a run's SIMs whose length the view may know already (optimizer.assignments.list_count)."""
+    """Pages of a run's SIMs as the dashboard reads them (AssignmentPaginator: the page's ICCIDs through the
+    ordering's index, then their rows), with a length the view may know already (list_count)."""
 
     known_count: int | None = None
 
     def django_paginator_class(self, object_list, per_page):
-        paginator = Paginator(object_list, per_page)
-        if self.known_count is not None:
-            paginator.count = self.known_count  # a cached property: the rows are not counted
-        return paginator
+        return AssignmentPaginator(object_list, per_page, rows=object_list, count=self.known_count)
 
 
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
