@@ -132,12 +132,20 @@ class AssignmentPagination(Pagination):
         return AssignmentPaginator(object_list, per_page, rows=object_list, count=self.known_count)
 
 
+class FilterSetKeptBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that leaves the filterset it built on the view, for what the view reads of its filters."""
+
+    def get_filterset(self, request, queryset, view):
+        view.filterset = super().get_filterset(request, queryset, view)
+        return view.filterset
+
+
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     """Per-SIM current and recommended rate plans: filtered by group, change, plans, customer or ICCID; sorted by
     ICCID or saving (the dashboard's SIM list and its CSV export take the same filters)."""
 
     serializer_class = AssignmentOut
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterSetKeptBackend]
     filterset_class = AssignmentFilterSet
     queryset = DeviceAssignment.objects.none()  # the schema's model; get_queryset serves the rows
     pagination_class = AssignmentPagination
@@ -150,10 +158,8 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
                 .select_related("comm_group", "current_plan", "recommended_plan", "customer"))
 
     def filter_queryset(self, queryset):
-        qs = super().filter_queryset(queryset)  # a bad filter has answered 400/404 by now
-        filters = AssignmentFilterSet(self.request.query_params, queryset=queryset, request=self.request)
-        if filters.is_valid():
-            self.paginator.known_count = list_count(run=self.listed.run, filters=filters.form.cleaned_data)
+        qs = super().filter_queryset(queryset)  # a bad filter has answered 400/404 by now: self.filterset is valid
+        self.paginator.known_count = list_count(run=self.listed.run, filters=self.filterset.form.cleaned_data)
         return qs
 
 
