@@ -9,7 +9,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from optimizer.models import DeviceAssignment, OptimizationRun
-from optimizer.selectors import PlanMoveSum, plan_move_sums
+from optimizer.selectors import PlanMoveSum, move_plan_codes, plan_move_sums
 from rateplans.models import RatePlan
 
 # Sort keys a caller may ask for, and the ORM ordering each means (ICCID breaks ties, so pages are stable).
@@ -132,8 +132,7 @@ def moves_count(*, run: OptimizationRun, changed: bool | None, from_plan: str | 
     if run.finished_at is None:
         return None
     moves = run_plan_moves(run=run)
-    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
-    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code")) if from_plan or to_plan else {}
+    code = move_plan_codes(moves) if from_plan or to_plan else {}
     # A row changes exactly when its recommended plan is not its current one (finalize writes it so).
     return sum(m.sims for m in moves
                if (changed is None or changed == (m.current_plan_id != m.recommended_plan_id))
@@ -173,8 +172,7 @@ def run_usage(*, run: OptimizationRun) -> tuple[dict[int, list[UsageBin]], list[
 def plan_migrations(*, run_id: int, moves: list[PlanMoveSum] | None = None) -> MigrationMatrix:
     """From plan × to plan: SIM counts and money, from one grouped query (plan_move_sums, or the caller's)."""
     moves = plan_move_sums(run_id=run_id) if moves is None else moves
-    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
-    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code"))
+    code = move_plan_codes(moves)
     cells = {}
     for m in moves:
         source = code.get(m.current_plan_id) or UNKNOWN_PLAN
