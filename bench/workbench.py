@@ -131,6 +131,9 @@ def main() -> None:
         ("API page 5,000 of the changes by saving (100 a page)", reverse("api:session-assignments", args=[session.guid]),
          {"changed": "true", "sort": "-saving", "page": min(5_000, -(-changed // 100))}),
         ("one SIM's page", reverse("dashboard:session-sim", args=[session.guid, moved.iccid]), {}),
+        ("apply page (Go/No-Go, budget)", reverse("pushes:session-apply", args=[session.guid]), {}),
+        ("sessions list", reverse("dashboard:session-list"), {}),
+        ("account page (history)", reverse("dashboard:provider-detail", args=[session.provider_id]), {}),
     ]
     rows = []
     for label, url, params in pages:
