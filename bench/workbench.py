@@ -120,11 +120,20 @@ def main() -> None:
         ("one customer, changed, largest saving first", sims_url,
          {"customer": customer.pk, "changed": "true", "sort": "-saving"}),
         ("page 1,000 of the list", sims_url, {"page": 1000}),
+        ("last page of the list", sims_url, {"page": -(-sims // 50)}),
+        ("page 10,000 of the changes, largest saving first", sims_url,
+         {"changed": "true", "sort": "-saving", "page": min(10_000, -(-changed // 50))}),
+        ("last page of the changes", sims_url, {"changed": "true", "page": -(-changed // 50)}),
         ("API assignments, changed, by saving", reverse("api:session-assignments", args=[session.guid]),
          {"changed": "true", "sort": "-saving"}),
         ("API assignments, one customer", reverse("api:session-assignments", args=[session.guid]),
          {"customer": customer.pk}),
+        ("API page 5,000 of the changes by saving (100 a page)", reverse("api:session-assignments", args=[session.guid]),
+         {"changed": "true", "sort": "-saving", "page": min(5_000, -(-changed // 100))}),
         ("one SIM's page", reverse("dashboard:session-sim", args=[session.guid, moved.iccid]), {}),
+        ("apply page (Go/No-Go, budget)", reverse("pushes:session-apply", args=[session.guid]), {}),
+        ("sessions list", reverse("dashboard:session-list"), {}),
+        ("account page (history)", reverse("dashboard:provider-detail", args=[session.provider_id]), {}),
     ]
     rows = []
     for label, url, params in pages:

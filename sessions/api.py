@@ -1,7 +1,6 @@
 """REST API of optimization sessions: start, list, detail, cancel, events, groups, assignments, report."""
 from __future__ import annotations
 
-from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404
 from django_filters.rest_framework import DjangoFilterBackend
@@ -15,7 +14,7 @@ from carrieropt.actors import user_actor
 from carrieropt.api.base import ErrorSerializer, Pagination, TenantApi, scope_field
 from devices.api import tenant_customer
 from devices.customers import customer_providers
-from optimizer.assignments import list_count
+from optimizer.assignments import AssignmentPaginator, list_count
 from optimizer.filters import AssignmentFilterSet
 from optimizer.models import CommGroup, DeviceAssignment
 from optimizer.serializers import AssignmentOut, CommGroupOut
@@ -124,15 +123,21 @@ class SessionGroupsApi(SessionApi, generics.ListAPIView):
 
 
 class AssignmentPagination(Pagination):
-    """Pages of a run's SIMs whose length the view may know already (optimizer.assignments.list_count)."""
+    """Pages of a run's SIMs as the dashboard reads them (AssignmentPaginator: the page's ICCIDs through the
+    ordering's index, then their rows), with a length the view may know already (list_count)."""
 
     known_count: int | None = None
 
     def django_paginator_class(self, object_list, per_page):
-        paginator = Paginator(object_list, per_page)
-        if self.known_count is not None:
-            paginator.count = self.known_count  # a cached property: the rows are not counted
-        return paginator
+        return AssignmentPaginator(object_list, per_page, rows=object_list, count=self.known_count)
+
+
+class FilterSetKeptBackend(DjangoFilterBackend):
+    """DjangoFilterBackend that leaves the filterset it built on the view, for what the view reads of its filters."""
+
+    def get_filterset(self, request, queryset, view):
+        view.filterset = super().get_filterset(request, queryset, view)
+        return view.filterset
 
 
 class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
@@ -140,7 +145,7 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
     ICCID or saving (the dashboard's SIM list and its CSV export take the same filters)."""
 
     serializer_class = AssignmentOut
-    filter_backends = [DjangoFilterBackend]
+    filter_backends = [FilterSetKeptBackend]
     filterset_class = AssignmentFilterSet
     queryset = DeviceAssignment.objects.none()  # the schema's model; get_queryset serves the rows
     pagination_class = AssignmentPagination
@@ -153,10 +158,8 @@ class SessionAssignmentsApi(SessionApi, generics.ListAPIView):
                 .select_related("comm_group", "current_plan", "recommended_plan", "customer"))
 
     def filter_queryset(self, queryset):
-        qs = super().filter_queryset(queryset)  # a bad filter has answered 400/404 by now
-        filters = AssignmentFilterSet(self.request.query_params, queryset=queryset, request=self.request)
-        if filters.is_valid():
-            self.paginator.known_count = list_count(run=self.listed.run, filters=filters.form.cleaned_data)
+        qs = super().filter_queryset(queryset)  # a bad filter has answered 400/404 by now: self.filterset is valid
+        self.paginator.known_count = list_count(run=self.listed.run, filters=self.filterset.form.cleaned_data)
         return qs
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from optimizer.assignments import moves_count
 from optimizer.fleet import fleet_cost_on_catalogue, runs_usage
 from optimizer.models import DeviceAssignment
 from optimizer.serializers import money_out
@@ -12,8 +13,9 @@ from sessions.models import OptimizationSession, SessionStatus, Stage
 def session_accounts(session: OptimizationSession) -> list[OptimizationSession]:
     """The sessions of a cross-provider optimization, one per account, the first (the parent) first."""
     root_id = session.parent_id or session.pk
-    return list(OptimizationSession.objects.filter(pk=root_id).select_related("provider", "billing_period")) + list(
-        OptimizationSession.objects.filter(parent_id=root_id).select_related("provider", "billing_period").order_by("pk"))
+    return list(OptimizationSession.objects.filter(pk=root_id).select_related("provider", "billing_period", "run")) + list(
+        OptimizationSession.objects.filter(parent_id=root_id).select_related("provider", "billing_period", "run")
+        .order_by("pk"))
 
 
 def _status(member: OptimizationSession, *, building: OptimizationSession) -> str:
@@ -22,6 +24,13 @@ def _status(member: OptimizationSession, *, building: OptimizationSession) -> st
     if member.pk == building.pk and member.stage == Stage.FINALIZING:
         return SessionStatus.SUCCEEDED_WITH_WARNINGS if member.warnings else SessionStatus.SUCCEEDED
     return member.status
+
+
+def _changes(member: OptimizationSession) -> int:
+    """How many of an account's SIMs change plan: from the run's kept plan moves once it finished (no count of its
+    rows), else the rows counted."""
+    kept = moves_count(run=member.run, changed=True, from_plan=None, to_plan=None) if member.run_id else None
+    return kept if kept is not None else DeviceAssignment.objects.filter(run_id=member.run_id, changed=True).count()
 
 
 def comparison_build(*, session: OptimizationSession) -> dict:
@@ -45,7 +54,7 @@ def comparison_build(*, session: OptimizationSession) -> dict:
             "sims": m.device_count, "sims_with_usage": m.sims_with_usage,
             "current_cost": money_out(m.current_cost), "optimized_cost": money_out(m.optimized_cost),
             "savings": money_out(figures.savings),
-            "changes": DeviceAssignment.objects.filter(run_id=m.run_id, changed=True).count(),
+            "changes": _changes(m),
             "fleet_cost": money_out(fleet and fleet.cost), "fleet_lower_bound": money_out(fleet and fleet.lower_bound),
         })
     priced = [Decimal(r["fleet_cost"]) for r in rows if r["fleet_cost"] is not None] if one_currency else []

@@ -302,3 +302,26 @@ def test_a_frontier_failing_after_its_ranks_leaves_no_rank_and_no_frontier(provi
     monkeypatch.setattr(engine, "frontier", fails_late)
     totals, frontier, rows = _finalized(provider_a, settings, fork_min_sims=fork_min_sims)
     assert frontier == {} and totals.changed and all(r[9] is None for r in rows)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_assignments_vacuum_runs_outside_transactions_on_postgresql():
+    """The workbench's deep pages read the index only once the run's rows are vacuumed: after a session completes,
+    outside its transactions (VACUUM cannot run inside one: it is skipped there, not an error)."""
+    with transaction.atomic():
+        assert optimizer_services.assignments_vacuum() is False
+    assert optimizer_services.assignments_vacuum() is (connection.vendor == "postgresql")
+
+
+@pytest.mark.django_db
+def test_list_indexes_hold_the_changed_flag_on_postgresql():
+    """A deep page of the changes (by ICCID or by saving) is an index-only scan: the two ordering indexes INCLUDE
+    changed (migration 0017); SQLite has no INCLUDE."""
+    if connection.vendor != "postgresql":
+        pytest.skip("INCLUDE is PostgreSQL's")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s AND indexname = ANY(%s)",
+                       [DeviceAssignment._meta.db_table, ["assignment_run_iccid", "assignment_run_saving"]])
+        defs = dict(cursor.fetchall())
+    assert set(defs) == {"assignment_run_iccid", "assignment_run_saving"}
+    assert all(d.endswith("INCLUDE (changed)") for d in defs.values()), defs

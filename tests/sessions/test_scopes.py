@@ -156,7 +156,10 @@ def test_cross_provider_optimizes_each_account_on_its_catalogue_and_compares_the
         a = accounts[provider_id]
         assert a["sims"] == member.device_count and Decimal(a["optimized_cost"]) == member.optimized_cost
         assert Decimal(a["savings"]) == member.current_cost - member.optimized_cost
+        # The changes a push of this account would make: its rows whose plan changes.
+        assert a["changes"] == DeviceAssignment.objects.filter(run=member.run, changed=True).count()
     assert comparison["total"]["sims"] == cross.device_count + child.device_count
+    assert comparison["total"]["changes"] == sum(a["changes"] for a in comparison["accounts"]) > 0
 
     # The whole fleet on each catalogue, priced here independently: every SIM with usage, on any plan of the account.
     usage = np.array([float(u) for u in DeviceAssignment.objects.filter(
