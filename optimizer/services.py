@@ -1,6 +1,7 @@
 """Writes for the optimizer: the run, groups, catalogue validation, work items, results and the winners."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -586,16 +587,22 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
             if heartbeat is not None:
                 heartbeat()
             rows.append(_AssignmentRows(run=run, group=part.group, data=part.data, assignment=part.assignment,
+                                        unranked=engine.never_ranked(part.data.problem, part.assignment),
                                         **part.insert))
         timings["rows_built"] = perf_counter() - started
+        started = perf_counter()
+        # The rows no order of moves ranks (SIMs that stay, or cannot move; those without usage) do not wait for
+        # it; their SIMs' keys are checked as they are written (at commit they would wait for the others).
+        with _checked_now(DeviceAssignment, "device"):
+            _rows_write(rows, unranked=True)
+        timings["rows_unranked"] = perf_counter() - started
         started = perf_counter()
         ranks = job.ranks(heartbeat)
         timings["frontier"] = perf_counter() - started
         started = perf_counter()
-        for part_rows, rank in zip(rows, ranks, strict=True):
-            if heartbeat is not None:
-                heartbeat()
-            part_rows.write(change_rank=rank)
+        if heartbeat is not None:
+            heartbeat()
+        _rows_write(rows, unranked=False, ranks=ranks)
         del rows
         timings["rows"] = perf_counter() - started
         started = perf_counter()
@@ -887,6 +894,38 @@ ASSIGNMENT_COLUMNS = ["run_id", "comm_group_id", "device_id", "customer_id", "ic
                       "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason", "change_rank"]
 
 
+def _rows_write(rows: list[_AssignmentRows], *, unranked: bool, ranks: list | None = None) -> int:
+    """One insert of the parts' rows no order of moves ranks (unranked), or of the others with their ranks."""
+    if ranks is None:
+        ranks = [None] * len(rows)
+    parts = [(r, r.selected(unranked=unranked, change_rank=rank)) for r, rank in zip(rows, ranks, strict=True)]
+    table = DeviceAssignment._meta.db_table
+    if connection.vendor == "postgresql":
+        return text_rows_insert(table=table, columns=ASSIGNMENT_COLUMNS,
+                                lines=(line for r, (picked, rank) in parts for line in r.lines(picked, rank)))
+    return rows_insert(table=table, columns=ASSIGNMENT_COLUMNS,
+                       rows=(row for r, (picked, rank) in parts for row in r.tuples(picked, rank)))
+
+
+@contextlib.contextmanager
+def _checked_now(model, field_name: str):
+    """PostgreSQL checks the (deferred) foreign key of model.field_name at the end of each statement in the block,
+    not at commit; elsewhere nothing changes."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    column = model._meta.get_field(field_name).column
+    with connection.cursor() as cursor:
+        names = [name for name, c in connection.introspection.get_constraints(cursor, model._meta.db_table).items()
+                 if c["foreign_key"] and c["columns"] == [column]]
+        quoted = ", ".join(connection.ops.quote_name(n) for n in names)
+        if names:
+            cursor.execute(f"SET CONSTRAINTS {quoted} IMMEDIATE")
+        yield  # on an error the transaction is over (and the setting with it)
+        if names:
+            cursor.execute(f"SET CONSTRAINTS {quoted} DEFERRED")
+
+
 class _AssignmentRows:
     """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize.
 
@@ -898,7 +937,7 @@ class _AssignmentRows:
     as the text COPY reads, each line but its last column."""
 
     def __init__(self, *, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
-                 recommended_total: float, current_total: float | None):
+                 recommended_total: float, current_total: float | None, unranked: np.ndarray | None = None):
         fixed = data.missing_fixed_charges()
         keep = ~np.isnan(fixed)
         missing_ids = data.missing_ids[keep]
@@ -947,18 +986,39 @@ class _AssignmentRows:
                         cur if cur >= 0 else None, rec, current_money[i], recommended_money[i],
                         covered and cur != rec, kept[i] if covered else KeptReason.NO_USAGE))
         self.rows = rows
+        # Per row: whether no order of moves ranks it (as given for the covered SIMs, else maybe; those without
+        # usage never move).
+        self.unranked = np.ones(len(rows), dtype=bool)
+        self.unranked[:n_covered] = False if unranked is None else unranked
+
+    def selected(self, *, unranked: bool | None, change_rank=None) -> tuple[list[int], list]:
+        """The rows to write (all, or those no order ranks, or the others) and each covered SIM's rank (None, or
+        -1: it does not move). A rank for a row said to be unranked is an error: that row is written already."""
+        n = len(self.rows)
+        picked = (list(range(n)) if unranked is None
+                  else np.flatnonzero(self.unranked == unranked).tolist())
+        if change_rank is None:
+            return picked, [None] * self.n_covered
+        change_rank = np.asarray(change_rank)
+        if (change_rank[self.unranked[: self.n_covered]] >= 0).any():
+            raise RuntimeError("the frontier ranked a SIM it leaves out (engine.never_ranked)")
+        return picked, [None if r < 0 else r for r in change_rank.tolist()]
+
+    def lines(self, picked: list[int], rank: list):
+        null, rows, n_covered = copy_text(None), self.rows, self.n_covered
+        return (f"{rows[i]}{null if i >= n_covered or rank[i] is None else rank[i]}\n" for i in picked)
+
+    def tuples(self, picked: list[int], rank: list):
+        rows, n_covered = self.rows, self.n_covered
+        return (rows[i] + (rank[i] if i < n_covered else None,) for i in picked)
 
     def write(self, *, change_rank=None) -> int:
-        """Insert the rows, each covered SIM with its change rank (None, or -1: it does not move)."""
-        n_covered, rows = self.n_covered, self.rows
-        rank = [None] * n_covered if change_rank is None else [None if r < 0 else r for r in np.asarray(change_rank).tolist()]
+        """Insert all the rows, each covered SIM with its change rank (None, or -1: it does not move)."""
+        picked, rank = self.selected(unranked=None, change_rank=change_rank)
         table = DeviceAssignment._meta.db_table
         if self.text:
-            null = copy_text(None)
-            lines = (f"{row}{null if i >= n_covered or rank[i] is None else rank[i]}\n" for i, row in enumerate(rows))
-            return text_rows_insert(table=table, columns=ASSIGNMENT_COLUMNS, lines=lines)
-        return rows_insert(table=table, columns=ASSIGNMENT_COLUMNS,
-                           rows=(row + (rank[i] if i < n_covered else None,) for i, row in enumerate(rows)))
+            return text_rows_insert(table=table, columns=ASSIGNMENT_COLUMNS, lines=self.lines(picked, rank))
+        return rows_insert(table=table, columns=ASSIGNMENT_COLUMNS, rows=self.tuples(picked, rank))
 
 
 def billable_device_count(*, run: OptimizationRun) -> int:

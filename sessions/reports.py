@@ -275,24 +275,27 @@ def _write_groups(workbook: Workbook, run) -> None:
                   sheet.money(total("baseline_cost")), sheet.money(total("optimized_cost"))])
 
 
-def _assignment_rows(run, *, by_group: bool, groups: list[int] | None = None, offset: int = 0,
-                     limit: int | None = None) -> Iterator[tuple]:
+def _assignment_rows(run, *, by_group: bool, groups: list[int] | None = None, before: tuple | None = None,
+                     since: tuple | None = None) -> Iterator[tuple]:
+    """The run's rows in the report's order: all, or a group's, or (M2M) those before / from an (iccid, pk)."""
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
     rows = DeviceAssignment.objects.filter(run=run)
     if groups is not None:
         rows = rows.filter(comm_group_id__in=groups)
-    rows = (rows.order_by(*order)
+    if before is not None:
+        rows = rows.filter(iccid__lte=before[0]).exclude(iccid=before[0], pk__gte=before[1])
+    if since is not None:
+        rows = rows.filter(iccid__gte=since[0]).exclude(iccid=since[0], pk__lt=since[1])
+    return (rows.order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
                          "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason",
-                         "customer__name"))
-    if offset or limit is not None:
-        rows = rows[offset: None if limit is None else offset + limit]
-    return rows.iterator(chunk_size=5000)
+                         "customer__name")
+            .iterator(chunk_size=5000))
 
 
 # The share of a big report's SIM rows the worker writes itself when a child process writes the rest: the worker
 # also compresses all of them.
-FIRST_ROWS_SHARE = 0.44
+FIRST_ROWS_SHARE = 0.5
 
 
 class _AssignmentSheets:
@@ -333,7 +336,11 @@ class _AssignmentSheets:
         """How the rows are cut in two: (the first rows' query, the others', how many rows the first are)."""
         if not self.by_group:
             first = int(self.sims * FIRST_ROWS_SHARE) or 1
-            return {"limit": first}, {"offset": first}, first
+            key = next(iter(DeviceAssignment.objects.filter(run=self.run).order_by("iccid", "pk")
+                            .values_list("iccid", "pk")[first : first + 1]), None)
+            if key is None:
+                return None
+            return {"before": key}, {"since": key}, first
         # Between groups (each group's rows end in its subtotal): the boundary nearest the share.
         sizes = list(DeviceAssignment.objects.filter(run=self.run).values_list("comm_group_id").annotate(n=Count("pk"))
                      .order_by("comm_group__name", "comm_group_id").values_list("comm_group_id", "n"))

@@ -1,5 +1,5 @@
 """Pure numpy optimizer engine (no Django): cost model, legacy strategies, certified solver, offline file I/O."""
-from .budget import Frontier, FrontierPoint, frontier, solve_budgeted
+from .budget import Frontier, FrontierPoint, frontier, never_ranked, solve_budgeted
 from .certified import lagrangian_bound, solve_certified
 from .figures import CostFigures
 from .files import FileFormatError
@@ -42,6 +42,7 @@ __all__ = [
     "choose_winner",
     "current_plans_compete",
     "frontier",
+    "never_ranked",
     "group_skip_reason",
     "lagrangian_bound",
     "legacy_evaluate_sequences",

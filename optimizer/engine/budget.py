@@ -400,6 +400,18 @@ def _reference(problem: Problem, reference: Solution | None, **solve_options) ->
     return solve_certified(problem, **solve_options)
 
 
+def never_ranked(problem: Problem, assignment: np.ndarray) -> np.ndarray:
+    """Per SIM, whether the frontier's order of moves leaves it out (rank -1) when `assignment` is (this problem's
+    part of) the reference answer: it cannot move, or it stays on its current plan and may: the SIMs that move
+    in no budget's answer. A problem made of several groups' problems leaves out exactly the SIMs each of them
+    does (who may move, and where, is a group's own)."""
+    setup = _setup(problem, ())
+    cur = problem.current_plan.astype(np.int64)
+    target = np.asarray(assignment, dtype=np.int64).copy()
+    target[setup.fixed] = cur[setup.fixed]
+    return ~((setup.forced & (target >= 0)) | (setup.free & (target != cur)))
+
+
 def budgets_for(low: int, high: int, points: int) -> np.ndarray:
     """About `points` budgets from low to high, both included, no repeats."""
     if high <= low or points <= 1:
@@ -522,4 +534,4 @@ def solve_budgeted(problem: Problem, max_changes: int, *, reference: Solution | 
     )
 
 
-__all__ = ["Frontier", "FrontierPoint", "budgets_for", "frontier", "solve_budgeted"]
+__all__ = ["Frontier", "FrontierPoint", "budgets_for", "frontier", "never_ranked", "solve_budgeted"]

@@ -1,6 +1,7 @@
 """Change budgets and the savings-versus-changes frontier against brute force on small problems:
 bound <= the best answer within the budget <= the answer given, changes <= budget, cost and bound never
 rising with the budget, SIMs that cannot move never counted, every answer priced exactly."""
+import dataclasses
 import itertools
 
 import numpy as np
@@ -9,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from optimizer.engine import Billing, Catalogue, Problem, ProblemError, price, solve_certified, synthetic
-from optimizer.engine.budget import budgets_for, frontier, solve_budgeted
+from optimizer.engine.budget import budgets_for, frontier, never_ranked, solve_budgeted
 from tests.optimizer.engine.reference import reference_price
 
 money = st.floats(0.0, 30.0, allow_nan=False).map(lambda x: round(x, 2))
@@ -166,3 +167,23 @@ def test_negative_budget_is_refused():
     pr = synthetic.fleet(50, seed=1)
     with pytest.raises(ProblemError, match="max_changes"):
         solve_budgeted(pr, -1)
+
+
+@SETTINGS
+@given(small_problems(), st.booleans())
+def test_never_ranked_is_where_the_order_of_moves_has_no_rank(pr, keep_current):
+    """Whatever the reference answer (the current plans kept even where no longer allowed: those SIMs still
+    count as moves), the SIMs never_ranked leaves out are exactly those the frontier's order does not rank."""
+    ref = solve_certified(pr)
+    if keep_current:
+        ref = dataclasses.replace(ref, assignment=pr.current_plan.astype(np.int32), multipliers=None)
+    fr = frontier(pr, points=5, reference=ref)
+    assert (never_ranked(pr, ref.assignment) == (fr.rank < 0)).all()
+    # Per group, on the group's own problem: the same SIMs.
+    for g in range(pr.n_groups):
+        on = pr.group == g
+        alone = Problem(catalogue=pr.catalogue, usage_mb=pr.usage_mb[on], group=np.zeros(int(on.sum()), np.int32),
+                        allowed=pr.allowed[g : g + 1], billing=pr.billing, charge_type=pr.charge_type,
+                        current_plan=pr.current_plan[on], movable=pr.movable[on],
+                        factor=None if pr.factor is None else pr.factor[on])
+        assert (never_ranked(alone, ref.assignment[on]) == (fr.rank[on] < 0)).all()
