@@ -6,10 +6,9 @@ the parent's memory as it was: no copying of the inputs), runs a function that r
 the parent reads those reports in order. The child never returns into the parent's code: it ends with
 os._exit, so nothing the parent holds (database connections, files, locks) is closed or flushed by it.
 
-Database access in the child: with database="none" every query raises (the parent's connection is its
-transaction's: the child must never write on it); with database="fresh" the child opens its own connections
-(they see only what is committed) and closes them at its end. The inherited connection objects are kept
-referenced and never closed: closing one would end the parent's session on the server.
+No database access in the child: every query raises (the parent's connection is its transaction's: the child
+must never use it). The inherited connection objects are never closed there: closing one would end the parent's
+session on the server.
 """
 from __future__ import annotations
 
@@ -30,7 +29,6 @@ from django.db import connections
 log = logging.getLogger(__name__)
 
 _HEADER = struct.Struct("<Q")
-_KEPT: list = []  # the parent's connection objects, in a child: never collected (collecting one closes it)
 
 
 class ChildFailed(Exception):
@@ -45,15 +43,10 @@ def _refuse(*_args, **_kwargs):
     raise RuntimeError("no database access in this child process (the parent's connection is its transaction's)")
 
 
-def _detach(database: str) -> contextlib.ExitStack:
+def _no_queries() -> contextlib.ExitStack:
     stack = contextlib.ExitStack()
     for conn in connections.all(initialized_only=True):
-        if database == "none":
-            stack.enter_context(conn.execute_wrapper(_refuse))
-        else:
-            _KEPT.append(conn.connection)
-            conn.connection = None  # the next query connects anew
-            conn.in_atomic_block, conn.savepoint_ids, conn.needs_rollback = False, [], False
+        stack.enter_context(conn.execute_wrapper(_refuse))
     return stack
 
 
@@ -68,9 +61,7 @@ class Child:
 
     The parent drains the pipe in a thread, so the child never waits for the parent to read."""
 
-    def __init__(self, fn: Callable[[Callable[[Any], None]], None], *, database: str = "none"):
-        if database not in ("none", "fresh"):
-            raise ValueError(database)
+    def __init__(self, fn: Callable[[Callable[[Any], None]], None]):
         read_fd, write_fd = os.pipe()
         pid = os.fork()
         if pid == 0:  # the child
@@ -82,14 +73,8 @@ class Child:
                     data = pickle.dumps(("ok", obj), protocol=pickle.HIGHEST_PROTOCOL)
                     _write_all(write_fd, _HEADER.pack(len(data)) + data)
 
-                with _detach(database):
-                    try:
-                        fn(send)
-                    finally:
-                        if database == "fresh":
-                            for conn in connections.all(initialized_only=True):
-                                with contextlib.suppress(Exception):
-                                    conn.close()
+                with _no_queries():
+                    fn(send)
                 code = 0
             except BaseException:  # noqa: BLE001 — reported to the parent, which decides
                 with contextlib.suppress(BaseException):

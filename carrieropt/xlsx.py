@@ -9,25 +9,18 @@ formula is marked as typed text (quote prefix).
 """
 from __future__ import annotations
 
-import logging
 import os
 import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
 from xml.etree import ElementTree
 
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
-
-from carrieropt.forked import Child, ChildFailed, fork_available
-
-log = logging.getLogger(__name__)
 
 # A text cell starting with one of these could be read as a formula by Excel or by
 # whatever the sheet is exported to (CSV injection).
@@ -127,84 +120,19 @@ def _sheet_parts(archive: zipfile.ZipFile) -> dict[str, str]:
     return parts
 
 
-@dataclass
-class Tail:
-    """The last rows of the big sheets, written by a forked child process while the caller writes the first ones.
-
-    first: how many rows come before them (over all the sheets); rows: called in the child, the (values, kinds)
-    pairs from there to the end; result: called in the child after them, its return value kept in `outcome`.
-    The child reads the database on its own connection (it sees what is committed). Should it fail, the same
-    rows are written here."""
-
-    first: int
-    rows: Callable[[], Iterable[tuple[Sequence, str]]]
-    result: Callable[[], Any] = lambda: None
-    outcome: Any = None
-
-
-def _tail_write(tail: Tail, cells: _Cells, directory: str, rows_per_sheet: int) -> tuple[dict[int, tuple[str, int]], Any]:
-    """Write the tail's rows as sheet XML, one file per sheet they fall in: {sheet index: (path, rows)}."""
-    pieces: dict[int, tuple[str, int]] = {}
-    out, sheet, batch = None, None, []
-    position = tail.first
-    for values, kinds in tail.rows():
-        index, row = divmod(position, rows_per_sheet)
-        if index != sheet:
-            if out is not None:
-                out.write("".join(batch).encode())
-                out.close()
-                batch = []
-            sheet = index
-            path = os.path.join(directory, f"tail-{index}.xml")
-            out = open(path, "wb")  # noqa: SIM115 — closed at the sheet's end
-            pieces[index] = (path, 0)
-        batch.append(cells.row(row + 2, values, kinds))
-        pieces[index] = (pieces[index][0], pieces[index][1] + 1)
-        if len(batch) == 10_000:
-            out.write("".join(batch).encode())
-            batch = []
-        position += 1
-    if out is not None:
-        out.write("".join(batch).encode())
-        out.close()
-    return pieces, tail.result()
-
-
 def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[tuple[Sequence, str]],
-                *, rows_per_sheet: int, width: int, tail: Tail | None = None) -> int:
+                *, rows_per_sheet: int, width: int) -> int:
     """Put `rows` ((values, kinds) pairs) into `sheets` in turn, `rows_per_sheet` each, in place of their
-    sample rows; returns how many rows were written. The file at `path` is replaced whole, or not at all.
-
-    With a tail, `rows` are the first tail.first rows and a forked child writes the tail's meanwhile."""
+    sample rows; returns how many rows were written. The file at `path` is replaced whole, or not at all."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".fill-", suffix=".xlsx")
     os.close(fd)
-    written = first_rows = 0
+    written = 0
     source_rows: Iterator = iter(rows)
-    pieces = None
-    child = None
     try:
-        with tempfile.TemporaryDirectory(dir=os.path.dirname(path) or ".", prefix=".tail-") as directory, \
-                zipfile.ZipFile(path) as source, \
-                zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as out:
+        with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as out:
             parts = _sheet_parts(source)
             fill = {parts[title]: title for title in sheets}
-            order = [parts[title] for title in sheets]
-
-            def tail_pieces(cells: _Cells) -> dict[int, tuple[str, int]]:
-                nonlocal child
-                if child is not None:
-                    try:
-                        found, tail.outcome = child.receive()
-                        return found
-                    except ChildFailed as exc:
-                        log.warning("the report's tail rows failed in a child process; writing them here: %s", exc)
-                    finally:
-                        child.close()
-                        child = None
-                found, tail.outcome = _tail_write(tail, cells, directory, rows_per_sheet)
-                return found
-
             for info in source.infolist():
                 if info.filename not in fill:
                     with source.open(info) as src, out.open(info, "w") as dst:
@@ -215,9 +143,6 @@ def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[t
                 if sample is None:
                     raise ValueError(f"sheet {fill[info.filename]!r} has no sample row to fill")
                 cells = _Cells({k.decode(): v.decode() for k, v in _SAMPLE_STYLE.findall(sample.group(0))}, width)
-                if tail is not None and child is None and pieces is None and fork_available():
-                    child = Child(lambda send, cells=cells: send(_tail_write(tail, cells, directory, rows_per_sheet)),
-                                  database="fresh")
                 # The (optional) dimension would need the row count before the rows: left out.
                 head = _DIMENSION.sub(b"", xml[: sample.start()])
                 count, batch = 0, []
@@ -226,34 +151,19 @@ def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[t
                     for values, kinds in source_rows:
                         batch.append(cells.row(count + 2, values, kinds))
                         count += 1
-                        first_rows += 1
                         if len(batch) == 10_000:
                             dst.write("".join(batch).encode())
                             batch = []
                         if count >= rows_per_sheet:
                             break
                     dst.write("".join(batch).encode())
-                    if tail is not None and count < rows_per_sheet:  # the first rows ended in this sheet
-                        if pieces is None:
-                            if written + count != tail.first or first_rows != tail.first:
-                                raise ValueError(f"{first_rows} rows came before the tail, not {tail.first}")
-                            pieces = tail_pieces(cells)
-                        piece = pieces.pop(order.index(info.filename), None)
-                        if piece is not None:
-                            with open(piece[0], "rb") as src:
-                                shutil.copyfileobj(src, dst, 1 << 20)
-                            count += piece[1]
                     dst.write(xml[sample.end():])
                 written += count
-            if tail is not None and pieces is None:
-                pieces = tail_pieces(cells)
-        if next(source_rows, None) is not None or pieces:
+        if next(source_rows, None) is not None:
             raise ValueError(f"more rows than {len(sheets)} sheet(s) of {rows_per_sheet} hold")
         os.chmod(tmp, os.stat(path).st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:
-        if child is not None:
-            child.close()
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise

@@ -9,14 +9,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
-from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.storage import storages
 from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
-from django.db import connection
-from django.db.models import Count
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -25,7 +22,6 @@ from openpyxl.chart import BarChart, LineChart, Reference
 from openpyxl.styles import Font
 
 from carrieropt import xlsx
-from carrieropt.forked import fork_available
 from carrieropt.money import CENT
 from carrieropt.xlsx import EXCEL_MAX_TEXT, FORMULA_TRIGGERS, MONEY_FORMAT
 from optimizer.assignments import run_plan_moves
@@ -275,45 +271,27 @@ def _write_groups(workbook: Workbook, run) -> None:
                   sheet.money(total("baseline_cost")), sheet.money(total("optimized_cost"))])
 
 
-def _assignment_rows(run, *, by_group: bool, groups: list[int] | None = None, before: tuple | None = None,
-                     since: tuple | None = None) -> Iterator[tuple]:
-    """The run's rows in the report's order: all, or a group's, or (M2M) those before / from an (iccid, pk)."""
+def _assignment_rows(run, *, by_group: bool) -> Iterator[tuple]:
     order = ("comm_group__name", "comm_group_id", "iccid") if by_group else ("iccid", "pk")
-    rows = DeviceAssignment.objects.filter(run=run)
-    if groups is not None:
-        rows = rows.filter(comm_group_id__in=groups)
-    if before is not None:
-        rows = rows.filter(iccid__lte=before[0]).exclude(iccid=before[0], pk__gte=before[1])
-    if since is not None:
-        rows = rows.filter(iccid__gte=since[0]).exclude(iccid=since[0], pk__lt=since[1])
-    return (rows.order_by(*order)
+    return (DeviceAssignment.objects.filter(run=run).order_by(*order)
             .values_list("iccid", "comm_group_id", "current_plan_id", "recommended_plan_id", "usage_mb",
                          "current_cost", "recommended_cost", "changed", "device__sim_notes", "kept_reason",
                          "customer__name")
             .iterator(chunk_size=5000))
 
 
-# The share of a big report's SIM rows the worker writes itself when a child process writes the rest: the worker
-# also compresses all of them.
-FIRST_ROWS_SHARE = 0.5
-
-
 class _AssignmentSheets:
     """The SIM-level rows, spread over as many sheets as Excel's row limit needs.
 
     The sheets are made with the workbook (header and a sample row); their rows are written into the saved
-    file by carrieropt.xlsx.fill_sheets, which is what keeps a million-SIM report to seconds. From
-    FINALIZE_FORK_MIN_SIMS rows (on PostgreSQL, outside a transaction: the child reads what is committed) the
-    last rows are written by a forked child process meanwhile (split between SIMs in ICCID order, or between
-    groups)."""
+    file by carrieropt.xlsx.fill_sheets, which is what keeps a million-SIM report to seconds."""
 
     def __init__(self, workbook: Workbook, run, *, by_group: bool):
         self.run, self.by_group = run, by_group
         self.header = ["Group", "ICCID", *ASSIGNMENT_HEADER[2:]] if by_group else ASSIGNMENT_HEADER
         title = "Assignments by group" if by_group else "Assignments"
         assignments = DeviceAssignment.objects.filter(run=run)
-        self.sims = assignments.count()
-        rows = self.sims + (assignments.values("comm_group_id").distinct().count() if by_group else 0)
+        rows = assignments.count() + (assignments.values("comm_group_id").distinct().count() if by_group else 0)
         self.titles = [title if i == 0 else f"{title} {i + 1}" for i in range(max(1, -(-rows // ROWS_PER_SHEET)))]
         for name in self.titles:
             sheet = _Sheet(workbook, name, {"A": 22, "B": 22, "C": 22, "D": 22, "J": 40, "K": 28})
@@ -321,77 +299,23 @@ class _AssignmentSheets:
             sheet.ws.freeze_panes = "A2"
             sheet.append(xlsx.sample_row(sheet.ws))
         self.count, self.recommended_sum = 0, Decimal(0)
-        self.first, self.tail = _SheetRows(self), None
-        split = self._split() if self._parallel() else None
-        if split is not None:
-            first, rest, before = split
-            self.first, tail = _SheetRows(self, **first), _SheetRows(self, **rest)
-            self.tail = xlsx.Tail(first=before, rows=lambda: iter(tail), result=lambda: (tail.count, tail.recommended_sum))
-
-    def _parallel(self) -> bool:
-        return (self.sims >= max(2, settings.FINALIZE_FORK_MIN_SIMS) and connection.vendor == "postgresql"
-                and not connection.in_atomic_block and fork_available())
-
-    def _split(self) -> tuple[dict, dict, int] | None:
-        """How the rows are cut in two: (the first rows' query, the others', how many rows the first are)."""
-        if not self.by_group:
-            first = int(self.sims * FIRST_ROWS_SHARE) or 1
-            key = next(iter(DeviceAssignment.objects.filter(run=self.run).order_by("iccid", "pk")
-                            .values_list("iccid", "pk")[first : first + 1]), None)
-            if key is None:
-                return None
-            return {"before": key}, {"since": key}, first
-        # Between groups (each group's rows end in its subtotal): the boundary nearest the share.
-        sizes = list(DeviceAssignment.objects.filter(run=self.run).values_list("comm_group_id").annotate(n=Count("pk"))
-                     .order_by("comm_group__name", "comm_group_id").values_list("comm_group_id", "n"))
-        total = sum(n + 1 for _, n in sizes)
-        best, before = None, 0
-        for i in range(1, len(sizes)):
-            before += sizes[i - 1][1] + 1
-            if best is None or abs(before - total * FIRST_ROWS_SHARE) < abs(best[1] - total * FIRST_ROWS_SHARE):
-                best = (i, before)
-        if best is None:
-            return None
-        i, before = best
-        return {"groups": [g for g, _ in sizes[:i]]}, {"groups": [g for g, _ in sizes[i:]]}, before
 
     def rows(self) -> Iterator[tuple[list, str]]:
         """(values, column kinds) per row; counts the SIM rows and sums their recommended cost on the way."""
-        return iter(self.first)
-
-    def add_tail(self) -> None:
-        """Count the rows the tail wrote (after fill_sheets)."""
-        if self.tail is not None and self.tail.outcome is not None:
-            count, recommended_sum = self.tail.outcome
-            self.count += count
-            self.recommended_sum += recommended_sum
-
-
-class _SheetRows:
-    """The (values, kinds) rows of one part of the run's SIMs (_assignment_rows' filters), counted and summed
-    into the sheets' figures as they pass (in a child process: its own)."""
-
-    def __init__(self, sheets: _AssignmentSheets, **part):
-        self.sheets, self.part = sheets, part
-        self.count, self.recommended_sum = 0, Decimal(0)
-
-    def __iter__(self) -> Iterator[tuple[list, str]]:
-        sheets = self.sheets
-        codes = dict(RatePlan.objects.filter(provider_id=sheets.run.provider_id).values_list("pk", "code"))
-        groups = dict(CommGroup.objects.filter(run=sheets.run).values_list("pk", "name"))
+        codes = dict(RatePlan.objects.filter(provider_id=self.run.provider_id).values_list("pk", "code"))
+        groups = dict(CommGroup.objects.filter(run=self.run).values_list("pk", "name"))
         kinds = SIM_ROW_KINDS
         subtotal = None
-        by_group = sheets.by_group
         for iccid, group_id, current_id, recommended_id, usage, current, recommended, changed, notes, kept, customer \
-                in _assignment_rows(sheets.run, by_group=by_group, **self.part):
+                in _assignment_rows(self.run, by_group=self.by_group):
             if kept:
                 notes = f"{KEPT_NOTES.get(kept, kept)}; {notes}" if notes else KEPT_NOTES.get(kept, kept)
             group = groups.get(group_id, "")
-            if by_group and (subtotal is None or subtotal.group_id != group_id):
+            if self.by_group and (subtotal is None or subtotal.group_id != group_id):
                 if subtotal is not None:
                     yield subtotal.row()
                 subtotal = _Subtotal(group_id, group)
-            lead = [group, iccid] if by_group else [iccid, group]
+            lead = [group, iccid] if self.by_group else [iccid, group]
             yield [*lead, codes.get(current_id, NO_PLAN), codes.get(recommended_id, ""), usage, current, recommended,
                    None if current is None else current - recommended, "yes" if changed else "no", notes,
                    customer or ""], kinds
@@ -401,9 +325,6 @@ class _SheetRows:
                 subtotal.add(usage, current, recommended, changed)
         if subtotal is not None:
             yield subtotal.row()
-        if self is sheets.first:
-            sheets.count += self.count
-            sheets.recommended_sum += self.recommended_sum
 
 
 # Group, ICCID (or ICCID, group), plans: text; usage: a number; costs and savings: money; changed, notes,
@@ -494,8 +415,7 @@ def report_write(*, session) -> str:
         tmp = pathlib.Path(directory) / "report.xlsx"
         workbook.save(tmp)
         xlsx.fill_sheets(tmp, assignments.titles, assignments.rows(), rows_per_sheet=ROWS_PER_SHEET,
-                         width=len(assignments.header), tail=assignments.tail)
-        assignments.add_tail()
+                         width=len(assignments.header))
         count, recommended_sum = assignments.count, assignments.recommended_sum
         if session.optimized_cost is not None and abs(recommended_sum - session.optimized_cost) >= CENT / 2:
             log.warning("session %s: SIM rows sum to %s but the stored optimized cost is %s", session.guid,

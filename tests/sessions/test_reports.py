@@ -2,10 +2,8 @@
 the sums match the stored totals; user text never becomes a formula."""
 import zipfile
 from decimal import Decimal
-from unittest import mock
 from xml.etree import ElementTree
 
-import pytest
 from django.core import mail
 from openpyxl import load_workbook
 
@@ -226,51 +224,3 @@ def test_report_email_without_recipients_sends_nothing(completed_session, provid
     session = completed_session(provider=provider_a, groups=1, sims_per_group=1)
     assert report_email(session=session, name=report_write(session=session)) == 0
     assert mail.outbox == []
-
-
-def _big_sheets(workbook) -> list[tuple[str, list[tuple]]]:
-    return [(ws.title, list(ws.iter_rows(values_only=True))) for ws in workbook.worksheets
-            if ws.title.startswith("Assignments")]
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize(("portal", "per_sheet"), [("M2M", 5), ("M2M", 4), ("M2M", 1000), ("Mobility", 4),
-                                                  ("Mobility", 1000)])
-def test_a_report_whose_last_rows_a_child_process_writes_is_the_same(completed_session, provider_a, monkeypatch,
-                                                                     settings, caplog, portal, per_sheet):
-    """From FINALIZE_FORK_MIN_SIMS rows (PostgreSQL, data committed) a forked child writes the rows after the first
-    FIRST_ROWS_SHARE; the file holds the same rows, sheets and figures as when the worker writes them all."""
-    provider_a.portal_type = portal
-    provider_a.save()
-    monkeypatch.setattr(reports, "ROWS_PER_SHEET", per_sheet)
-    session = completed_session(provider=provider_a, groups=3, sims_per_group=6, seed=9)
-    settings.FINALIZE_FORK_MIN_SIMS = 10**9
-    one = _big_sheets(load_workbook(report_open(report_write(session=session))))
-    settings.FINALIZE_FORK_MIN_SIMS = 2
-    with mock.patch.object(reports.xlsx, "Child", wraps=reports.xlsx.Child) as child:
-        two = _big_sheets(load_workbook(report_open(report_write(session=session))))
-    assert child.call_count == 1 and "child process" not in caplog.text, "written by two processes"
-    assert two == one
-    assert sum(len(rows) - 1 for _, rows in one) == 18 + (3 if portal == "Mobility" else 0)
-
-
-@pytest.mark.postgres
-@pytest.mark.django_db(transaction=True)
-def test_a_report_child_that_fails_leaves_its_rows_to_the_worker(completed_session, provider_a, monkeypatch, settings,
-                                                                 caplog):
-    session = completed_session(provider=provider_a, groups=2, sims_per_group=5, seed=2)
-    settings.FINALIZE_FORK_MIN_SIMS = 10**9
-    one = _big_sheets(load_workbook(report_open(report_write(session=session))))
-    settings.FINALIZE_FORK_MIN_SIMS = 2
-    real = reports.xlsx.Child
-
-    def failing(fn, **options):
-        def fails(send):
-            raise RuntimeError("child trouble")
-
-        return real(fails, **options)
-
-    monkeypatch.setattr(reports.xlsx, "Child", failing)
-    assert _big_sheets(load_workbook(report_open(report_write(session=session)))) == one
-    assert "failed in a child process; writing them here" in caplog.text
