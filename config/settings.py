@@ -272,6 +272,9 @@ USAGE_MAX_AGE_HOURS = envfloat("USAGE_MAX_AGE_HOURS", 24.0, minimum=0)
 MIN_USAGE_COVERAGE = envfloat("MIN_USAGE_COVERAGE", 0.99, minimum=0)
 # Change budgets of the savings-versus-changes frontier each session computes (0 .. the unconstrained answer's changes).
 FRONTIER_POINTS = envint("FRONTIER_POINTS", 20, minimum=2)
+# From this many SIMs, a session's finalize uses a second (forked) process: the frontier is computed while the rows
+# are built and written, and the report's SIM rows are written by two processes. Below it (or without fork), one.
+FINALIZE_FORK_MIN_SIMS = envint("FINALIZE_FORK_MIN_SIMS", 50_000, minimum=0)
 if MIN_USAGE_COVERAGE > 1:
     raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
 # A SIM whose usage call failed is asked again this many more times within the same usage sync.

@@ -13,8 +13,9 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from carrieropt.bulk import rows_insert
+from carrieropt.bulk import copy_text, rows_insert, text_rows_insert
 from carrieropt.errors import ApplicationError
+from carrieropt.forked import Child, ChildFailed, fork_available
 from carrieropt.money import money_shares, to_money
 from carrieropt.options import Pooling
 from optimizer import engine
@@ -383,11 +384,13 @@ class _Pending:
 
 
 def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float,
-              max_changes: int | None) -> tuple[dict, list[np.ndarray]]:
+              max_changes: int | None, on_ranks: Callable[[list[np.ndarray]], None] | None = None,
+              ) -> tuple[dict, list[np.ndarray]]:
     """The run's savings-versus-changes frontier over all its groups (engine.frontier on one problem made of
     the groups' problems), as stored in run.frontier, and each group's change rank per SIM (-1: no move).
 
-    Money includes what the SIMs without usage cost (fixed_total), as the group figures do."""
+    Money includes what the SIMs without usage cost (fixed_total), as the group figures do. on_ranks, when
+    given, gets the ranks as soon as they are known (before the frontier's points and bounds)."""
     parts_with_sims = [p for p in parts if p.data.problem.n_sims]
     if not parts_with_sims:
         return {}, [np.full(p.data.problem.n_sims, -1, dtype=np.int64) for p in parts]
@@ -431,7 +434,8 @@ def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float
         lower_bound=None if any(b is None for b in bounds) else float(sum(bounds)), group_cost=pr.per_group,
         group_bound=None, method=run.method, seconds=0.0, changes=int((assignment != problem.current_plan).sum()))
     fr = engine.frontier(problem, points=int(settings.FRONTIER_POINTS), reference=reference,
-                         extra_budgets=() if max_changes is None else (int(max_changes),))
+                         extra_budgets=() if max_changes is None else (int(max_changes),),
+                         on_rank=None if on_ranks is None else lambda rank: on_ranks(_split_ranks(parts, rank)))
     stored = {
         "points": [{"max_changes": pt.max_changes, "changes": pt.changes,
                     "total_cost": str(to_money(pt.total_cost + fixed_total)),
@@ -440,12 +444,17 @@ def _frontier(run: OptimizationRun, parts: list[_Pending], *, fixed_total: float
         "unconstrained_changes": reference.changes,
         "seconds": round(perf_counter() - started, 3),
     }
+    return stored, _split_ranks(parts, fr.rank)
+
+
+def _split_ranks(parts: list[_Pending], rank: np.ndarray) -> list[np.ndarray]:
+    """The frontier's rank per SIM of all groups, cut into each group's."""
     ranks, at = [], 0
     for p in parts:
         n = p.data.problem.n_sims
-        ranks.append(fr.rank[at : at + n] if n else np.full(0, -1, dtype=np.int64))
+        ranks.append(rank[at : at + n] if n else np.full(0, -1, dtype=np.int64))
         at += n
-    return stored, ranks
+    return ranks
 
 
 def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None,
@@ -567,22 +576,36 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
     for scope in {tuple(g.pk for g in scope): scope for scope in shared.values()}.values():
         _scope_finalize(run, scope, sums=sums, pending=pending, heartbeat=heartbeat)
     timings["groups"] = perf_counter() - started
-    started = perf_counter()
     # The frontier spans every group (the budget is the run's), so its order of moves is known only now:
-    # each SIM's rank goes into its row.
-    try:
-        frontier, ranks = _frontier(run, pending, fixed_total=sums["fixed"], max_changes=max_changes)
-    except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
-        log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it", run.pk)
-        frontier, ranks = {}, [None] * len(pending)
-    timings["frontier"] = perf_counter() - started
-    started = perf_counter()
-    for part, rank in zip(pending, ranks, strict=True):
-        if heartbeat is not None:
-            heartbeat()
-        _assignments_insert(run=run, group=part.group, data=part.data, assignment=part.assignment, change_rank=rank,
-                            **part.insert)
-    timings["rows"] = perf_counter() - started
+    # each SIM's rank goes into its row. At scale it is computed by a child process while this one builds
+    # the rows and then, once the order is known, writes them as the child computes the points and bounds.
+    with _FrontierJob(run, pending, fixed_total=sums["fixed"], max_changes=max_changes) as job:
+        started = perf_counter()
+        rows = []
+        for part in pending:
+            if heartbeat is not None:
+                heartbeat()
+            rows.append(_AssignmentRows(run=run, group=part.group, data=part.data, assignment=part.assignment,
+                                        **part.insert))
+        timings["rows_built"] = perf_counter() - started
+        started = perf_counter()
+        ranks = job.ranks(heartbeat)
+        timings["frontier"] = perf_counter() - started
+        started = perf_counter()
+        for part_rows, rank in zip(rows, ranks, strict=True):
+            if heartbeat is not None:
+                heartbeat()
+            part_rows.write(change_rank=rank)
+        del rows
+        timings["rows"] = perf_counter() - started
+        started = perf_counter()
+        frontier = job.result(heartbeat)
+        timings["frontier"] += perf_counter() - started
+    if job.forked and frontier:
+        timings["frontier_child"] = frontier["seconds"]  # its own time, beside the rows
+    if not frontier and job.ranks_written(ranks):
+        # The order came before the frontier failed: its rows are stored as they would have been without it.
+        DeviceAssignment.objects.filter(run=run, change_rank__isnull=False).update(change_rank=None)
     return Totals(
         devices=sums["devices"],
         current_cost=sums["current"] if sums["current_known"] else None,
@@ -594,6 +617,90 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         no_usage_iccids=sorted(sums["no_usage_iccids"]),
         frontier=frontier,
     )
+
+
+class _FrontierJob:
+    """_frontier of a finalize, in a forked child when the run is big enough (FINALIZE_FORK_MIN_SIMS), else here
+    when its ranks are first asked for. The child reports the ranks as soon as it knows them, then the
+    frontier; a child that fails or dies is replaced by computing here, so the outcome is the same either way
+    (the frontier is deterministic): the frontier and ranks, or, when it fails, none of either (logged)."""
+
+    def __init__(self, run: OptimizationRun, parts: list[_Pending], *, fixed_total: float, max_changes: int | None):
+        self.run, self.parts, self.fixed_total, self.max_changes = run, parts, fixed_total, max_changes
+        self.child = None
+        self._ranks = self._frontier = None
+        sims = sum(p.data.problem.n_sims for p in parts)
+        self.forked = bool(sims) and sims >= settings.FINALIZE_FORK_MIN_SIMS and fork_available()
+        if self.forked:
+            self._started = perf_counter()
+            self.child = Child(self._in_child)
+
+    def _in_child(self, send) -> None:
+        sent = []
+
+        def early(ranks) -> None:
+            send(ranks)
+            sent.append(True)
+
+        stored, ranks = _frontier(self.run, self.parts, fixed_total=self.fixed_total, max_changes=self.max_changes,
+                                  on_ranks=early)
+        if not sent:
+            send(ranks)
+        send(stored)
+
+    def _here(self) -> None:
+        try:
+            self._frontier, self._ranks = _frontier(self.run, self.parts, fixed_total=self.fixed_total,
+                                                    max_changes=self.max_changes)
+        except Exception:  # noqa: BLE001 — the frontier is extra: its failure must not lose the run's answer
+            log.exception("run %s: the savings-versus-changes frontier failed; the answer is stored without it",
+                          self.run.pk)
+            self._frontier, self._ranks = {}, [None] * len(self.parts)
+
+    def _receive(self, heartbeat):
+        return self.child.receive(wait=heartbeat, every=float(settings.STAGE_HEARTBEAT_SECONDS))
+
+    def _child_failed(self, exc: ChildFailed) -> None:
+        log.warning("run %s: the frontier's child process failed; computing it here: %s", self.run.pk, exc)
+        self.child.close()
+        self.child = None
+        early = self._ranks
+        self._here()
+        if early is not None and self._frontier and not all(
+                np.array_equal(a, b) for a, b in zip(early, self._ranks, strict=True)):
+            raise RuntimeError(f"run {self.run.pk}: the frontier's ranks differ between the child and here")
+
+    def ranks(self, heartbeat=None) -> list:
+        """Each part's change rank per SIM (None: no frontier)."""
+        if self._ranks is None:
+            if self.child is None:
+                self._here()
+            else:
+                try:
+                    self._ranks = self._receive(heartbeat)
+                except ChildFailed as exc:
+                    self._child_failed(exc)
+        return self._ranks
+
+    def result(self, heartbeat=None) -> dict:
+        """What run.frontier stores ({}: the frontier failed)."""
+        self.ranks(heartbeat)
+        if self._frontier is None:
+            try:
+                self._frontier = self._receive(heartbeat)
+            except ChildFailed as exc:
+                self._child_failed(exc)
+        return self._frontier
+
+    def ranks_written(self, ranks) -> bool:
+        return any(r is not None for r in ranks)
+
+    def __enter__(self) -> _FrontierJob:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.child is not None:
+            self.child.close()
 
 
 def _scope_finalize(run: OptimizationRun, groups: list[CommGroup], *, sums: dict, pending: list,
@@ -771,47 +878,87 @@ def _sums_add(sums: dict, group: CommGroup, *, sims: int, bound: bool = True) ->
 
 def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
                         recommended_total: float, current_total: float | None, change_rank=None) -> None:
+    _AssignmentRows(run=run, group=group, data=data, assignment=assignment, recommended_costs=recommended_costs,
+                    current_costs=current_costs, recommended_total=recommended_total,
+                    current_total=current_total).write(change_rank=change_rank)
+
+
+ASSIGNMENT_COLUMNS = ["run_id", "comm_group_id", "device_id", "customer_id", "iccid", "usage_mb", "current_plan_id",
+                      "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason", "change_rank"]
+
+
+class _AssignmentRows:
     """One row per SIM, built from columns: at a million SIMs model instances would dominate finalize.
 
     Each SIM's cost is rounded so that the group's rows add up to exactly the group's stored cost.
     SIMs without usage (data.missing_*) follow the covered ones: usage unknown (NULL), kept on their
-    plan at its fixed charge, never a change; one without a current plan has no row (nothing to keep)."""
-    fixed = data.missing_fixed_charges()
-    keep = ~np.isnan(fixed)
-    missing_ids = data.missing_ids[keep]
-    missing_iccids = [c for c, ok in zip(data.missing_iccids, keep, strict=True) if ok]
-    missing_plan = data.missing_current[keep]
-    recommended_money = money_shares(np.concatenate([recommended_costs, fixed[keep]]), recommended_total)
-    current_money = (None if current_costs is None
-                     else money_shares(np.concatenate([current_costs, fixed[keep]]), current_total))
-    plan_pk = data.plan_ids
-    current = np.concatenate([data.problem.current_plan, missing_plan]).astype(np.int64)
-    current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1)
-    usage = data.problem.usage_mb
-    recommended_pk = plan_pk[np.concatenate([np.asarray(assignment, dtype=np.int64), missing_plan])]
-    device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
-    iccids = data.iccids + missing_iccids
-    customer = [None if c < 0 else c for c in np.concatenate([data.customer_ids, data.missing_customer_ids[keep]]).tolist()]
-    n_covered = len(data.device_ids)
-    kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
-    rank = [None] * n_covered if change_rank is None else [None if r < 0 else int(r) for r in change_rank]
+    plan at its fixed charge, never a change; one without a current plan has no row (nothing to keep).
 
-    def rows():
-        for i, device_id in enumerate(device_ids):
-            cur = int(current_pk[i])
-            covered = i < n_covered
-            yield (run.pk, group.pk, device_id, customer[i], iccids[i],
-                   f"{usage[i]:.3f}" if covered else None,
-                   cur if cur >= 0 else None, int(recommended_pk[i]),
-                   None if current_money is None else current_money[i], recommended_money[i],
-                   covered and cur != int(recommended_pk[i]), kept[i] if covered else KeptReason.NO_USAGE,
-                   rank[i] if covered else None)
+    Built whole before they are written, without the change rank (the frontier's, known later): on PostgreSQL
+    as the text COPY reads, each line but its last column."""
 
-    rows_insert(table=DeviceAssignment._meta.db_table,
-                columns=["run_id", "comm_group_id", "device_id", "customer_id", "iccid", "usage_mb", "current_plan_id",
-                         "recommended_plan_id", "current_cost", "recommended_cost", "changed", "kept_reason",
-                         "change_rank"],
-                rows=rows())
+    def __init__(self, *, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
+                 recommended_total: float, current_total: float | None):
+        fixed = data.missing_fixed_charges()
+        keep = ~np.isnan(fixed)
+        missing_ids = data.missing_ids[keep]
+        missing_iccids = [c for c, ok in zip(data.missing_iccids, keep, strict=True) if ok]
+        missing_plan = data.missing_current[keep]
+        recommended_money = money_shares(np.concatenate([recommended_costs, fixed[keep]]), recommended_total)
+        current_money = (None if current_costs is None
+                         else money_shares(np.concatenate([current_costs, fixed[keep]]), current_total))
+        plan_pk = data.plan_ids
+        current = np.concatenate([data.problem.current_plan, missing_plan]).astype(np.int64)
+        current_pk = np.where(current >= 0, plan_pk[np.maximum(current, 0)], -1).tolist()
+        usage = data.problem.usage_mb.tolist()
+        recommended_pk = plan_pk[np.concatenate([np.asarray(assignment, dtype=np.int64), missing_plan])].tolist()
+        device_ids = np.concatenate([data.device_ids, missing_ids]).tolist()
+        iccids = data.iccids + missing_iccids
+        customer = [None if c < 0 else c for c in np.concatenate([data.customer_ids, data.missing_customer_ids[keep]]).tolist()]
+        self.n_covered = n_covered = len(data.device_ids)
+        kept = data.kept_reason.tolist() if len(data.kept_reason) == n_covered else [""] * n_covered
+        if current_money is None:
+            current_money = [None] * len(device_ids)
+        self.text = connection.vendor == "postgresql"
+        rows = []
+        append = rows.append
+        if self.text:
+            head = f"{run.pk}\t{group.pk}\t"
+            null = copy_text(None)
+            texts = {}  # kept reasons, a few
+            for i, device_id in enumerate(device_ids):
+                cur, rec, cus, cm = current_pk[i], recommended_pk[i], customer[i], current_money[i]
+                covered = i < n_covered
+                reason = kept[i] if covered else KeptReason.NO_USAGE
+                reason = texts.get(reason) or texts.setdefault(reason, copy_text(reason))
+                iccid = iccids[i]
+                if not iccid.isalnum():
+                    iccid = copy_text(iccid)
+                append(f"{head}{device_id}\t{null if cus is None else cus}\t{iccid}\t"
+                       f"{f'{usage[i]:.3f}' if covered else null}\t{cur if cur >= 0 else null}\t{rec}\t"
+                       f"{null if cm is None else cm}\t{copy_text(recommended_money[i])}\t"
+                       f"{'t' if covered and cur != rec else 'f'}\t{reason}\t")
+        else:
+            for i, device_id in enumerate(device_ids):
+                cur, rec = current_pk[i], recommended_pk[i]
+                covered = i < n_covered
+                append((run.pk, group.pk, device_id, customer[i], iccids[i],
+                        f"{usage[i]:.3f}" if covered else None,
+                        cur if cur >= 0 else None, rec, current_money[i], recommended_money[i],
+                        covered and cur != rec, kept[i] if covered else KeptReason.NO_USAGE))
+        self.rows = rows
+
+    def write(self, *, change_rank=None) -> int:
+        """Insert the rows, each covered SIM with its change rank (None, or -1: it does not move)."""
+        n_covered, rows = self.n_covered, self.rows
+        rank = [None] * n_covered if change_rank is None else [None if r < 0 else r for r in np.asarray(change_rank).tolist()]
+        table = DeviceAssignment._meta.db_table
+        if self.text:
+            null = copy_text(None)
+            lines = (f"{row}{null if i >= n_covered or rank[i] is None else rank[i]}\n" for i, row in enumerate(rows))
+            return text_rows_insert(table=table, columns=ASSIGNMENT_COLUMNS, lines=lines)
+        return rows_insert(table=table, columns=ASSIGNMENT_COLUMNS,
+                           rows=(row + (rank[i] if i < n_covered else None,) for i, row in enumerate(rows)))
 
 
 def billable_device_count(*, run: OptimizationRun) -> int:

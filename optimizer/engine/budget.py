@@ -28,6 +28,7 @@ in every answer: budgets below their number are refused.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from time import perf_counter
 
@@ -407,11 +408,12 @@ def budgets_for(low: int, high: int, points: int) -> np.ndarray:
 
 
 def frontier(problem: Problem, *, points: int = 20, budgets=None, reference: Solution | None = None,
-             extra_budgets=(), **solve_options) -> Frontier:
+             extra_budgets=(), on_rank: Callable[[np.ndarray], None] | None = None, **solve_options) -> Frontier:
     """Cost and proven bound at about `points` change budgets from 0 (or the SIMs that must move) to the
     unconstrained answer's changes, or at the `budgets` given; every point's answer a prefix of one order.
 
-    extra_budgets are added to the `points` budgets (each raised to the SIMs that must move)."""
+    extra_budgets are added to the `points` budgets (each raised to the SIMs that must move). on_rank, when
+    given, gets the order of moves (Frontier.rank) as soon as it is known, before the points and bounds."""
     started = perf_counter()
     if problem.n_sims == 0:
         ref = _reference(problem, reference, **solve_options)
@@ -435,6 +437,8 @@ def frontier(problem: Problem, *, points: int = 20, budgets=None, reference: Sol
             raise ProblemError(f"max_changes {int(ks[0])} is below the {F} SIMs that must change plan "
                                "(no current plan, or one their group no longer allows)")
     rank, cuts, costs = _path(problem, setup, target, np.minimum(ks, D))
+    if on_rank is not None:
+        on_rank(rank)
     order_target = np.where(rank >= 0, target, cur)
 
     # Per budget: the cheapest prefix of at most K moves (path costs), then its exact price.

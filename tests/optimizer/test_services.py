@@ -253,6 +253,57 @@ def test_finalize_queries_do_not_grow_with_the_sims(provider_a, provider_b, sett
     assert counts["service 10"] == counts["service 30"] <= FINALIZE_MAX_QUERIES, counts
 
 
+def _finalized(provider, settings, fork_min_sims):
+    settings.FINALIZE_FORK_MIN_SIMS = fork_min_sims
+    run = built(provider)
+    for queue_id in optimizer_services.work_items_create(run=run):
+        optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
+    with transaction.atomic():
+        totals = optimizer_services.results_finalize(run=run)
+    run.refresh_from_db()
+    rows = list(DeviceAssignment.objects.filter(run=run).order_by("pk").values_list(
+        "device_id", "iccid", "usage_mb", "current_plan_id", "recommended_plan_id", "current_cost", "recommended_cost",
+        "changed", "kept_reason", "change_rank", "customer_id", "comm_group__name"))
+    frontier = {k: v for k, v in run.frontier.items() if k != "seconds"}
+    return totals, frontier, rows
+
+
+def test_a_frontier_computed_by_a_forked_child_gives_the_same_rows_and_frontier(provider_a, settings):
+    fleet_seed(provider=provider_a, groups=3, sims_per_group=9, seed=3)
+    here = _finalized(provider_a, settings, fork_min_sims=10**9)
+    forked = _finalized(provider_a, settings, fork_min_sims=0)
+    assert forked == here
+    assert any(r[9] is not None for r in here[2]) and here[1]["points"], "ranked changes and frontier points"
+
+
+def test_a_child_that_fails_is_replaced_by_computing_the_frontier_here(provider_a, settings, monkeypatch):
+    fleet_seed(provider=provider_a, groups=2, sims_per_group=8, seed=4)
+    here = _finalized(provider_a, settings, fork_min_sims=10**9)
+
+    def fails(self, send):
+        raise RuntimeError("child trouble")
+
+    monkeypatch.setattr(optimizer_services._FrontierJob, "_in_child", fails)
+    assert _finalized(provider_a, settings, fork_min_sims=0) == here
+
+
+@pytest.mark.parametrize("fork_min_sims", [0, 10**9])
+def test_a_frontier_failing_after_its_ranks_leaves_no_rank_and_no_frontier(provider_a, settings, monkeypatch,
+                                                                           fork_min_sims):
+    fleet_seed(provider=provider_a, groups=2, sims_per_group=8, seed=4)
+    real = engine.frontier
+
+    def fails_late(problem, **kwargs):
+        real(problem, **{**kwargs, "on_rank": None})
+        if kwargs.get("on_rank") is not None:
+            kwargs["on_rank"](np.zeros(problem.n_sims, dtype=np.int64))
+        raise RuntimeError("bounds trouble")
+
+    monkeypatch.setattr(engine, "frontier", fails_late)
+    totals, frontier, rows = _finalized(provider_a, settings, fork_min_sims=fork_min_sims)
+    assert frontier == {} and totals.changed and all(r[9] is None for r in rows)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_assignments_vacuum_runs_outside_transactions_on_postgresql():
     """The workbench's deep pages read the index only once the run's rows are vacuumed: after a session completes,

@@ -1,0 +1,152 @@
+"""Work done by a forked child process beside the one that forked it: the machine's other core.
+
+A django-q worker runs one task at a time on one core; a finalize at a million SIMs has parts that need nothing
+of each other for seconds (the frontier's bounds while the rows are written). `Child` forks (the child sees
+the parent's memory as it was: no copying of the inputs), runs a function that reports through `send`, and
+the parent reads those reports in order. The child never returns into the parent's code: it ends with
+os._exit, so nothing the parent holds (database connections, files, locks) is closed or flushed by it.
+
+Database access in the child: with database="none" every query raises (the parent's connection is its
+transaction's: the child must never write on it); with database="fresh" the child opens its own connections
+(they see only what is committed) and closes them at its end. The inherited connection objects are kept
+referenced and never closed: closing one would end the parent's session on the server.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import queue
+import signal
+import struct
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from django.db import connections
+
+log = logging.getLogger(__name__)
+
+_HEADER = struct.Struct("<Q")
+_KEPT: list = []  # the parent's connection objects, in a child: never collected (collecting one closes it)
+
+
+class ChildFailed(Exception):
+    """The child raised (its traceback is the message) or ended without reporting."""
+
+
+def fork_available() -> bool:
+    return hasattr(os, "fork")
+
+
+def _refuse(*_args, **_kwargs):
+    raise RuntimeError("no database access in this child process (the parent's connection is its transaction's)")
+
+
+def _detach(database: str) -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    for conn in connections.all(initialized_only=True):
+        if database == "none":
+            stack.enter_context(conn.execute_wrapper(_refuse))
+        else:
+            _KEPT.append(conn.connection)
+            conn.connection = None  # the next query connects anew
+            conn.in_atomic_block, conn.savepoint_ids, conn.needs_rollback = False, [], False
+    return stack
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class Child:
+    """fn(send) in a forked child; the parent gets each send(obj) from receive(), in order.
+
+    The parent drains the pipe in a thread, so the child never waits for the parent to read."""
+
+    def __init__(self, fn: Callable[[Callable[[Any], None]], None], *, database: str = "none"):
+        if database not in ("none", "fresh"):
+            raise ValueError(database)
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child
+            code = 1
+            try:
+                os.close(read_fd)
+
+                def send(obj) -> None:
+                    data = pickle.dumps(("ok", obj), protocol=pickle.HIGHEST_PROTOCOL)
+                    _write_all(write_fd, _HEADER.pack(len(data)) + data)
+
+                with _detach(database):
+                    try:
+                        fn(send)
+                    finally:
+                        if database == "fresh":
+                            for conn in connections.all(initialized_only=True):
+                                with contextlib.suppress(Exception):
+                                    conn.close()
+                code = 0
+            except BaseException:  # noqa: BLE001 — reported to the parent, which decides
+                with contextlib.suppress(BaseException):
+                    data = pickle.dumps(("error", traceback.format_exc()))
+                    _write_all(write_fd, _HEADER.pack(len(data)) + data)
+            finally:
+                os._exit(code)
+        os.close(write_fd)
+        self.pid, self._fd, self._messages = pid, read_fd, queue.Queue()
+        self._reader = threading.Thread(target=self._read, name=f"child-{pid}", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        try:
+            with os.fdopen(self._fd, "rb") as pipe:
+                while True:
+                    header = pipe.read(_HEADER.size)
+                    if len(header) < _HEADER.size:
+                        break
+                    data = pipe.read(_HEADER.unpack(header)[0])
+                    self._messages.put(pickle.loads(data))  # noqa: S301 — our own child's
+        except Exception:  # noqa: BLE001
+            log.exception("reading child %s", self.pid)
+        finally:
+            self._messages.put(("eof", None))
+
+    def receive(self, *, wait: Callable[[], None] | None = None, every: float = 30.0):
+        """The child's next report; `wait` is called every `every` seconds meanwhile (a heartbeat)."""
+        while True:
+            try:
+                kind, obj = self._messages.get(timeout=every)
+                break
+            except queue.Empty:
+                if wait is not None:
+                    wait()
+        if kind == "ok":
+            return obj
+        self._messages.put((kind, obj))  # it stays failed
+        if kind == "error":
+            raise ChildFailed(obj)
+        raise ChildFailed(f"child process {self.pid} ended without reporting")
+
+    def close(self) -> None:
+        """End the child if it still runs, and reap it."""
+        if self.pid is None:
+            return
+        with contextlib.suppress(ChildProcessError):
+            done, _status = os.waitpid(self.pid, os.WNOHANG)
+            if not done:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+        self.pid = None
+        self._reader.join(timeout=5)
+
+    def __enter__(self) -> Child:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
