@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from xml.etree import ElementTree
 
 from openpyxl.cell import WriteOnlyCell
@@ -80,6 +80,10 @@ class _Cells:
         s = f' s="{style}"' if style else ""
         return f' t="inlineStr"{s}><is><t{space}>{value.translate(_ESCAPES)}</t></is></c>'
 
+    def body(self, value, *, bold: bool = False) -> str:
+        """A text cell as `row` writes it, without its opening `<c r="…"` (to be put after one): "" for no text."""
+        return self._text_cell(value, self.bold if bold else None)
+
     def text(self, ref: str, value, style: str | None) -> str:
         if type(value) is not str:  # 1 and Decimal("1.0") are equal keys but not the same text
             cell = self._text_cell(value, style)
@@ -124,15 +128,53 @@ def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[t
                 *, rows_per_sheet: int, width: int) -> int:
     """Put `rows` ((values, kinds) pairs) into `sheets` in turn, `rows_per_sheet` each, in place of their
     sample rows; returns how many rows were written. The file at `path` is replaced whole, or not at all."""
+    source_rows: Iterator = iter(rows)
+
+    def write(index: int, cells: _Cells, dst) -> int:
+        count, batch = 0, []
+        for values, kinds in source_rows:
+            batch.append(cells.row(count + 2, values, kinds))
+            count += 1
+            if len(batch) == 10_000:
+                dst.write("".join(batch).encode())
+                batch = []
+            if count >= rows_per_sheet:
+                break
+        dst.write("".join(batch).encode())
+        return count
+
+    written = _fill(path, sheets, width, write)
+    if next(source_rows, None) is not None:
+        raise ValueError(f"more rows than {len(sheets)} sheet(s) of {rows_per_sheet} hold")
+    return written
+
+
+def fill_sheets_rendered(path: str | os.PathLike, sheets: Sequence[str], render: Callable[[int, _Cells], Iterable[bytes]],
+                         *, width: int) -> int:
+    """As fill_sheets, with each sheet's rows already sheet XML: `render(index, cells)` gives the bytes of sheet
+    `index`'s rows (numbered from 2), made with `cells` (the sample row's styles: `cells.body`, `cells.money`).
+    Returns how many rows were written (one `</row>` a row)."""
+    def write(index: int, cells: _Cells, dst) -> int:
+        count = 0
+        for chunk in render(index, cells):
+            count += chunk.count(b"</row>")
+            dst.write(chunk)
+        return count
+
+    return _fill(path, sheets, width, write)
+
+
+def _fill(path, sheets: Sequence[str], width: int, write: Callable[[int, _Cells, object], int]) -> int:
+    """Rewrite the archive at `path`, each of `sheets` with `write(index, cells, member)`'s rows in place of its
+    sample row; the other members copied. Replaced whole, or not at all."""
     path = os.fspath(path)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".fill-", suffix=".xlsx")
     os.close(fd)
     written = 0
-    source_rows: Iterator = iter(rows)
     try:
         with zipfile.ZipFile(path) as source, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as out:
             parts = _sheet_parts(source)
-            fill = {parts[title]: title for title in sheets}
+            fill = {parts[title]: i for i, title in enumerate(sheets)}
             for info in source.infolist():
                 if info.filename not in fill:
                     with source.open(info) as src, out.open(info, "w") as dst:
@@ -141,26 +183,14 @@ def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[t
                 xml = source.read(info)
                 sample = _SAMPLE_ROW.search(xml)
                 if sample is None:
-                    raise ValueError(f"sheet {fill[info.filename]!r} has no sample row to fill")
+                    raise ValueError(f"sheet {sheets[fill[info.filename]]!r} has no sample row to fill")
                 cells = _Cells({k.decode(): v.decode() for k, v in _SAMPLE_STYLE.findall(sample.group(0))}, width)
                 # The (optional) dimension would need the row count before the rows: left out.
                 head = _DIMENSION.sub(b"", xml[: sample.start()])
-                count, batch = 0, []
                 with out.open(info.filename, "w", force_zip64=True) as dst:
                     dst.write(head)
-                    for values, kinds in source_rows:
-                        batch.append(cells.row(count + 2, values, kinds))
-                        count += 1
-                        if len(batch) == 10_000:
-                            dst.write("".join(batch).encode())
-                            batch = []
-                        if count >= rows_per_sheet:
-                            break
-                    dst.write("".join(batch).encode())
+                    written += write(fill[info.filename], cells, dst)
                     dst.write(xml[sample.end():])
-                written += count
-        if next(source_rows, None) is not None:
-            raise ValueError(f"more rows than {len(sheets)} sheet(s) of {rows_per_sheet} hold")
         os.chmod(tmp, os.stat(path).st_mode & 0o777)
         os.replace(tmp, path)
     except BaseException:

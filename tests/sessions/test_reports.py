@@ -4,8 +4,13 @@ import zipfile
 from decimal import Decimal
 from xml.etree import ElementTree
 
+import pytest
 from django.core import mail
 from openpyxl import load_workbook
+
+from devices.models import Customer, Device
+from optimizer.models import CommGroup, DeviceAssignment, KeptReason
+from rateplans.models import RatePlan
 
 from optimizer.selectors import plan_costs
 from sessions import reports
@@ -224,3 +229,48 @@ def test_report_email_without_recipients_sends_nothing(completed_session, provid
     session = completed_session(provider=provider_a, groups=1, sims_per_group=1)
     assert report_email(session=session, name=report_write(session=session)) == 0
     assert mail.outbox == []
+
+
+HOSTILE_NOTES = {
+    0: "tab\there, newline\nthere, a backslash \\ and a literal \\n",
+    1: "  leading and trailing spaces  ",
+    2: "=1+1",
+    3: "<b>&amp; \"quoted\" 'single'</b>",
+    4: "bell\x07 vertical\x0b tab, form\x0c feed",
+    5: "\u00a0no-break space, emoji 📡, and \u3000 ideographic space\u2028",
+}
+
+
+def _sheet_xml(name: str) -> bytes:
+    with zipfile.ZipFile(report_open(name)) as archive:
+        return archive.read("xl/worksheets/sheet3.xml")
+
+
+@pytest.mark.postgres
+def test_rows_written_by_postgresql_are_the_bytes_written_here(completed_session, provider_a):
+    """The M2M SIM rows PostgreSQL writes (a million in seconds) are, to the byte, the rows written here: text a
+    user or the carrier typed (notes, group, plan and customer names) included, however hostile."""
+    session = completed_session(provider=provider_a, groups=2, sims_per_group=6, notes=HOSTILE_NOTES)
+    rows = DeviceAssignment.objects.filter(run=session.run).order_by("iccid")
+    groups = list(session.run.comm_groups.order_by("pk"))
+    groups[0].name, groups[1].name = "@group & <co>", " spaced\tgroup\\"
+    CommGroup.objects.bulk_update(groups, ["name"])
+    plan = RatePlan.objects.get(pk=rows[0].recommended_plan_id)
+    plan.code = "-PLAN<1>"
+    plan.save(update_fields=["code"])
+    evil = Customer.objects.create(tenant=provider_a.tenant, name="+Customer \"&\" co\\")
+    rows.filter(pk__in=[r.pk for r in rows[:3]]).update(customer=evil)
+    rows.filter(pk=rows[3].pk).update(kept_reason=KeptReason.PINNED)
+    rows.filter(pk=rows[4].pk).update(kept_reason="mystery")  # no label: its code, as the rows written here
+    rows.filter(pk=rows[5].pk).update(current_plan=None, current_cost=None)
+    Device.objects.filter(pk=rows[6].device_id).update(iccid="8901-odd ICCID")
+    rows.filter(pk=rows[6].pk).update(iccid="8901-odd ICCID")
+
+    assert reports._DatabaseRows.prepare(session.run) is not None  # the database writes these rows
+    by_database = _sheet_xml(report_write(session=session))
+    here = _sheet_xml(report_write(session=session, rows_by_database=False))
+    assert by_database == here
+    for text in (b"tab\there, newline\nthere, a backslash \\ and a literal \\n", b"@group &amp; &lt;co&gt;",
+                 b"-PLAN&lt;1&gt;", b"8901-odd ICCID", b"mystery", "📡".encode()):
+        assert text in here, text
+    assert here.count(b"</row>") == 1 + rows.count()  # the header and every SIM
