@@ -142,6 +142,9 @@ EMAIL_HOST_PASSWORD = envstr("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = envbool("EMAIL_USE_TLS", False)
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "carrieropt <noreply@localhost>")
 OPS_EMAILS = [e.strip() for e in envstr("OPS_EMAILS", "").split(",") if e.strip()]
+# A report larger than this is not attached to its e-mail (mail servers refuse messages of 10-35 MB, and base64
+# makes an attachment a third larger): the e-mail links to the session instead.
+REPORT_EMAIL_ATTACH_MAX_MB = envfloat("REPORT_EMAIL_ATTACH_MAX_MB", 10.0, minimum=0.0)
 # An alert raised again with the same incident key within this many minutes is counted, not mailed again.
 ALERT_DEDUP_MINUTES = envint("ALERT_DEDUP_MINUTES", 60, minimum=0)
 

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 
+from django.conf import settings
 from django.core.exceptions import SuspiciousFileOperation
 from django.core.files import File
 from django.core.files.storage import storages
@@ -20,6 +21,7 @@ from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
 from django.db.models import Q, Sum
+from django.urls import reverse
 from django.utils import timezone
 from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
@@ -583,14 +585,23 @@ def report_email(*, session, name: str) -> int:
         f"Savings: {_money_text(savings)}" + (f" ({pct * 100:.2f} %)" if pct is not None else ""),
         f"Lower bound: {_money_text(session.lower_bound)}" + (f" (gap {gap * 100:.3f} %)" if gap is not None else ""),
         "",
-        f"The device assignments are attached ({pathlib.PurePosixPath(name).name}).",
     ]
+    storage, filename = reports_storage(), pathlib.PurePosixPath(name).name
+    size = storage.size(name)
+    attach = size <= settings.REPORT_EMAIL_ATTACH_MAX_MB * 1_000_000
+    if attach:
+        lines.append(f"The device assignments are attached ({filename}).")
+    else:
+        page = settings.SITE_URL.rstrip("/") + reverse("dashboard:session-detail", args=[session.guid])
+        lines.append(f"The device assignments ({filename}, {size / 1_000_000:,.1f} MB) are too large to attach "
+                     f"(over {settings.REPORT_EMAIL_ATTACH_MAX_MB:g} MB): download them from the session's page, {page}")
     if session.warnings:
         lines += ["", f"Warning: {session.warnings}"]
     message = EmailMessage(
         subject=f"Optimization Results for Billing Period Ending on {end:%B} {end.day}, {end.year}",
         body="\n".join(lines), to=recipients,
     )
-    with reports_storage().open(name, "rb") as report:
-        message.attach(pathlib.PurePosixPath(name).name, report.read(), XLSX_MIME)
+    if attach:
+        with storage.open(name, "rb") as report:
+            message.attach(filename, report.read(), XLSX_MIME)
     return message.send()

@@ -222,6 +222,25 @@ def test_report_email_goes_to_recipients_and_ops_with_the_attachment(completed_s
     assert name == report_name(session=session) and mimetype == XLSX_MIME and content == report_open(name).read()
 
 
+def test_a_report_too_large_to_attach_is_linked_instead(completed_session, provider_a, settings):
+    """A million-SIM workbook (~55 MB) would make a message mail servers refuse: the e-mail links to the session."""
+    settings.SITE_URL = "https://opt.example.com/"
+    provider_a.report_recipients = "fleet@alice.example"
+    provider_a.save()
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
+    name = report_write(session=session)
+    size = reports.reports_storage().size(name)
+    settings.REPORT_EMAIL_ATTACH_MAX_MB = (size - 1) / 1_000_000
+    assert report_email(session=session, name=name) == 1
+    (message,) = mail.outbox
+    assert message.attachments == []
+    assert f"https://opt.example.com/sessions/{session.guid}/" in message.body
+    assert f"{report_name(session=session)}, {size / 1e6:,.1f} MB) are too large to attach" in message.body
+    settings.REPORT_EMAIL_ATTACH_MAX_MB = size / 1_000_000  # exactly the limit: attached
+    assert report_email(session=session, name=name) == 1
+    assert len(mail.outbox[1].attachments) == 1 and "are attached" in mail.outbox[1].body
+
+
 def test_report_email_without_recipients_sends_nothing(completed_session, provider_a, settings):
     settings.OPS_EMAILS = []
     provider_a.report_recipients = ""
