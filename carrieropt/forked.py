@@ -63,7 +63,12 @@ class Child:
 
     def __init__(self, fn: Callable[[Callable[[Any], None]], None]):
         read_fd, write_fd = os.pipe()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:
+            os.close(read_fd)
+            os.close(write_fd)
+            raise
         if pid == 0:  # the child
             code = 1
             try:

@@ -141,12 +141,11 @@ def fill_sheets(path: str | os.PathLike, sheets: Sequence[str], rows: Iterable[t
             if count >= rows_per_sheet:
                 break
         dst.write("".join(batch).encode())
+        if index == len(sheets) - 1 and next(source_rows, None) is not None:  # before the file is replaced
+            raise ValueError(f"more rows than {len(sheets)} sheet(s) of {rows_per_sheet} hold")
         return count
 
-    written = _fill(path, sheets, width, write)
-    if next(source_rows, None) is not None:
-        raise ValueError(f"more rows than {len(sheets)} sheet(s) of {rows_per_sheet} hold")
-    return written
+    return _fill(path, sheets, width, write)
 
 
 def fill_sheets_rendered(path: str | os.PathLike, sheets: Sequence[str], render: Callable[[int, _Cells], Iterable[bytes]],

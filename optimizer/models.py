@@ -189,7 +189,10 @@ class DeviceAssignment(models.Model):
                             db_constraint=False, db_index=False)
     comm_group = models.ForeignKey(CommGroup, on_delete=models.CASCADE, related_name="assignments", db_constraint=False)
     # A SIM's rows are found (a SIM deleted) through the unique (device, run) index below: no index of its own.
-    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments", db_index=False)
+    # No database constraint either (as the run, group and plan keys): checking a million keys cost finalize 4-5 s.
+    # Django deletes a SIM's rows with it (on_delete); nothing deletes SIMs but an operator (a sync never does).
+    device = models.ForeignKey("devices.Device", on_delete=models.CASCADE, related_name="assignments", db_index=False,
+                               db_constraint=False)
     # The SIM's customer when finalize read it, stored on the row: filtering a million SIMs by customer through
     # devices_device joined every row of the run (the index below reads only the customer's).
     customer = models.ForeignKey("devices.Customer", null=True, blank=True, on_delete=models.SET_NULL,

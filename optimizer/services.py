@@ -1,7 +1,6 @@
 """Writes for the optimizer: the run, groups, catalogue validation, work items, results and the winners."""
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -334,12 +333,14 @@ def assignments_vacuum() -> bool:
     """VACUUM the per-SIM assignments after a run's rows committed (PostgreSQL, outside any transaction), so the
     workbench's deep pages are index-only scans: they skip the table only on pages the visibility map marks
     all-visible, and a million fresh rows are none (page 10,000 of the changes by saving: 506 ms before, 117 ms
-    after; the VACUUM 0.2-0.3 s). Skipped when a vacuum holds the table already (autovacuum is on it). Whether it
-    ran."""
+    after; the VACUUM 0.2-0.3 s), and ANALYZE them (finalize's own ANALYZE skips the table while another
+    session's VACUUM holds it). Skipped when a vacuum holds the table already (autovacuum is on it). Pages become
+    all-visible only once no older transaction is open: rows committed beside another run's finalize are
+    marked by that run's VACUUM, after its commit. Whether it was asked for."""
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         return False
     with connection.cursor() as cursor:
-        cursor.execute(f"VACUUM (SKIP_LOCKED) {DeviceAssignment._meta.db_table}")
+        cursor.execute(f"VACUUM (ANALYZE, SKIP_LOCKED) {DeviceAssignment._meta.db_table}")
     return True
 
 
@@ -362,8 +363,10 @@ def results_finalize(*, run: OptimizationRun, heartbeat: Callable[[], None] | No
     started = perf_counter()
     if connection.vendor == "postgresql":
         # Up to a million fresh rows: the planner needs their statistics before the first page is asked for.
+        # SKIP_LOCKED: never wait (in this transaction) for another session's VACUUM of the table
+        # (assignments_vacuum); that one's ANALYZE, after its commit, then covers these rows too.
         with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {DeviceAssignment._meta.db_table}")
+            cursor.execute(f"ANALYZE (SKIP_LOCKED) {DeviceAssignment._meta.db_table}")
     timings["analyze"] = perf_counter() - started
     log.info("run %s finalized (%d SIMs): %s", run.pk, totals.devices,
              ", ".join(f"{phase} {seconds:.1f}s" for phase, seconds in timings.items()))
@@ -591,10 +594,8 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
                                         **part.insert))
         timings["rows_built"] = perf_counter() - started
         started = perf_counter()
-        # The rows no order of moves ranks (SIMs that stay, or cannot move; those without usage) do not wait for
-        # it; their SIMs' keys are checked as they are written (at commit they would wait for the others).
-        with _checked_now(DeviceAssignment, "device"):
-            _rows_write(rows, unranked=True)
+        # The rows no order of moves ranks (SIMs that stay, or cannot move; those without usage) do not wait for it.
+        _rows_write(rows, unranked=True)
         timings["rows_unranked"] = perf_counter() - started
         started = perf_counter()
         ranks = job.ranks(heartbeat)
@@ -639,8 +640,11 @@ class _FrontierJob:
         sims = sum(p.data.problem.n_sims for p in parts)
         self.forked = bool(sims) and sims >= settings.FINALIZE_FORK_MIN_SIMS and fork_available()
         if self.forked:
-            self._started = perf_counter()
-            self.child = Child(self._in_child)
+            try:
+                self.child = Child(self._in_child)
+            except OSError as exc:  # no fork now (memory, a process limit): computed here when asked
+                log.warning("run %s: no child process for the frontier (%s); computing it here", run.pk, exc)
+                self.forked = False
 
     def _in_child(self, send) -> None:
         sent = []
@@ -905,25 +909,6 @@ def _rows_write(rows: list[_AssignmentRows], *, unranked: bool, ranks: list | No
                                 lines=(line for r, (picked, rank) in parts for line in r.lines(picked, rank)))
     return rows_insert(table=table, columns=ASSIGNMENT_COLUMNS,
                        rows=(row for r, (picked, rank) in parts for row in r.tuples(picked, rank)))
-
-
-@contextlib.contextmanager
-def _checked_now(model, field_name: str):
-    """PostgreSQL checks the (deferred) foreign key of model.field_name at the end of each statement in the block,
-    not at commit; elsewhere nothing changes."""
-    if connection.vendor != "postgresql":
-        yield
-        return
-    column = model._meta.get_field(field_name).column
-    with connection.cursor() as cursor:
-        names = [name for name, c in connection.introspection.get_constraints(cursor, model._meta.db_table).items()
-                 if c["foreign_key"] and c["columns"] == [column]]
-        quoted = ", ".join(connection.ops.quote_name(n) for n in names)
-        if names:
-            cursor.execute(f"SET CONSTRAINTS {quoted} IMMEDIATE")
-        yield  # on an error the transaction is over (and the setting with it)
-        if names:
-            cursor.execute(f"SET CONSTRAINTS {quoted} DEFERRED")
 
 
 class _AssignmentRows:

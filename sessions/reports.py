@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import logging
 import json
+import logging
 import pathlib
 import queue
 import tempfile
@@ -297,13 +297,15 @@ def _notes(kept: str, notes: str) -> str:
 
 
 # SIMs whose row text the database cannot write from the joined cells alone (a note, an ICCID that is not plain
-# letters and digits, a kept reason without a label): their ICCID and Notes cells are made here and joined by id.
+# letters and digits, a kept reason without a label, a customer not of the account's tenant): their ICCID, Notes and
+# Customer cells are made here and looked up by row id.
 # Beyond this many the rows are written here instead (the cells would be a long parameter list).
 SPECIAL_ROWS_MAX = 50_000
 _ROWS_SQL = """
-SELECT concat('<row r="', x.n, '"><c r="A', x.n, '"',
-              COALESCE(%(special_iccids)s::jsonb ->> x.id::text, ' t="inlineStr"><is><t>' || x.iccid || '</t></is></c>'),
+SELECT concat('<row r="', x.n, '">',
               -- || is NULL when a part is (no such cell), and concat skips a NULL
+              '<c r="A' || x.n || '"' || NULLIF(COALESCE(%(special_iccids)s::jsonb ->> x.id::text,
+                                                         ' t="inlineStr"><is><t>' || x.iccid || '</t></is></c>'), ''),
               '<c r="B' || x.n || '"' || NULLIF(%(groups)s::jsonb ->> x.comm_group_id::text, ''),
               '<c r="C' || x.n || '"' || NULLIF(COALESCE(%(plans)s::jsonb ->> x.current_plan_id::text, %(no_plan)s), ''),
               '<c r="D' || x.n || '"' || NULLIF(%(plans)s::jsonb ->> x.recommended_plan_id::text, ''),
@@ -314,7 +316,8 @@ SELECT concat('<row r="', x.n, '"><c r="A', x.n, '"',
               '<c r="I' || x.n || '"' || CASE WHEN x.changed THEN %(yes)s ELSE %(no)s END,
               '<c r="J' || x.n || '"' || NULLIF(COALESCE(%(special_notes)s::jsonb ->> x.id::text,
                                                          %(kept)s::jsonb ->> x.kept_reason), ''),
-              '<c r="K' || x.n || '"' || NULLIF(%(customers)s::jsonb ->> x.customer_id::text, ''),
+              '<c r="K' || x.n || '"' || NULLIF(COALESCE(%(special_customers)s::jsonb ->> x.id::text,
+                                                         %(customers)s::jsonb ->> x.customer_id::text), ''),
               '</row>')
 FROM (SELECT a.id, a.iccid, a.comm_group_id, a.current_plan_id, a.recommended_plan_id, a.usage_mb, a.current_cost,
              a.recommended_cost, a.saving, a.changed, a.kept_reason, a.customer_id,
@@ -341,10 +344,12 @@ class _DatabaseRows:
         """The writer for `run`, or None when its rows are to be written here (not PostgreSQL, too many notes)."""
         if connection.vendor != "postgresql":
             return None
+        # (A customer of another tenant than the account's cannot be on a row; were one there, it is named too.)
         special = list(DeviceAssignment.objects.filter(run=run).filter(
             ~Q(device__sim_notes="") | ~Q(iccid__regex=r"^[0-9A-Za-z]+$")
             | (~Q(kept_reason="") & ~Q(kept_reason__in=list(KEPT_NOTES)))
-        ).values_list("pk", "iccid", "kept_reason", "device__sim_notes")[:SPECIAL_ROWS_MAX + 1])
+            | (Q(customer__isnull=False) & ~Q(customer__tenant_id=run.provider.tenant_id))
+        ).values_list("pk", "iccid", "kept_reason", "device__sim_notes", "customer__name")[:SPECIAL_ROWS_MAX + 1])
         return None if len(special) > SPECIAL_ROWS_MAX else cls(run, special)
 
     def render(self, index: int, cells: xlsx._Cells) -> Iterator[bytes]:
@@ -362,8 +367,9 @@ class _DatabaseRows:
             # A SIM without a current plan (or with one not of the account's) says so, as the rows written here.
             "plans": cells_by_key(plans), "no_plan": cells.body(NO_PLAN), "customers": cells_by_key(customers),
             "kept": cells_by_key((k, _notes(k, "")) for k in KEPT_NOTES),
-            "special_iccids": cells_by_key((pk, iccid) for pk, iccid, _, _ in self.special),
-            "special_notes": cells_by_key((pk, _notes(kept, notes)) for pk, _, kept, notes in self.special),
+            "special_iccids": cells_by_key((pk, iccid) for pk, iccid, *_ in self.special),
+            "special_notes": cells_by_key((pk, _notes(kept, notes)) for pk, _, kept, notes, _ in self.special),
+            "special_customers": cells_by_key((pk, customer or "") for pk, *_, customer in self.special),
         }
         with transaction.atomic(), connection.chunked_cursor() as cursor:
             cursor.execute(_ROWS_SQL, params)
@@ -536,10 +542,17 @@ def report_write(*, session, rows_by_database: bool = True) -> str:
         workbook.save(tmp)
         database = _DatabaseRows.prepare(session.run) if rows_by_database and not assignments.by_group else None
         if database is not None:
-            count = xlsx.fill_sheets_rendered(tmp, assignments.titles, database.render, width=len(assignments.header))
-            recommended_sum = (DeviceAssignment.objects.filter(run=session.run)
-                               .aggregate(total=Sum("recommended_cost"))["total"] or Decimal(0))
-        else:
+            try:
+                count = xlsx.fill_sheets_rendered(tmp, assignments.titles, database.render,
+                                                  width=len(assignments.header))
+            except Exception:  # noqa: BLE001 - the file is as it was (filled whole or not at all): rows written here
+                log.exception("session %s: the database did not write the report's rows; writing them here",
+                              session.guid)
+                database = None
+            else:
+                recommended_sum = (DeviceAssignment.objects.filter(run=session.run)
+                                   .aggregate(total=Sum("recommended_cost"))["total"] or Decimal(0))
+        if database is None:
             xlsx.fill_sheets(tmp, assignments.titles, assignments.rows(), rows_per_sheet=ROWS_PER_SHEET,
                              width=len(assignments.header))
             count, recommended_sum = assignments.count, assignments.recommended_sum

@@ -1,5 +1,9 @@
 """The SIM list's ordering indexes also hold the changed flag (INCLUDE, PostgreSQL): a page of the changes is then
-an index-only scan however deep. SQLite has no INCLUDE; its indexes stay as they are."""
+an index-only scan however deep. SQLite has no INCLUDE; its indexes stay as they are.
+
+Built CONCURRENTLY beside the old index, then swapped in (outside a transaction: atomic = False), so a table of
+many runs stays readable and writable while they build. The model's Meta.indexes keeps the plain declaration
+(Django's `include` would warn on SQLite at every command)."""
 
 from django.db import migrations
 
@@ -10,23 +14,26 @@ INDEXES = {
 }
 
 
-def _recreate(schema_editor, include: str) -> None:
+def _rebuild(schema_editor, include: str) -> None:
     if schema_editor.connection.vendor != "postgresql":
         return
     for name, columns in INDEXES.items():
-        schema_editor.execute(f"DROP INDEX {name}")
-        schema_editor.execute(f"CREATE INDEX {name} ON {TABLE} ({columns}){include}")
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}_next")  # a build interrupted before
+        schema_editor.execute(f"CREATE INDEX CONCURRENTLY {name}_next ON {TABLE} ({columns}){include}")
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {name}")
+        schema_editor.execute(f"ALTER INDEX {name}_next RENAME TO {name}")
 
 
 def cover_changed(apps, schema_editor):
-    _recreate(schema_editor, " INCLUDE (changed)")
+    _rebuild(schema_editor, " INCLUDE (changed)")
 
 
 def uncover_changed(apps, schema_editor):
-    _recreate(schema_editor, "")
+    _rebuild(schema_editor, "")
 
 
 class Migration(migrations.Migration):
+    atomic = False  # CREATE/DROP INDEX CONCURRENTLY cannot run in a transaction
 
     dependencies = [
         ('optimizer', '0016_assignment_move_index'),

@@ -1,6 +1,8 @@
 """optimizer.services on a small seeded fleet: grouping by plan set with catalogue validation, work items made
 once, a work item run once and priced by the cost model, and finalize, which prices what is there now, once,
 always with a bound that covers it, in a number of queries that does not grow with the SIMs."""
+import errno
+import os
 from decimal import Decimal
 
 import numpy as np
@@ -287,6 +289,18 @@ def test_a_child_that_fails_is_replaced_by_computing_the_frontier_here(provider_
         raise RuntimeError("child trouble")
 
     monkeypatch.setattr(optimizer_services._FrontierJob, "_in_child", fails)
+    assert _finalized(provider_a, settings, fork_min_sims=0) == here
+
+
+def test_no_fork_now_computes_the_frontier_here(provider_a, settings, monkeypatch):
+    """fork() refused (no memory, a process limit): the frontier is computed here, nothing of the answer lost."""
+    fleet_seed(provider=provider_a, groups=2, sims_per_group=8, seed=4)
+    here = _finalized(provider_a, settings, fork_min_sims=10**9)
+
+    def no_fork():
+        raise OSError(errno.ENOMEM, "Cannot allocate memory")
+
+    monkeypatch.setattr(os, "fork", no_fork)
     assert _finalized(provider_a, settings, fork_min_sims=0) == here
 
 

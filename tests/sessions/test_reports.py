@@ -8,11 +8,11 @@ import pytest
 from django.core import mail
 from openpyxl import load_workbook
 
+from carrieropt.models import Tenant
 from devices.models import Customer, Device
 from optimizer.models import CommGroup, DeviceAssignment, KeptReason
-from rateplans.models import RatePlan
-
 from optimizer.selectors import plan_costs
+from rateplans.models import RatePlan
 from sessions import reports
 from sessions.reports import XLSX_MIME, report_email, report_name, report_open, report_write
 
@@ -293,3 +293,39 @@ def test_rows_written_by_postgresql_are_the_bytes_written_here(completed_session
                  b"-PLAN&lt;1&gt;", b"8901-odd ICCID", b"mystery", "📡".encode()):
         assert text in here, text
     assert here.count(b"</row>") == 1 + rows.count()  # the header and every SIM
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("iccid", ["\x01", " "])
+def test_rows_by_postgresql_for_an_iccid_that_cleans_to_no_text_or_a_space(completed_session, provider_a, iccid):
+    """Text that cleans to nothing has no cell on either path (and the sheet stays well-formed XML)."""
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
+    rows = DeviceAssignment.objects.filter(run=session.run).order_by("iccid")
+    Device.objects.filter(pk=rows[0].device_id).update(iccid=iccid)
+    rows.filter(pk=rows[0].pk).update(iccid=iccid)
+    assert reports._DatabaseRows.prepare(session.run) is not None
+    by_database = _sheet_xml(report_write(session=session))
+    here = _sheet_xml(report_write(session=session, rows_by_database=False))
+    ElementTree.fromstring(by_database)  # noqa: S314 - our own file
+    assert by_database == here
+
+
+@pytest.mark.postgres
+def test_rows_by_postgresql_name_a_customer_of_another_tenant(completed_session, provider_a):
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
+    other = Tenant.objects.create(name="Other tenant", slug="other-tenant")
+    stranger = Customer.objects.create(tenant=other, name="Stranger Co")
+    rows = DeviceAssignment.objects.filter(run=session.run).order_by("iccid")
+    rows.filter(pk=rows[0].pk).update(customer=stranger)
+    by_database = _sheet_xml(report_write(session=session))
+    assert by_database == _sheet_xml(report_write(session=session, rows_by_database=False))
+    assert b"Stranger Co" in by_database
+
+
+@pytest.mark.postgres
+def test_a_database_failure_writing_the_rows_leaves_them_to_this_process(completed_session, provider_a, monkeypatch):
+    """The rows the database did not write are written here: the report is still whole."""
+    session = completed_session(provider=provider_a, groups=1, sims_per_group=3)
+    expected = _sheet_xml(report_write(session=session, rows_by_database=False))
+    monkeypatch.setattr(reports, "_ROWS_SQL", "SELECT no_such_column FROM optimizer_deviceassignment")
+    assert _sheet_xml(report_write(session=session)) == expected
