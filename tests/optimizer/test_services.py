@@ -123,6 +123,14 @@ def built(provider, *, method="certified"):
     return run
 
 
+def worked(provider):
+    """A run grouped and every work item of it run, as a worker runs them: ready to finalize."""
+    run = built(provider)
+    for queue_id in optimizer_services.work_items_create(run=run):
+        optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
+    return run
+
+
 def test_groups_are_communication_plans_with_the_same_set_of_active_rate_plans(provider_a):
     fleet_seed(provider=provider_a, groups=2, sims_per_group=3)
     low = CommunicationPlan.objects.get(provider=provider_a, name="CP-Telemetry-Low")
@@ -213,9 +221,7 @@ def test_a_work_item_runs_once_and_stores_what_the_cost_model_says(provider_a, m
 
 def test_finalize_keeps_the_cheapest_candidate_per_group_and_its_totals_are_the_sums(provider_a):
     fleet_seed(provider=provider_a, groups=3, sims_per_group=5)
-    run = built(provider_a)
-    for queue_id in optimizer_services.work_items_create(run=run):
-        optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
+    run = worked(provider_a)
     with transaction.atomic():
         totals = optimizer_services.results_finalize(run=run)
     run.refresh_from_db()
@@ -260,9 +266,7 @@ def test_finalize_queries_do_not_grow_with_the_sims(provider_a, provider_b, sett
 
 def _finalized(provider, settings, fork_min_sims):
     settings.FINALIZE_FORK_MIN_SIMS = fork_min_sims
-    run = built(provider)
-    for queue_id in optimizer_services.work_items_create(run=run):
-        optimizer_services.work_item_run(queue_id=queue_id, worker="w1")
+    run = worked(provider)
     with transaction.atomic():
         totals = optimizer_services.results_finalize(run=run)
     run.refresh_from_db()
