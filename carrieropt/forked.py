@@ -13,6 +13,7 @@ session on the server.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import logging
 import os
 import pickle
@@ -20,6 +21,7 @@ import queue
 import signal
 import struct
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -50,6 +52,18 @@ def _no_queries() -> contextlib.ExitStack:
     return stack
 
 
+def _end_with_parent(parent: int) -> None:
+    """In the child: be killed when the parent dies (a worker killed mid-finalize leaves no child computing for
+    nobody). Linux's PR_SET_PDEATHSIG; elsewhere the child runs to its end."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -63,6 +77,7 @@ class Child:
 
     def __init__(self, fn: Callable[[Callable[[Any], None]], None]):
         read_fd, write_fd = os.pipe()
+        parent = os.getpid()
         try:
             pid = os.fork()
         except OSError:
@@ -73,6 +88,7 @@ class Child:
             code = 1
             try:
                 os.close(read_fd)
+                _end_with_parent(parent)
 
                 def send(obj) -> None:
                     data = pickle.dumps(("ok", obj), protocol=pickle.HIGHEST_PROTOCOL)
@@ -106,11 +122,15 @@ class Child:
         finally:
             self._messages.put(("eof", None))
 
-    def receive(self, *, wait: Callable[[], None] | None = None, every: float = 30.0):
-        """The child's next report; `wait` is called every `every` seconds meanwhile (a heartbeat)."""
+    def receive(self, *, wait: Callable[[], None] | None = None, every: float = 30.0, deadline: float | None = None):
+        """The child's next report; `wait` is called every `every` seconds meanwhile (a heartbeat). Past
+        `deadline` (time.monotonic()) without one, ChildFailed: a child that hangs does not hold the parent."""
         while True:
+            timeout = every if deadline is None else min(every, deadline - time.monotonic())
+            if timeout <= 0:
+                raise ChildFailed(f"child process {self.pid} did not report in time")
             try:
-                kind, obj = self._messages.get(timeout=every)
+                kind, obj = self._messages.get(timeout=timeout)
                 break
             except queue.Empty:
                 if wait is not None:

@@ -278,6 +278,9 @@ FRONTIER_POINTS = envint("FRONTIER_POINTS", 20, minimum=2)
 # From this many SIMs, a session's finalize computes the frontier in a second (forked) process while the worker builds
 # and writes the SIMs' rows. Below it (or without fork), the worker computes it itself.
 FINALIZE_FORK_MIN_SIMS = envint("FINALIZE_FORK_MIN_SIMS", 50_000, minimum=0)
+# A finalize's child process that has not reported within this many seconds is killed, and its work done by the
+# worker itself (at 1M SIMs the child needs 12-16 s).
+FINALIZE_CHILD_TIMEOUT_SECONDS = envfloat("FINALIZE_CHILD_TIMEOUT_SECONDS", 300.0, minimum=0.1)
 if MIN_USAGE_COVERAGE > 1:
     raise ImproperlyConfigured(f"MIN_USAGE_COVERAGE={MIN_USAGE_COVERAGE:g} is a share of SIMs: at most 1")
 # A SIM whose usage call failed is asked again this many more times within the same usage sync.

@@ -5,7 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from time import perf_counter
+from time import monotonic, perf_counter
 
 import numpy as np
 from django.conf import settings
@@ -635,13 +635,15 @@ class _FrontierJob:
 
     def __init__(self, run: OptimizationRun, parts: list[_Pending], *, fixed_total: float, max_changes: int | None):
         self.run, self.parts, self.fixed_total, self.max_changes = run, parts, fixed_total, max_changes
-        self.child = None
+        self.child, self._deadline = None, None
         self._ranks = self._frontier = None
         sims = sum(p.data.problem.n_sims for p in parts)
         self.forked = bool(sims) and sims >= settings.FINALIZE_FORK_MIN_SIMS and fork_available()
         if self.forked:
             try:
                 self.child = Child(self._in_child)
+                # A child that hangs is given up on (and killed) then: the frontier is computed here.
+                self._deadline = monotonic() + settings.FINALIZE_CHILD_TIMEOUT_SECONDS
             except OSError as exc:  # no fork now (memory, a process limit): computed here when asked
                 log.warning("run %s: no child process for the frontier (%s); computing it here", run.pk, exc)
                 self.forked = False
@@ -669,7 +671,8 @@ class _FrontierJob:
             self._frontier, self._ranks = {}, [None] * len(self.parts)
 
     def _receive(self, heartbeat):
-        return self.child.receive(wait=heartbeat, every=float(settings.STAGE_HEARTBEAT_SECONDS))
+        return self.child.receive(wait=heartbeat, every=float(settings.STAGE_HEARTBEAT_SECONDS),
+                                  deadline=self._deadline)
 
     def _child_failed(self, exc: ChildFailed) -> None:
         log.warning("run %s: the frontier's child process failed; computing it here: %s", self.run.pk, exc)

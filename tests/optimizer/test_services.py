@@ -3,6 +3,7 @@ once, a work item run once and priced by the cost model, and finalize, which pri
 always with a bound that covers it, in a number of queries that does not grow with the SIMs."""
 import errno
 import os
+import threading
 from decimal import Decimal
 
 import numpy as np
@@ -294,6 +295,31 @@ def test_a_child_that_fails_is_replaced_by_computing_the_frontier_here(provider_
 
     monkeypatch.setattr(optimizer_services._FrontierJob, "_in_child", fails)
     assert _finalized(provider_a, settings, fork_min_sims=0) == here
+
+
+def test_a_child_that_hangs_is_killed_and_the_frontier_computed_here(provider_a, settings, monkeypatch, caplog):
+    fleet_seed(provider=provider_a, groups=2, sims_per_group=8, seed=4)
+    here = _finalized(provider_a, settings, fork_min_sims=10**9)
+    children = []
+
+    def hangs(self, send):
+        import signal  # noqa: PLC0415 - in the child: a SIGALRM there ends it should the parent never kill it
+        signal.alarm(120)
+        threading.Event().wait()
+
+    real_child = optimizer_services.Child
+
+    def child(fn):
+        children.append(real_child(fn))
+        return children[-1]
+
+    monkeypatch.setattr(optimizer_services._FrontierJob, "_in_child", hangs)
+    monkeypatch.setattr(optimizer_services, "Child", child)
+    settings.FINALIZE_CHILD_TIMEOUT_SECONDS = 0.5
+    assert _finalized(provider_a, settings, fork_min_sims=0) == here
+    (hung,) = children
+    assert hung.pid is None, "killed and reaped"
+    assert "did not report in time" in caplog.text, "given up on at its deadline (not when it ended by itself)"
 
 
 def test_no_fork_now_computes_the_frontier_here(provider_a, settings, monkeypatch):
