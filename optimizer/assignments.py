@@ -29,9 +29,10 @@ class AssignmentPaginator(Paginator):
 
     The offset walks the index only: every ordering index of a run's rows holds the ICCID, and on PostgreSQL the
     (run, iccid) and saving indexes also the changed flag (INCLUDE), so a page of the whole list or of the changes
-    is an index-only scan once the run's rows are vacuumed (assignments_vacuum). Reading the offset's rows with their joins cost page 1,000 of a 185k-SIM
-    session 300 ms (50,000 rows through five joins); page 10,000 of a million SIMs' changes by saving read
-    500,000 rows of the table through the index, 506 ms, and 117 ms index-only."""
+    is an index-only scan once the run's rows are vacuumed (assignments_vacuum). Reading the offset's rows with
+    their joins cost page 1,000 of a 185k-SIM session 300 ms (50,000 rows through five joins); page 10,000 of a
+    million SIMs' changes by saving read 500,000 rows of the table through the index, 506 ms, and 117 ms
+    index-only."""
 
     def __init__(self, object_list: QuerySet[DeviceAssignment], per_page: int, *, rows: QuerySet[DeviceAssignment],
                  count: int | None = None, **kwargs):

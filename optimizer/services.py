@@ -611,7 +611,7 @@ def _results_finalize(run: OptimizationRun, heartbeat: Callable[[], None] | None
         timings["frontier"] += perf_counter() - started
     if job.forked and frontier:
         timings["frontier_child"] = frontier["seconds"]  # its own time, beside the rows
-    if not frontier and job.ranks_written(ranks):
+    if not frontier and any(r is not None for r in ranks):
         # The order came before the frontier failed: its rows are stored as they would have been without it.
         DeviceAssignment.objects.filter(run=run, change_rank__isnull=False).update(change_rank=None)
     return Totals(
@@ -705,9 +705,6 @@ class _FrontierJob:
             except ChildFailed as exc:
                 self._child_failed(exc)
         return self._frontier
-
-    def ranks_written(self, ranks) -> bool:
-        return any(r is not None for r in ranks)
 
     def __enter__(self) -> _FrontierJob:
         return self
@@ -861,9 +858,9 @@ def _missing_only(*, run: OptimizationRun, group: CommGroup, data: GroupData, su
     fixed = data.missing_fixed_charges()
     priced = ~np.isnan(fixed)
     total = float(fixed[priced].sum())
-    _assignments_insert(run=run, group=group, data=data, assignment=np.zeros(0, np.int32),
-                        recommended_costs=np.zeros(0), current_costs=np.zeros(0) if priced.all() else None,
-                        recommended_total=total, current_total=total if priced.all() else None)
+    _AssignmentRows(run=run, group=group, data=data, assignment=np.zeros(0, np.int32),
+                    recommended_costs=np.zeros(0), current_costs=np.zeros(0) if priced.all() else None,
+                    recommended_total=total, current_total=total if priced.all() else None).write()
     group.current_cost = to_money(total) if priced.all() else None
     group.baseline_cost = group.optimized_cost = to_money(total)
     group.lower_bound = to_money(total) if run.method == Method.CERTIFIED else None
@@ -888,13 +885,6 @@ def _sums_add(sums: dict, group: CommGroup, *, sims: int, bound: bool = True) ->
         sums["bound"] += group.lower_bound
     else:
         sums["bound_known"] = False
-
-
-def _assignments_insert(*, run: OptimizationRun, group, data: GroupData, assignment, recommended_costs, current_costs,
-                        recommended_total: float, current_total: float | None, change_rank=None) -> None:
-    _AssignmentRows(run=run, group=group, data=data, assignment=assignment, recommended_costs=recommended_costs,
-                    current_costs=current_costs, recommended_total=recommended_total,
-                    current_total=current_total).write(change_rank=change_rank)
 
 
 ASSIGNMENT_COLUMNS = ["run_id", "comm_group_id", "device_id", "customer_id", "iccid", "usage_mb", "current_plan_id",

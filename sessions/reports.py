@@ -20,7 +20,7 @@ from django.core.files.storage import storages
 from django.core.files.utils import validate_file_name
 from django.core.mail import EmailMessage
 from django.db import connection, transaction
-from django.db.models import Q, Sum
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 from openpyxl import Workbook
@@ -550,8 +550,8 @@ def report_write(*, session, rows_by_database: bool = True) -> str:
                               session.guid)
                 database = None
             else:
-                recommended_sum = (DeviceAssignment.objects.filter(run=session.run)
-                                   .aggregate(total=Sum("recommended_cost"))["total"] or Decimal(0))
+                # The rows are the stored ones: their sum is the run's kept plan moves' (no pass over them).
+                recommended_sum = sum((m.cost_after for m in run_plan_moves(run=session.run)), Decimal(0))
         if database is None:
             xlsx.fill_sheets(tmp, assignments.titles, assignments.rows(), rows_per_sheet=ROWS_PER_SHEET,
                              width=len(assignments.header))
